@@ -1,0 +1,3 @@
+"""Placeholder: being written (see the issue)."""
+
+__all__: list[str] = []

@@ -1,0 +1,1 @@
+"""Utilities: replay buffers, running statistics, logging, plotting, environment helpers."""
