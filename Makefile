@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 IMPL   ?= reference
 JOBS   ?= 2
 
-.PHONY: install test test-kit bench seed-cells clean
+.PHONY: install test bench seed-cells skeleton clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +17,19 @@ install: $(PY)
 
 # Graded tests against IMPL (default: reference), plus the kit's own tests.
 test:
+	$(PY) -m grader.generate --check
 	CI=1 $(PY) -m pytest -n $(JOBS) -q tests --impl $(IMPL)
+
+# Regenerate skeleton/ from reference/ (commit the result).
+skeleton:
+	$(PY) -m grader.generate
 
 bench:
 	$(PY) tests/bench/run.py --impl $(IMPL)
 
 # Run the seed notebook's calls (cells 1-13) against IMPL and print what they print.
 seed-cells:
-	CA15_IMPL=$(IMPL) $(PY) tests/bench/seed_cells.py
+	$(PY) -m grader.seed_cells --impl $(IMPL)
 
 clean:
 	rm -rf build dist .pytest_cache .hypothesis
