@@ -244,6 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dst", type=Path, default=REPO / "skeleton", help="skeleton root (default: skeleton/)")
     parser.add_argument("--check", action="store_true", help="only check that --dst is up to date")
     parser.add_argument("--list", action="store_true", help="list the solution regions")
+    parser.add_argument(
+        "--coverage", action="store_true", help="check that a graded test catches every region (mutation run)"
+    )
+    parser.add_argument("--jobs", type=int, default=2, help="parallel mutant runs for --coverage (default: 2)")
+    parser.add_argument("--only", default="", help="with --coverage: regions whose path:qualname contains this")
     args = parser.parse_args(argv)
     if not args.src.is_dir():
         parser.error(f"--src: expected the reference folder, got {str(args.src)!r}, which does not exist")
@@ -252,6 +257,12 @@ def main(argv: list[str] | None = None) -> int:
             for r in all_regions(args.src):
                 print(f"{r.path}:{r.begin}-{r.end}  {r.qualname}: {r.todo}")
             return 0
+        if args.coverage:
+            from grader.coverage import coverage, format_table
+
+            results = coverage(args.src, jobs=args.jobs, only=args.only)
+            print(format_table(results))
+            return 0 if all(c.caught for c in results) else 1
         if args.check:
             diff = differences(args.src, args.dst)
             for line in diff:

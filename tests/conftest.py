@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:  # the kit's own package, also when it is not pip-
     sys.path.append(str(REPO))
 
 from grader.impl import Implementation, load_implementation  # noqa: E402
-from grader.markers import MARKERS, marker_errors  # noqa: E402
+from grader.markers import MARKERS, marker_errors, points_of  # noqa: E402
 
 GRADED_DIRS = ("components", "hidden")
 
@@ -66,6 +66,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ca15")
     group.addoption("--impl", default="reference", help="implementation root under test (default: reference)")
     group.addoption("--device", default="cpu", help="torch device for the components (default: cpu)")
+    group.addoption(
+        "--graded-only",
+        action="store_true",
+        help="run only graded tests that carry points (tests/components and tests/hidden, points > 0)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,6 +102,11 @@ def _is_graded(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     problems = []
+    if config.getoption("--graded-only"):
+        keep = [i for i in items if _is_graded(i) and points_of(i) > 0]
+        kept = set(map(id, keep))
+        config.hook.pytest_deselected(items=[i for i in items if id(i) not in kept])
+        items[:] = keep
     for item in items:
         if _is_graded(item):
             problems += [f"{item.nodeid}: {e}" for e in marker_errors(item)]
