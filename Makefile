@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 IMPL   ?= reference
 JOBS   ?= 2
 
-.PHONY: install test bench seed-cells skeleton clean
+.PHONY: install test bench seed-cells skeleton release clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ test:
 # Regenerate skeleton/ from reference/ (commit the result).
 skeleton:
 	$(PY) -m grader.generate
+
+# The student release: dist/student/ (skeleton, notebook, public tests, student README and Makefile).
+release:
+	$(PY) -m grader.release --out dist/student
 
 bench:
 	$(PY) tests/bench/run.py --impl $(IMPL)

@@ -32,7 +32,7 @@ if str(REPO) not in sys.path:  # the kit's own package, also when it is not pip-
     sys.path.append(str(REPO))
 
 from grader.impl import Implementation, load_implementation  # noqa: E402
-from grader.markers import MARKERS, marker_errors, points_of  # noqa: E402
+from grader.markers import MARKERS, category_of, marker_errors, points_of  # noqa: E402
 
 GRADED_DIRS = ("components", "hidden")
 
@@ -109,11 +109,60 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
     for item in items:
         if _is_graded(item):
-            problems += [f"{item.nodeid}: {e}" for e in marker_errors(item)]
+            errors = marker_errors(item)
+            problems += [f"{item.nodeid}: {e}" for e in errors]
+            if not errors:  # travels with the test's reports, also from xdist workers
+                item.user_properties += [
+                    ("component", item.get_closest_marker("component").args[0]),
+                    ("category", category_of(item)),
+                    ("points", points_of(item)),
+                ]
         if item.get_closest_marker("gpu") is not None and not torch.cuda.is_available():
             item.add_marker(pytest.mark.skip(reason="gpu test: CUDA is not available"))
     if problems:
         raise pytest.UsageError("graded tests break the marker rules (CONVENTIONS §3):\n  " + "\n  ".join(problems))
+
+
+_OUTCOMES: dict[str, tuple[dict, str]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    props = dict(report.user_properties)
+    if "component" not in props:
+        return
+    previous = _OUTCOMES.get(report.nodeid, (props, "passed"))[1]
+    if report.failed:
+        outcome = "failed"
+    elif report.skipped:
+        outcome = "skipped" if previous != "failed" else previous
+    else:
+        outcome = previous
+    _OUTCOMES[report.nodeid] = (props, outcome)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Per-component summary of the graded tests: tests passed and points earned."""
+    if not _OUTCOMES:
+        return
+    table: dict[str, list[int]] = {}
+    for props, outcome in _OUTCOMES.values():
+        row = table.setdefault(props["component"], [0, 0, 0, 0])
+        row[1] += 1
+        row[3] += props["points"]
+        if outcome == "passed":
+            row[0] += 1
+            row[2] += props["points"]
+    tr = terminalreporter
+    tr.section("CA15 graded components")
+    width = max(len(name) for name in table)
+    tr.write_line(f"{'component':<{width}}  tests passed   points")
+    for name in sorted(table):
+        passed, total, got, most = table[name]
+        mark = "ok " if passed == total else "   "
+        tr.write_line(f"{name:<{width}}  {mark}{passed:>4}/{total:<4}  {got:>4}/{most}")
+    got = sum(r[2] for r in table.values())
+    most = sum(r[3] for r in table.values())
+    tr.write_line(f"{'total':<{width}}     {sum(r[0] for r in table.values()):>4}/{sum(r[1] for r in table.values()):<4}  {got:>4}/{most}")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -1,0 +1,143 @@
+"""Build the student release ``dist/student/`` from the kit (``make release``).
+
+Contents:
+    skeleton/            the student's working copy (generated from reference/, see grader.generate)
+    notebooks/           the assignment notebook(s)
+    tests/components/    the public graded tests, with every ``# BEGIN HIDDEN`` ... ``# END HIDDEN`` block dropped
+    tests/conftest.py    the harness
+    grader/              only what the harness imports (impl.py, markers.py)
+    constraints.txt, pyproject.toml, Makefile, README.md   install and test commands for students
+
+Never shipped: reference/, tests/hidden/, tests/kit/, the generator and the grader proper. The build is
+refused if any solution line of reference/ would appear in it (:func:`leaked_solution_lines`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from grader.generate import REPO, MarkerError, all_regions, build
+
+BEGIN_HIDDEN = "# BEGIN HIDDEN"
+END_HIDDEN = "# END HIDDEN"
+HARNESS_MODULES = ("__init__.py", "impl.py", "markers.py")
+STUDENT_FILES = REPO / "grader" / "student"
+
+
+def strip_hidden(source: str, path: str = "<string>") -> str:
+    """``source`` without its ``# BEGIN HIDDEN`` ... ``# END HIDDEN`` blocks (markers included).
+
+    Raises:
+        MarkerError: unbalanced or nested hidden markers, naming file and line.
+    """
+    out: list[str] = []
+    open_at: int | None = None
+    for number, line in enumerate(source.splitlines(keepends=True), start=1):
+        text = line.strip()
+        if text == BEGIN_HIDDEN:
+            if open_at is not None:
+                raise MarkerError(path, number, f"nested {BEGIN_HIDDEN!r} (the block at line {open_at} is open)")
+            open_at = number
+        elif text == END_HIDDEN:
+            if open_at is None:
+                raise MarkerError(path, number, f"{END_HIDDEN!r} without a matching {BEGIN_HIDDEN!r}")
+            open_at = None
+        elif open_at is None:
+            out.append(line)
+    if open_at is not None:
+        raise MarkerError(path, open_at, f"{BEGIN_HIDDEN!r} is never closed by {END_HIDDEN!r}")
+    return "".join(out)
+
+
+def solution_lines(src: Path, min_tokens: int = 4) -> set[str]:
+    """Stripped solution lines of ``src`` with at least ``min_tokens`` whitespace-separated tokens that do
+    not also occur outside solution regions (those are given code, shipped anyway)."""
+    lines: set[str] = set()
+    given: set[str] = set()
+    by_file: dict[str, list[tuple[int, int]]] = {}
+    for region in all_regions(src):
+        by_file.setdefault(region.path, []).append((region.begin, region.end))
+    for path in sorted(src.rglob("*.py")):
+        rel = str(path.relative_to(src))
+        spans = by_file.get(rel, [])
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            if any(b < number < e for b, e in spans):
+                if len(text.split()) >= min_tokens:
+                    lines.add(text)
+            else:
+                given.add(text)
+    return lines - given
+
+
+def leaked_solution_lines(release: Path, src: Path) -> list[str]:
+    """``file: line`` for every solution line of ``src`` found in a text file of ``release``."""
+    secret = solution_lines(src)
+    leaks = []
+    for path in sorted(p for p in release.rglob("*") if p.is_file()):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        found = {line.strip() for line in text.splitlines()} & secret
+        leaks += [f"{path.relative_to(release)}: {line}" for line in sorted(found)]
+    return leaks
+
+
+def build_release(dst: Path, repo: Path = REPO) -> Path:
+    """Write the student release into ``dst`` (replaced). Returns ``dst``.
+
+    Raises:
+        MarkerError: a solution or hidden marker problem.
+        RuntimeError: a solution line would leak into the release.
+    """
+    with tempfile.TemporaryDirectory(prefix="ca15-release-") as tmp:
+        out = Path(tmp) / "student"
+        build(repo / "reference", out / "skeleton")
+        shutil.copytree(
+            repo / "notebooks", out / "notebooks", ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
+        )
+        tests = out / "tests"
+        (tests / "components").mkdir(parents=True)
+        for path in sorted((repo / "tests" / "components").rglob("*.py")):
+            rel = path.relative_to(repo / "tests" / "components")
+            (tests / "components" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tests / "components" / rel).write_text(strip_hidden(path.read_text(encoding="utf-8"), str(rel)))
+        shutil.copy2(repo / "tests" / "conftest.py", tests / "conftest.py")
+        (out / "grader").mkdir()
+        for name in HARNESS_MODULES:
+            shutil.copy2(repo / "grader" / name, out / "grader" / name)
+        shutil.copy2(repo / "constraints.txt", out / "constraints.txt")
+        for name in ("Makefile", "README.md", "pyproject.toml"):
+            shutil.copy2(STUDENT_FILES / name, out / name)
+        leaks = leaked_solution_lines(out, repo / "reference")
+        if leaks:
+            raise RuntimeError("solution lines would leak into the release:\n  " + "\n  ".join(leaks[:20]))
+        if dst.exists():
+            shutil.rmtree(dst)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(out, dst)
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the student release (dist/student/).")
+    parser.add_argument("--out", type=Path, default=REPO / "dist" / "student", help="default: dist/student")
+    args = parser.parse_args(argv)
+    try:
+        build_release(args.out)
+    except (MarkerError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
