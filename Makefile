@@ -18,7 +18,7 @@ install: $(PY)
 # Graded tests against IMPL (default: reference), plus the kit's own tests.
 test:
 	$(PY) -m grader.generate --check
-	CI=1 $(PY) -m pytest -n $(JOBS) -q tests --impl $(IMPL)
+	CI=1 $(PY) -m pytest -n $(JOBS) -q tests --impl=$(IMPL)
 
 # Regenerate skeleton/ from reference/ (commit the result).
 skeleton:
@@ -29,11 +29,11 @@ release:
 	$(PY) -m grader.release --out dist/student
 
 bench:
-	$(PY) tests/bench/run.py --impl $(IMPL)
+	$(PY) tests/bench/run.py --impl=$(IMPL)
 
 # Run the seed notebook's calls (cells 1-13) against IMPL and print what they print.
 seed-cells:
-	$(PY) -m grader.seed_cells --impl $(IMPL)
+	$(PY) -m grader.seed_cells --impl=$(IMPL)
 
 clean:
 	rm -rf build dist .pytest_cache .hypothesis

@@ -56,7 +56,7 @@ def _first_failure(root: Path, files: list[Path], marker: str, timeout: float) -
         return None
     cmd = [
         sys.executable, "-m", "pytest", "-x", "-q", "--no-header", "-rf", "--graded-only",
-        "-p", "no:randomly", "--impl", str(root), "-m", marker, *map(str, files),
+        "-p", "no:randomly", f"--impl={root}", "-m", marker, *map(str, files),
     ]  # fmt: skip
     env = {**os.environ, "CI": "1"}
     try:

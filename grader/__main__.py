@@ -1,0 +1,60 @@
+"""``ca15-grade`` / ``python -m grader``: grade submissions, or build the Gradescope autograder.
+
+    ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--no-hidden] [--wall S] [--memory MIB]
+    ca15-grade gradescope build [--out autograder.zip]
+    ca15-grade gradescope run [--root /autograder]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from grader.grade import GradeConfig, grade_batch
+from grader.sandbox import Limits
+
+
+def _grade(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ca15-grade", description="Grade CA15 submissions (folders or zips).")
+    parser.add_argument("submissions", nargs="+", type=Path, help="submission folders or .zip files")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (results per submission, gradebook)")
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded in parallel (default: 1)")
+    parser.add_argument("--no-notebook", action="store_true", help="do not execute the notebooks")
+    parser.add_argument("--no-hidden", action="store_true", help="public tests only")
+    parser.add_argument("--wall", type=float, default=None, help="wall-clock seconds for one test run")
+    parser.add_argument("--memory", type=int, default=None, help="memory limit (MiB) of one test run")
+    parser.add_argument("--kit", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    missing = [str(s) for s in args.submissions if not s.exists()]
+    if missing:
+        parser.error(f"submissions: these do not exist: {', '.join(missing)}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    config = GradeConfig(run_notebook=not args.no_notebook, include_hidden=not args.no_hidden)
+    if args.kit is not None:
+        config = replace(config, kit=args.kit.resolve())
+    limits = config.test_limits
+    if args.wall is not None:
+        limits = replace(limits, wall_seconds=args.wall)
+    if args.memory is not None:
+        limits = replace(limits, memory_bytes=args.memory * 2**20)
+    config = replace(config, test_limits=limits)
+    gradebook = grade_batch([s.resolve() for s in args.submissions], args.out.resolve(), config, jobs=args.jobs)
+    print(f"\ngradebook: {gradebook}")
+    print(gradebook.read_text(), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["gradescope"]:
+        from grader.gradescope import main as gradescope_main
+
+        return gradescope_main(argv[1:])
+    return _grade(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

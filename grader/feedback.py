@@ -1,0 +1,108 @@
+"""Feedback reports for students: per-component tables and failure messages (Markdown and HTML).
+
+Hidden tests appear only as counts in the tables: their names and messages are never shown.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+HINTS = {
+    "not run": "The test never reported: the test process stopped first (crash, exit, time or memory limit).",
+    "NotImplementedError": "This still calls a `raise NotImplementedError(...)` TODO: fill in the part it names.",
+    "Timeout": "The test ran past its time limit: look for an infinite loop or far too much work per call.",
+    "MemoryError": "The code ran out of memory: look for tensors that grow without bound.",
+}
+
+
+def _hint(test: dict) -> str:
+    if test["outcome"] == "not run":
+        return HINTS["not run"]
+    for key, text in HINTS.items():
+        if key in test.get("message", ""):
+            return text
+    return ""
+
+
+def _short(message: str, limit: int = 2500) -> str:
+    """The end of a traceback (where the assertion message is), at most ``limit`` characters."""
+    message = re.sub(r"\n{3,}", "\n\n", message.strip())
+    return message if len(message) <= limit else "...\n" + message[-limit:]
+
+
+def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
+    """The Markdown feedback report of one submission."""
+    out = [f"# CA15 feedback: {name}", "", f"**Score: {scored['score']} / {scored['max_score']}**", ""]
+    if notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    out += ["## Components", "", "| component | tests passed | points |", "|---|---|---|"]
+    for comp, sub in scored["components"].items():
+        out.append(f"| {comp} | {sub['passed']}/{sub['tests']} | {sub['score']}/{sub['max_score']} |")
+    out += ["", "## Categories", "", "| category | points |", "|---|---|"]
+    for cat, sub in scored["categories"].items():
+        if sub["max_score"]:
+            out.append(f"| {cat} | {sub['score']}/{sub['max_score']} |")
+    nb = scored.get("notebook")
+    if nb is not None:
+        out += ["", "## Notebook", ""]
+        if not nb.get("ran"):
+            out.append(nb.get("why", "not executed"))
+        elif not nb.get("errors"):
+            out.append(f"All {nb.get('cells', 0)} code cells ran ({scored['notebook_score']} points).")
+        else:
+            out += [f"- cell {e['cell']}: `{e['ename']}`: {e['evalue']}" for e in nb["errors"]]
+    failed = [t for t in scored["tests"] if t["outcome"] != "passed" and not t["hidden"]]
+    hidden_failed = sum(1 for t in scored["tests"] if t["outcome"] != "passed" and t["hidden"])
+    if failed or hidden_failed:
+        out += ["", "## What failed", ""]
+    for t in failed:
+        out += [f"### {t['component']} · {t['category']} · `{t['nodeid'].split('::', 1)[-1]}` (0/{t['points']})", ""]
+        if t.get("doc"):
+            out += [f"*Checks:* {t['doc']}", ""]
+        hint = _hint(t)
+        if hint:
+            out += [f"*Hint:* {hint}", ""]
+        if t.get("message"):
+            out += ["```", _short(t["message"]), "```", ""]
+    if hidden_failed:
+        out += [f"{hidden_failed} hidden test(s) failed; they check the same components as the public ones.", ""]
+    return "\n".join(out) + "\n"
+
+
+def render_html(name: str, scored: dict, notes: list[str]) -> str:
+    """The HTML feedback report (self-contained: tables and preformatted messages, no scripts)."""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td>{esc(c)}</td><td>{s['passed']}/{s['tests']}</td><td>{s['score']}/{s['max_score']}</td></tr>"
+        for c, s in scored["components"].items()
+    )
+    cats = "".join(
+        f"<tr><td>{esc(c)}</td><td>{s['score']}/{s['max_score']}</td></tr>"
+        for c, s in scored["categories"].items()
+        if s["max_score"]
+    )
+    failures = []
+    for t in scored["tests"]:
+        if t["outcome"] == "passed" or t["hidden"]:
+            continue
+        hint = _hint(t)
+        failures.append(
+            f"<h3>{esc(t['component'])} · {esc(t['category'])} · <code>{esc(t['nodeid'].split('::', 1)[-1])}</code>"
+            f" (0/{t['points']})</h3>"
+            + (f"<p><em>Checks:</em> {esc(t['doc'])}</p>" if t.get("doc") else "")
+            + (f"<p><em>Hint:</em> {esc(hint)}</p>" if hint else "")
+            + (f"<pre>{esc(_short(t['message']))}</pre>" if t.get("message") else "")
+        )
+    note_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>CA15 feedback</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:2px 8px}pre{background:#f6f6f6;padding:8px;overflow-x:auto}</style>"
+        f"</head><body><h1>CA15 feedback: {esc(name)}</h1><p><b>Score: {scored['score']} / {scored['max_score']}</b></p>"
+        + (f"<h2>Notes</h2><ul>{note_html}</ul>" if notes else "")
+        + f"<h2>Components</h2><table><tr><th>component</th><th>tests passed</th><th>points</th></tr>{rows}</table>"
+        + f"<h2>Categories</h2><table><tr><th>category</th><th>points</th></tr>{cats}</table>"
+        + ("<h2>What failed</h2>" + "".join(failures) if failures else "")
+        + "</body></html>\n"
+    )

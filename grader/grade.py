@@ -1,0 +1,471 @@
+"""Grade submissions: unpack, execute the notebook, run the graded tests in a sandbox, score, report.
+
+    ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--wall SECONDS]
+
+Per submission ``NAME`` (a folder or a ``.zip``), written atomically once it is graded:
+    DIR/NAME/results.json     Gradescope's format (hidden tests show no output)
+    DIR/NAME/feedback.md, feedback.html   per-component tables and teaching failure messages
+    DIR/NAME/notebook.ipynb   the executed notebook (when the submission has one)
+    DIR/NAME/log.txt          the TA's log: sandbox output, limits hit
+and for the batch ``DIR/gradebook.csv`` (one row per submission, status graded / timeout / error). A batch
+that is interrupted (even by SIGKILL) resumes where it stopped: submissions with a ``results.json`` are not
+graded again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from grader.feedback import render_html, render_markdown
+from grader.sandbox import Limits, ReportChannel, RunResult, can_drop_privileges, run_limited
+
+REPO = Path(__file__).resolve().parent.parent
+EXPECTED_PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environments")
+NOTEBOOK_NAME = "CA15.ipynb"
+MAX_UNPACKED_BYTES = 200 * 2**20
+CATEGORIES = ("shape", "gradient", "convergence", "property")
+
+
+@dataclass
+class GradeConfig:
+    """Everything a grading run depends on besides the submission."""
+
+    kit: Path = REPO
+    python: str = sys.executable
+    test_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=1800, cpu_seconds=3600))
+    notebook_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=600, cpu_seconds=1200))
+    cell_timeout: int = 120
+    notebook_points: int = 5
+    run_notebook: bool = True
+    include_hidden: bool = True
+    unprivileged: bool = True
+
+
+class SubmissionError(Exception):
+    """The submission cannot be graded at all (unreadable archive, no implementation root)."""
+
+
+# ----------------------------------------------------------------------------------------------- unpacking
+def submission_name(path: Path) -> str:
+    """A file-system-safe name for a submission: its folder name or zip stem."""
+    stem = path.name[:-4] if path.suffix.lower() == ".zip" else path.name
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "submission"
+
+
+def unpack(submission: Path, dest: Path) -> None:
+    """Copy a folder or extract a zip into ``dest``; links, path escapes and archives over 200 MiB refused."""
+    if submission.is_dir():
+        shutil.copytree(submission, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        for path in list(dest.rglob("*")):
+            if path.is_symlink():
+                path.unlink()
+        return
+    if submission.suffix.lower() != ".zip" or not submission.is_file():
+        raise SubmissionError(f"expected a folder or a .zip file, got {submission}")
+    try:
+        with zipfile.ZipFile(submission) as archive:
+            infos = archive.infolist()
+            if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
+                raise SubmissionError(f"the archive unpacks to more than {MAX_UNPACKED_BYTES >> 20} MiB")
+            dest.mkdir(parents=True)
+            for info in infos:
+                target = (dest / info.filename).resolve()
+                if not target.is_relative_to(dest.resolve()):
+                    raise SubmissionError(f"the archive entry {info.filename!r} points outside the submission")
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    continue
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with archive.open(info) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out)
+    except zipfile.BadZipFile as exc:
+        raise SubmissionError(f"not a readable zip archive: {exc}") from exc
+
+
+def find_root(folder: Path) -> Path:
+    """The implementation root inside a submission: the shallowest folder holding the expected packages."""
+    candidates = [folder] + sorted(p for p in folder.rglob("*") if p.is_dir() and len(p.relative_to(folder).parts) <= 3)
+    best = max(candidates, key=lambda d: (sum((d / n).is_dir() for n in EXPECTED_PACKAGES), -len(d.parts)))
+    found = [n for n in EXPECTED_PACKAGES if (best / n).is_dir()]
+    if not found:
+        raise SubmissionError(
+            f"no implementation root found: expected a folder holding {', '.join(EXPECTED_PACKAGES)} and utils "
+            "(submit the skeleton/ folder you worked in, or its contents)"
+        )
+    return best
+
+
+def find_notebook(folder: Path) -> Path | None:
+    """The submission's notebook: ``CA15.ipynb`` anywhere, else the only ``.ipynb``; None if there is none."""
+    books = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    named = [p for p in books if p.name == NOTEBOOK_NAME]
+    if named:
+        return named[0]
+    return books[0] if len(books) == 1 else None
+
+
+# ------------------------------------------------------------------------------------------- the workspace
+def _readonly(path: Path) -> None:
+    for p in [path, *path.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def prepare_workspace(ws: Path, submission: Path, config: GradeConfig) -> tuple[Path, Path | None]:
+    """Unpack the submission and copy the kit's tests and harness beside it (never the submission's own).
+
+    Layout: ``ws/submission`` (read-only to the child), ``ws/kit`` (tests, conftest, pyproject, the harness
+    modules; read-only), ``ws/scratch`` (the child's cwd, HOME and TMPDIR; the only writable place).
+    """
+    unpack(submission, ws / "submission")
+    root = find_root(ws / "submission")
+    notebook = find_notebook(ws / "submission")
+    kit = ws / "kit"
+    (kit / "tests").mkdir(parents=True)
+    shutil.copy2(config.kit / "tests" / "conftest.py", kit / "tests" / "conftest.py")
+    dirs = ["components"] + (["hidden"] if config.include_hidden else [])
+    for name in dirs:
+        if (config.kit / "tests" / name).is_dir():
+            shutil.copytree(config.kit / "tests" / name, kit / "tests" / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(config.kit / "pyproject.toml", kit / "pyproject.toml")
+    shutil.copytree(config.kit / "grader", kit / "grader", ignore=shutil.ignore_patterns("__pycache__", "student"))
+    scratch = ws / "scratch"
+    (scratch / "tmp").mkdir(parents=True)
+    for path in (ws / "submission", kit):
+        _readonly(path)
+    ws.chmod(0o755)
+    if config.unprivileged and can_drop_privileges(config.python):
+        for p in [scratch, scratch / "tmp"]:
+            os.chown(p, 65534, 65534)
+    return root, notebook
+
+
+def _child_env(ws: Path, config: GradeConfig) -> dict[str, str]:
+    scratch = ws / "scratch"
+    return {
+        "PATH": f"{Path(config.python).parent}:/usr/bin:/bin",
+        "PYTHONPATH": str(ws / "kit"),
+        "HOME": str(scratch),
+        "TMPDIR": str(scratch / "tmp"),
+        "MPLBACKEND": "Agg",
+        "CI": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+        "LANG": "C.UTF-8",
+    }
+
+
+def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
+    """The graded tests (public and hidden) against ``root`` in the sandbox; records come over the pipe."""
+    kit = ws / "kit"
+    targets = [str(kit / "tests" / d) for d in ("components", "hidden") if (kit / "tests" / d).is_dir()]
+    cmd = [
+        config.python, "-m", "pytest", *targets, "-c", str(kit / "pyproject.toml"), "--rootdir", str(kit),
+        "-p", "grader.pytest_report", "-q", "--no-header", "-p", "no:randomly",
+        f"--impl={root}", "--graded-only",
+    ]  # fmt: skip
+    channel = ReportChannel()
+    return run_limited(
+        cmd, cwd=ws / "scratch", env=_child_env(ws, config), limits=config.test_limits, channel=channel,
+        unprivileged=config.unprivileged,
+    )  # fmt: skip
+
+
+def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> RunResult:
+    """Execute the submission's notebook against ``root`` in the sandbox."""
+    cmd = [
+        config.python, "-m", "grader.notebook", str(notebook), "--impl", str(root),
+        "--out", str(ws / "scratch" / "executed.ipynb"), "--cell-timeout", str(config.cell_timeout),
+    ]  # fmt: skip
+    channel = ReportChannel()
+    return run_limited(
+        cmd, cwd=ws / "scratch", env=_child_env(ws, config), limits=config.notebook_limits, channel=channel,
+        unprivileged=config.unprivileged,
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------- expectations
+_EXPECTED: dict[tuple[Path, bool], list[dict]] = {}
+_EXPECTED_LOCK = threading.Lock()
+
+
+def expected_tests(config: GradeConfig) -> list[dict]:
+    """The graded tests the kit defines (collected once from the kit itself, never from a submission)."""
+    key = (config.kit, config.include_hidden)
+    with _EXPECTED_LOCK:
+        if key not in _EXPECTED:
+            targets = [str(config.kit / "tests" / "components")]
+            if config.include_hidden and (config.kit / "tests" / "hidden").is_dir():
+                targets.append(str(config.kit / "tests" / "hidden"))
+            channel = ReportChannel()
+            result = run_limited(
+                [config.python, "-m", "pytest", *targets, "--collect-only", "-q", "-p", "grader.pytest_report",
+                 "--graded-only", f"--impl={config.kit / 'reference'}"],
+                cwd=config.kit, env={**os.environ, "PYTHONPATH": str(config.kit)},
+                limits=Limits(wall_seconds=300, cpu_seconds=600, memory_bytes=8 * 2**30), channel=channel,
+                unprivileged=False,
+            )  # fmt: skip
+            collected = [r for r in result.records if r.get("type") == "collected"]
+            if not collected:
+                raise RuntimeError(f"could not collect the kit's graded tests:\n{result.output[-3000:]}")
+            _EXPECTED[key] = [_relative(t) for t in collected[0]["tests"]]
+        return _EXPECTED[key]
+
+
+def _relative(test: dict) -> dict:
+    """A test record whose node id is relative to the tests folder (the same in the kit and a workspace)."""
+    nodeid = test["nodeid"]
+    idx = nodeid.find("tests/")
+    return {**test, "nodeid": nodeid[idx:] if idx >= 0 else nodeid}
+
+
+# ------------------------------------------------------------------------------------------------- scoring
+def score(expected: list[dict], test_run: RunResult | None, notebook: dict | None, config: GradeConfig) -> dict:
+    """Per-test scores, per-component and per-category subtotals, notebook points, and the total."""
+    reported = {}
+    if test_run is not None:
+        for rec in test_run.records:
+            if rec.get("type") == "test":
+                reported[_relative(rec)["nodeid"]] = rec
+    tests = []
+    for exp in expected:
+        rec = reported.get(exp["nodeid"])
+        if rec is None:
+            outcome, message = "not run", (
+                "this test never reported a result: the test process stopped before it "
+                "(crash, hard exit, time or memory limit), so it counts as failed"
+            )
+        else:
+            outcome, message = rec["outcome"], rec.get("message", "")
+        earned = exp["points"] if outcome == "passed" else 0
+        tests.append({**exp, "outcome": outcome, "message": message, "score": earned,
+                      "duration": (rec or {}).get("duration", 0.0)})  # fmt: skip
+    components: dict[str, dict] = {}
+    categories = {c: {"score": 0, "max_score": 0} for c in CATEGORIES}
+    for t in tests:
+        comp = components.setdefault(t["component"], {"score": 0, "max_score": 0, "passed": 0, "tests": 0})
+        comp["score"] += t["score"]
+        comp["max_score"] += t["points"]
+        comp["tests"] += 1
+        comp["passed"] += t["outcome"] == "passed"
+        categories[t["category"]]["score"] += t["score"]
+        categories[t["category"]]["max_score"] += t["points"]
+    nb_score = 0
+    if notebook is not None and config.notebook_points:
+        nb_score = config.notebook_points if notebook.get("ran") and not notebook.get("errors") else 0
+    total = sum(t["score"] for t in tests) + nb_score
+    max_total = sum(t["points"] for t in tests) + (config.notebook_points if config.run_notebook else 0)
+    return {
+        "tests": tests,
+        "components": dict(sorted(components.items())),
+        "categories": categories,
+        "notebook": notebook,
+        "notebook_score": nb_score,
+        "score": total,
+        "max_score": max_total,
+    }
+
+
+def gradescope_results(scored: dict, notes: list[str], config: GradeConfig) -> dict:
+    """Gradescope's ``results.json``: hidden tests carry no output and show only after publishing."""
+    entries = []
+    for i, t in enumerate(scored["tests"], start=1):
+        entry = {
+            "name": f"{t['component']} [{t['category']}] {t['nodeid'].split('::', 1)[-1]}",
+            "number": str(i),
+            "score": t["score"],
+            "max_score": t["points"],
+            "status": "passed" if t["outcome"] == "passed" else "failed",
+            "tags": [t["component"], t["category"]],
+        }
+        if t["hidden"]:
+            entry["visibility"] = "after_published"
+            entry["output"] = "Hidden test." if t["outcome"] == "passed" else "Hidden test: failed."
+        else:
+            entry["visibility"] = "visible"
+            entry["output"] = (t["doc"] + ("\n\n" + t["message"] if t["message"] and t["outcome"] != "passed" else "")).strip()
+        entries.append(entry)
+    if config.run_notebook and config.notebook_points:
+        nb = scored["notebook"] or {}
+        entries.append({
+            "name": "Notebook runs from start to finish", "number": str(len(entries) + 1),
+            "score": scored["notebook_score"], "max_score": config.notebook_points, "visibility": "visible",
+            "status": "passed" if scored["notebook_score"] else "failed",
+            "output": _notebook_text(nb),
+        })  # fmt: skip
+    return {
+        "score": scored["score"],
+        "output": "\n".join(notes) if notes else "Graded.",
+        "visibility": "visible",
+        "stdout_visibility": "hidden",
+        "tests": entries,
+        "extra_data": {"components": scored["components"], "categories": scored["categories"]},
+    }
+
+
+def _notebook_text(nb: dict) -> str:
+    if not nb or not nb.get("ran"):
+        return (nb or {}).get("why", "The notebook was not executed.")
+    if not nb.get("errors"):
+        return f"All {nb.get('cells', 0)} code cells ran without an error."
+    lines = [f"Cell {e['cell']}: {e['ename']}: {e['evalue']}" for e in nb["errors"]]
+    return "These cells raised errors:\n" + "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------ one submission
+def _explain(run: RunResult, limits: Limits, what: str) -> list[str]:
+    notes = []
+    if run.timed_out:
+        notes.append(f"The {what} hit the wall-clock limit of {limits.wall_seconds:.0f} s and was stopped; "
+                     "tests that had not reported count as failed (look for an infinite loop).")  # fmt: skip
+    elif run.signal_name:
+        notes.append(f"The {what} was killed by {run.signal_name} (a crash, or a limit: CPU "
+                     f"{limits.cpu_seconds} s, memory {limits.memory_bytes >> 20} MiB); tests that had not "
+                     "reported count as failed.")  # fmt: skip
+    if run.output_truncated:
+        notes.append(f"The {what} printed more than {limits.max_output_bytes >> 10} KiB; the rest was discarded.")
+    if run.forged_records:
+        notes.append(f"{run.forged_records} unsigned lines were written to the grader's report pipe and ignored.")
+    return notes
+
+
+def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
+    """Grade one submission and write its folder atomically; returns its gradebook row."""
+    name = submission_name(submission)
+    final = out_dir / name
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=out_dir))
+    log: list[str] = [f"submission: {submission}"]
+    notes: list[str] = []
+    status = "graded"
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="ca15-ws-") as tmp:
+        ws = Path(tmp)
+        try:
+            root, notebook = prepare_workspace(ws, submission, config)
+            log.append(f"implementation root: {root.relative_to(ws / 'submission')}/")
+            if config.unprivileged and not can_drop_privileges(config.python):
+                log.append("sandbox: the interpreter is not usable by 'nobody'; tests run as the grader's user")
+        except SubmissionError as exc:
+            status = "error"
+            notes.append(f"Not graded: {exc}.")
+            root = notebook = None
+        nb_summary = None
+        if root is not None and config.run_notebook:
+            if notebook is None:
+                nb_summary = {"ran": False, "why": f"No notebook found (expected {NOTEBOOK_NAME} in the submission)."}
+                notes.append(nb_summary["why"])
+            else:
+                nb_run = run_notebook(ws, root, notebook, config)
+                log += ["--- notebook ---", nb_run.output]
+                recs = [r for r in nb_run.records if r.get("type") == "notebook"]
+                if recs:
+                    nb_summary = {"ran": True, **recs[0]}
+                else:
+                    nb_summary = {"ran": False, "why": "The notebook run stopped before reporting."}
+                notes += _explain(nb_run, config.notebook_limits, "notebook run")
+                executed = ws / "scratch" / "executed.ipynb"
+                if executed.is_file() and executed.stat().st_size < 50 * 2**20:
+                    shutil.copy2(executed, staging / "notebook.ipynb")
+        test_run = None
+        if root is not None:
+            test_run = run_tests(ws, root, config)
+            log += ["--- tests ---", test_run.output]
+            notes += _explain(test_run, config.test_limits, "test run")
+            if test_run.timed_out:
+                status = "timeout"
+    scored = score(expected_tests(config), test_run, nb_summary, config)
+    results = gradescope_results(scored, notes, config)
+    results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1)})
+    (staging / "results.json").write_text(json.dumps(results, indent=2))
+    (staging / "feedback.md").write_text(render_markdown(name, scored, notes))
+    (staging / "feedback.html").write_text(render_html(name, scored, notes))
+    (staging / "log.txt").write_text("\n".join(log))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    return gradebook_row(name, results)
+
+
+def gradebook_row(name: str, results: dict) -> dict:
+    extra = results.get("extra_data", {})
+    row = {"submission": name, "status": extra.get("status", "graded"), "score": results["score"]}
+    row["max_score"] = sum(t["max_score"] for t in results["tests"])
+    for comp, sub in extra.get("components", {}).items():
+        row[comp] = sub["score"]
+    return row
+
+
+# ------------------------------------------------------------------------------------------------ batches
+def _write_error(final: Path, why: str) -> None:
+    """A results.json with score 0 and status error, so that the gradebook lists the submission."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    results = {"score": 0, "output": why, "visibility": "visible", "tests": [], "extra_data": {"status": "error"}}
+    (staging / "results.json").write_text(json.dumps(results, indent=2))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+
+
+def write_gradebook(out_dir: Path) -> Path:
+    """``gradebook.csv`` from every graded submission folder in ``out_dir`` (written atomically)."""
+    rows = []
+    for path in sorted(out_dir.glob("*/results.json")):
+        try:
+            rows.append(gradebook_row(path.parent.name, json.loads(path.read_text())))
+        except (json.JSONDecodeError, KeyError):
+            rows.append({"submission": path.parent.name, "status": "error", "score": 0, "max_score": 0})
+    columns = ["submission", "status", "score", "max_score"]
+    columns += sorted({k for r in rows for k in r} - set(columns))
+    tmp = out_dir / ".gradebook.csv.partial"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out_dir / "gradebook.csv")
+    return out_dir / "gradebook.csv"
+
+
+def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, jobs: int = 1, echo=print) -> Path:
+    """Grade every submission not graded yet (resume), ``jobs`` at a time; write the gradebook."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.glob(".*.partial"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
+    names = [submission_name(s) for s in submissions]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"submissions: two submissions share the name(s) {dupes}; rename one of each pair")
+    todo = [s for s in submissions if not (out_dir / submission_name(s) / "results.json").is_file()]
+    done = len(submissions) - len(todo)
+    if done:
+        echo(f"resuming: {done} of {len(submissions)} already graded")
+    expected_tests(config)  # collect once, before the workers start
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = {pool.submit(grade_one, s, out_dir, config): s for s in todo}
+        for future in as_completed(futures):
+            done += 1
+            sub = futures[future]
+            try:
+                row = future.result()
+                echo(f"[{done}/{len(submissions)}] {row['submission']}: {row['status']}, "
+                     f"{row['score']}/{row['max_score']}")  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - one submission's grader failure never stops the batch
+                echo(f"[{done}/{len(submissions)}] {submission_name(sub)}: grader error: {type(exc).__name__}: {exc}")
+                _write_error(out_dir / submission_name(sub), f"internal grader error: {type(exc).__name__}: {exc}")
+            write_gradebook(out_dir)
+    return write_gradebook(out_dir)

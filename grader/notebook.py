@@ -1,0 +1,95 @@
+"""Execute an assignment notebook against an implementation root (used by the grader and ``make notebook``).
+
+    python -m grader.notebook NOTEBOOK --impl ROOT --out EXECUTED.ipynb [--cell-timeout 120]
+
+The notebook runs in a fresh kernel with ``CA15_IMPL=ROOT``, every cell even after an error (as a TA's
+"Run All" would show), each cell limited to ``--cell-timeout`` seconds. The executed copy (outputs, figures,
+errors) is written to ``--out``. A summary of the cells that raised goes to stdout and, inside the grader's
+sandbox, over the signed report pipe. Exit status: 0 when no cell raised, 1 otherwise, 2 when the notebook
+could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def _take_channel():
+    fd = os.environ.pop("CA15_REPORT_FD", None)
+    key = os.environ.pop("CA15_REPORT_KEY", None)
+    if fd is None or key is None:
+        return None
+    from grader.sandbox import sign
+
+    os.set_inheritable(int(fd), False)
+    stream = os.fdopen(int(fd), "wb", buffering=0)
+    return lambda record: stream.write(sign(record, key))
+
+
+def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120) -> dict:
+    """Run ``path`` with ``CA15_IMPL=impl``; write the executed notebook to ``out``; return a summary dict
+    ``{"cells": n_code_cells, "errors": [{"cell": i, "ename": ..., "evalue": ...}], "seconds": t}``."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+
+    nb = nbformat.read(path, as_version=4)
+    os.environ["CA15_IMPL"] = str(impl)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    client = NotebookClient(
+        nb,
+        timeout=cell_timeout,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    start = time.monotonic()
+    fatal = None
+    try:
+        client.execute()
+    except (CellTimeoutError, DeadKernelError, RuntimeError) as exc:  # a hung cell or a killed kernel
+        fatal = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    errors = []
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    for index, cell in enumerate(code_cells, start=1):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                errors.append({"cell": index, "ename": output.get("ename"), "evalue": output.get("evalue", "")[:500]})
+                break
+    if fatal:
+        errors.append({"cell": None, "ename": "NotebookAborted", "evalue": fatal})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, out)
+    return {"cells": len(code_cells), "errors": errors, "seconds": round(time.monotonic() - start, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    emit = _take_channel()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebook", type=Path)
+    parser.add_argument("--impl", type=Path, required=True, help="implementation root (CA15_IMPL)")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the executed notebook")
+    parser.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (default: 120)")
+    args = parser.parse_args(argv)
+    try:
+        summary = execute(args.notebook, args.impl.resolve(), args.out, args.cell_timeout)
+    except Exception as exc:  # noqa: BLE001 - unreadable notebook: report, do not crash the grader
+        summary = {"cells": 0, "errors": [{"cell": None, "ename": type(exc).__name__, "evalue": str(exc)[:500]}]}
+        if emit:
+            emit({"type": "notebook", **summary})
+        print(f"could not execute {args.notebook}: {type(exc).__name__}: {exc}")
+        return 2
+    if emit:
+        emit({"type": "notebook", **summary})
+    for err in summary["errors"]:
+        print(f"cell {err['cell']}: {err['ename']}: {err['evalue']}")
+    print(f"{summary['cells']} code cells, {len(summary['errors'])} with errors, {summary['seconds']} s")
+    return 1 if summary["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

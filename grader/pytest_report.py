@@ -1,0 +1,88 @@
+"""pytest plugin of the grader: reports every test's outcome over the signed pipe of ``grader.sandbox``.
+
+Loaded with ``-p grader.pytest_report`` in the sandboxed test run. At import (before any submission code
+runs) it takes ``CA15_REPORT_FD`` and ``CA15_REPORT_KEY`` out of the environment and marks the pipe
+close-on-exec, so that neither a subprocess of the submission nor ``os.environ`` can reach them.
+
+Threat model: the report cannot be forged by what a submission prints, writes into files or returns as
+exit code; a submission that deliberately inspects this process's memory could, which the course's
+academic-integrity rules (and the plagiarism review of code that imports ``grader``) cover.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from grader.sandbox import sign
+
+
+def _open_channel():
+    fd = os.environ.pop("CA15_REPORT_FD", None)
+    key = os.environ.pop("CA15_REPORT_KEY", None)
+    if fd is None or key is None:
+        return None
+    os.set_inheritable(int(fd), False)
+    stream = os.fdopen(int(fd), "wb", buffering=0)
+    owner = os.getpid()
+
+    def emit(record: dict) -> None:
+        if os.getpid() != owner:  # a forked copy of the test process (a fork loop) never reports
+            return
+        try:
+            stream.write(sign(record, key))
+        except OSError:
+            pass
+
+    return emit
+
+
+_emit = _open_channel()
+MESSAGE_LIMIT = 6000
+
+
+def _meta(item: pytest.Item) -> dict:
+    props = dict(item.user_properties)
+    parts = Path(str(item.fspath)).parts
+    return {
+        "nodeid": item.nodeid,
+        "component": props.get("component"),
+        "category": props.get("category"),
+        "points": props.get("points", 0),
+        "hidden": "hidden" in parts,
+        "doc": (item.function.__doc__ or "").strip().splitlines()[0] if getattr(item, "function", None)
+        and item.function.__doc__ else "",
+    }
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if _emit is not None:
+        _emit({"type": "collected", "tests": [_meta(i) for i in session.items]})
+
+
+_phases: dict[str, dict] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _emit is None:
+        return
+    state = _phases.setdefault(report.nodeid, {"outcome": "passed", "duration": 0.0, "message": ""})
+    state["duration"] += report.duration
+    if report.failed and state["outcome"] != "failed":
+        state["outcome"] = "failed"
+        text = report.longreprtext or ""
+        state["message"] = text if len(text) <= MESSAGE_LIMIT else "...\n" + text[-MESSAGE_LIMIT:]
+        state["phase"] = report.when
+    elif report.skipped and state["outcome"] == "passed":
+        state["outcome"] = "skipped"
+        state["message"] = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
+    if report.when == "teardown":
+        _emit({"type": "test", "nodeid": report.nodeid, **_phases.pop(report.nodeid)})
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _emit is not None:
+        _emit({"type": "finished", "exitstatus": int(exitstatus)})

@@ -1,0 +1,325 @@
+"""Run untrusted code (a submission's tests or notebook) in a child process with limits.
+
+The child gets its own session (so the whole process group can be killed), resource limits (address space,
+CPU seconds, processes, file size, open files), an optional private network namespace (no network) and,
+when the grader runs as root, an unprivileged user. Output is captured up to a byte budget (head and tail
+kept). Results travel back over a pipe that the parent creates (:class:`ReportChannel`): every record is
+signed with a per-run key, so text that a submission prints or writes into files is never mistaken for a
+result.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import hmac
+import json
+import os
+import resource
+import secrets
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLONE_NEWNET = 0x40000000
+NOBODY = (65534, 65534)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandboxed run."""
+
+    wall_seconds: float = 900.0
+    cpu_seconds: int = 1800
+    memory_bytes: int = 3 * 2**30
+    max_processes: int = 256
+    max_file_bytes: int = 64 * 2**20
+    max_open_files: int = 1024
+    max_output_bytes: int = 256 * 2**10
+    network: bool = False
+
+
+@dataclass
+class RunResult:
+    """What a sandboxed run did."""
+
+    returncode: int | None
+    output: str
+    timed_out: bool
+    wall_seconds: float
+    output_truncated: bool = False
+    signal_name: str | None = None
+    records: list[dict] = field(default_factory=list)
+    forged_records: int = 0
+
+
+class ReportChannel:
+    """A pipe from the child to the parent carrying HMAC-signed JSON records.
+
+    The child side (``grader.pytest_report`` / ``grader.notebook``) reads ``CA15_REPORT_FD`` and
+    ``CA15_REPORT_KEY`` from its environment and removes both before any submission code is imported.
+    """
+
+    def __init__(self) -> None:
+        self.key = secrets.token_hex(32)
+        self.read_fd, self.write_fd = os.pipe()
+        self.records: list[dict] = []
+        self.forged = 0
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+
+    def env(self) -> dict[str, str]:
+        return {"CA15_REPORT_FD": str(self.write_fd), "CA15_REPORT_KEY": self.key}
+
+    def start(self) -> None:
+        os.close(self.write_fd)  # only the child holds the write end now
+        self._thread.start()
+
+    def _drain(self) -> None:
+        budget = 64 * 2**20
+        with os.fdopen(self.read_fd, "rb") as stream:
+            for raw in stream:
+                budget -= len(raw)
+                if budget < 0:
+                    continue
+                record = verify(raw, self.key)
+                if record is None:
+                    self.forged += 1
+                else:
+                    self.records.append(record)
+
+    def join(self, timeout: float = 10.0) -> None:
+        self._thread.join(timeout)
+
+
+def sign(record: dict, key: str) -> bytes:
+    """One report line: ``<hex hmac> <json>\\n``."""
+    body = json.dumps(record, sort_keys=True, default=str)
+    mac = hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
+    return f"{mac} {body}\n".encode()
+
+
+def verify(line: bytes, key: str) -> dict | None:
+    """The record of a signed line, or None when the signature does not match."""
+    try:
+        mac, body = line.decode().rstrip("\n").split(" ", 1)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    want = hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(mac, want):
+        return None
+    try:
+        record = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _can_unshare_network() -> bool:
+    try:
+        proc = subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return proc.returncode == 0
+
+
+_NETNS_OK: bool | None = None
+_DROP_OK: dict[str, bool] = {}
+
+
+def can_drop_privileges(python: str) -> bool:
+    """Whether ``python`` (and torch) can run as ``nobody`` here: its install must be readable by others.
+
+    Where it is not (an interpreter under a private home folder), the sandbox keeps the grader's user and
+    relies on the resource limits alone; the grader's log says so.
+    """
+    if os.geteuid() != 0:
+        return False
+    if python not in _DROP_OK:
+        try:
+            proc = subprocess.run(
+                [python, "-c", "import torch"], capture_output=True, timeout=120, cwd="/",
+                preexec_fn=lambda: (os.setgroups([]), os.setgid(NOBODY[1]), os.setuid(NOBODY[0])),
+            )  # fmt: skip
+            _DROP_OK[python] = proc.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _DROP_OK[python] = False
+    return _DROP_OK[python]
+
+
+PIDS_CGROUP_ROOT = Path("/sys/fs/cgroup/pids")
+
+
+class PidsCgroup:
+    """A cgroup-v1 ``pids`` group capping the number of processes of one run (where the grader may create
+    one: as root on Linux). Unlike RLIMIT_NPROC it also holds for root, and it finds every process of the
+    run at the end, even those that left the process group, so that :meth:`kill_all` leaves nothing behind."""
+
+    def __init__(self, max_processes: int) -> None:
+        self.path = PIDS_CGROUP_ROOT / f"ca15-{secrets.token_hex(6)}"
+        self.path.mkdir()
+        (self.path / "pids.max").write_text(str(max_processes))
+
+    @staticmethod
+    def available() -> bool:
+        return os.geteuid() == 0 and PIDS_CGROUP_ROOT.is_dir() and os.access(PIDS_CGROUP_ROOT, os.W_OK)
+
+    def join(self) -> None:
+        """Move the calling process into the group (called in the child before exec)."""
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+
+    def kill_all(self) -> None:
+        for _ in range(100):
+            pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+            if not pids:
+                break
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+
+def _loopback_up() -> None:
+    """Bring up ``lo`` in a fresh network namespace (it starts down): local sockets work, nothing else."""
+    import fcntl
+    import socket
+    import struct
+
+    siocsifflags, iff_up, iff_loopback, iff_running = 0x8914, 0x1, 0x8, 0x40
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14s", b"lo", iff_up | iff_loopback | iff_running, b"\0" * 14)
+        fcntl.ioctl(sock, siocsifflags, request)
+
+
+def _preexec(limits: Limits, drop_to: tuple[int, int] | None, unshare_net: bool, cgroup: PidsCgroup | None):
+    def setup() -> None:  # runs in the child between fork and exec
+        os.setsid()
+        if cgroup is not None:
+            cgroup.join()
+        if unshare_net:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(CLONE_NEWNET) == 0:
+                _loopback_up()  # a notebook kernel talks to its client over 127.0.0.1
+        resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 5))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_file_bytes, limits.max_file_bytes))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.max_open_files, limits.max_open_files))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if drop_to is not None:
+            os.setgroups([])
+            os.setgid(drop_to[1])
+            os.setuid(drop_to[0])
+        resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+
+    return setup
+
+
+def _reader(stream, limit: int, sink: dict) -> None:
+    head = bytearray()
+    tail = bytearray()
+    total = 0
+    half = limit // 2
+    while True:
+        chunk = stream.read(65536)
+        if not chunk:
+            break
+        total += len(chunk)
+        if len(head) < half:
+            take = chunk[: half - len(head)]
+            head += take
+            chunk = chunk[len(take) :]
+        if chunk:
+            tail += chunk
+            if len(tail) > half:
+                del tail[: len(tail) - half]
+    sink["total"] = total
+    sink["text"] = head.decode(errors="replace") + (
+        f"\n[... {total - len(head) - len(tail)} bytes of output left out ...]\n" if total > len(head) + len(tail) else ""
+    ) + tail.decode(errors="replace")
+
+
+def run_limited(
+    cmd: Sequence[str],
+    *,
+    cwd: Path,
+    env: dict[str, str],
+    limits: Limits,
+    channel: ReportChannel | None = None,
+    unprivileged: bool = True,
+) -> RunResult:
+    """Run ``cmd`` under ``limits``; kill its whole process group at the wall-clock limit.
+
+    Args:
+        cmd: the command (argv).
+        cwd: working folder of the child.
+        env: its complete environment (the parent's is not inherited).
+        limits: resource limits.
+        channel: a report channel whose write end the child inherits.
+        unprivileged: when the grader runs as root, drop the child to the ``nobody`` user.
+    """
+    global _NETNS_OK
+    unshare_net = False
+    if not limits.network and os.geteuid() == 0:
+        if _NETNS_OK is None:
+            _NETNS_OK = _can_unshare_network()
+        unshare_net = _NETNS_OK
+    drop_to = NOBODY if (unprivileged and can_drop_privileges(cmd[0])) else None
+    full_env = dict(env)
+    pass_fds: tuple[int, ...] = ()
+    if channel is not None:
+        full_env.update(channel.env())
+        pass_fds = (channel.write_fd,)
+    cgroup = PidsCgroup(limits.max_processes) if PidsCgroup.available() else None
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        list(cmd),
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        pass_fds=pass_fds,
+        preexec_fn=_preexec(limits, drop_to, unshare_net, cgroup),
+    )
+    if channel is not None:
+        channel.start()
+    sink: dict = {}
+    reader = threading.Thread(target=_reader, args=(proc.stdout, limits.max_output_bytes, sink), daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=limits.wall_seconds)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the child's whole session, also after a normal exit
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait()
+        if cgroup is not None:
+            cgroup.kill_all()
+    reader.join(10)
+    if channel is not None:
+        channel.join()
+    code = proc.returncode
+    sig = signal.Signals(-code).name if code is not None and code < 0 else None
+    return RunResult(
+        returncode=code,
+        output=sink.get("text", ""),
+        timed_out=timed_out,
+        wall_seconds=time.monotonic() - start,
+        output_truncated=sink.get("total", 0) > limits.max_output_bytes,
+        signal_name=sig,
+        records=channel.records if channel else [],
+        forged_records=channel.forged if channel else 0,
+    )

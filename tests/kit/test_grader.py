@@ -1,0 +1,309 @@
+"""The grader end to end on a miniature kit, with crafted submissions that misbehave in every way a TA meets.
+
+The miniature kit has one component ("Doubler": 2 public tests worth 3 points, 1 hidden test worth 1) so that
+each grading run takes seconds; the real kit is graded the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+from textwrap import dedent
+
+import nbformat
+import pytest
+
+from grader.grade import GradeConfig, grade_batch, grade_one
+from grader.sandbox import Limits
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environments", "utils")
+GOOD = "def double(x):\n    return 2 * x\n"
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A miniature kit: the real harness and grader, one component with public and hidden tests."""
+    root = tmp_path_factory.mktemp("minikit")
+    (root / "tests" / "components").mkdir(parents=True)
+    (root / "tests" / "hidden").mkdir()
+    shutil.copy2(REPO / "tests" / "conftest.py", root / "tests" / "conftest.py")
+    shutil.copytree(REPO / "grader", root / "grader", ignore=shutil.ignore_patterns("__pycache__"))
+    pyproject = (REPO / "pyproject.toml").read_text().replace("timeout = 120", "timeout = 5")
+    (root / "pyproject.toml").write_text(pyproject)
+    _submission(root / "reference", GOOD)
+    (root / "tests" / "components" / "test_double.py").write_text(
+        dedent(
+            '''
+            import pytest
+            pytestmark = pytest.mark.component("Doubler")
+
+            @pytest.mark.shape
+            @pytest.mark.points(2)
+            def test_double(impl):
+                """double(2) is 4."""
+                assert impl.module("model_based_rl.algorithms").double(2) == 4
+
+            @pytest.mark.property
+            def test_double_negative(impl):
+                """double(-3) is -6."""
+                assert impl.module("model_based_rl.algorithms").double(-3) == -6
+            '''
+        )
+    )
+    (root / "tests" / "hidden" / "test_double_hidden.py").write_text(
+        dedent(
+            '''
+            import pytest
+            pytestmark = pytest.mark.component("Doubler")
+
+            @pytest.mark.shape
+            def test_double_zero(impl):
+                """double(0) is 0."""
+                assert impl.module("model_based_rl.algorithms").double(0) == 0, "SECRET-HIDDEN-MESSAGE"
+            '''
+        )
+    )
+    return root
+
+
+def _submission(root: Path, algorithms: str, notebook: list[str] | None = None, extra: dict | None = None) -> Path:
+    for name in PACKAGES:
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / "__init__.py").write_text("")
+    (root / "model_based_rl" / "algorithms.py").write_text(dedent(algorithms))
+    if notebook is not None:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in notebook])
+        nbformat.write(nb, root / "CA15.ipynb")
+    for rel, text in (extra or {}).items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(dedent(text))
+    return root
+
+
+def _config(kit: Path, **kw) -> GradeConfig:
+    limits = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=2 * 2**30, max_processes=64)
+    defaults = dict(
+        kit=kit, test_limits=limits, notebook_limits=limits, cell_timeout=5, notebook_points=1, run_notebook=False
+    )
+    return GradeConfig(**{**defaults, **kw})
+
+
+def _grade(kit: Path, tmp_path: Path, algorithms: str, **kw) -> tuple[dict, str]:
+    sub = _submission(tmp_path / "alice", algorithms, kw.pop("notebook", None), kw.pop("extra", None))
+    out = tmp_path / "out"
+    out.mkdir()
+    grade_one(sub, out, _config(kit, **kw))
+    results = json.loads((out / "alice" / "results.json").read_text())
+    return results, (out / "alice" / "feedback.md").read_text()
+
+
+def _outcomes(results: dict) -> dict[str, float]:
+    return {t["name"].rsplit(" ", 1)[-1]: t["score"] for t in results["tests"]}
+
+
+def test_correct_submission_gets_full_marks(kit: Path, tmp_path: Path) -> None:
+    """A correct submission scores 4/4 with every test passed and status graded."""
+    results, feedback = _grade(kit, tmp_path, GOOD)
+    assert results["score"] == 4 and results["extra_data"]["status"] == "graded"
+    assert "Score: 4 / 4" in feedback
+
+
+def test_skeleton_style_submission_scores_zero(kit: Path, tmp_path: Path) -> None:
+    """A submission whose TODO still raises NotImplementedError scores 0 with the TODO named in feedback."""
+    stub = 'def double(x):\n    raise NotImplementedError("double: return 2 * x")\n'
+    results, feedback = _grade(kit, tmp_path, stub)
+    assert results["score"] == 0
+    assert "NotImplementedError" in feedback and "fill in the part it names" in feedback
+
+
+def test_syntax_error_scores_zero_and_says_so(kit: Path, tmp_path: Path) -> None:
+    """A syntax error fails every test; the failure message shows the SyntaxError."""
+    results, feedback = _grade(kit, tmp_path, "def double(x)\n    return 2 * x\n")
+    assert results["score"] == 0 and "SyntaxError" in feedback
+
+
+def test_sys_exit_at_import_scores_zero(kit: Path, tmp_path: Path) -> None:
+    """sys.exit at import cannot end the run with a pass: every test fails, the batch row is graded."""
+    results, _ = _grade(kit, tmp_path, "import sys\nsys.exit(0)\n")
+    assert results["score"] == 0 and results["extra_data"]["status"] == "graded"
+
+
+def test_hard_exit_at_import_counts_unreported_tests_as_failed(kit: Path, tmp_path: Path) -> None:
+    """os._exit(0) at import kills the test process; tests that never reported count as failed."""
+    results, feedback = _grade(kit, tmp_path, "import os\nos._exit(0)\n")
+    assert results["score"] == 0
+    assert "never reported" in json.dumps(results)
+
+
+def test_missing_files_is_an_error_with_explanation(kit: Path, tmp_path: Path) -> None:
+    """A submission without an implementation root gets status error, score 0 and a note saying what is missing."""
+    sub = tmp_path / "bob"
+    (sub / "notes").mkdir(parents=True)
+    (sub / "notes" / "readme.txt").write_text("forgot my code")
+    out = tmp_path / "out"
+    out.mkdir()
+    row = grade_one(sub, out, _config(kit))
+    results = json.loads((out / "bob" / "results.json").read_text())
+    assert row["status"] == "error" and results["score"] == 0
+    assert "no implementation root found" in results["output"]
+
+
+def test_infinite_loop_in_a_method_fails_only_that_test(kit: Path, tmp_path: Path) -> None:
+    """A method that loops forever for one input hits the per-test timeout; the other tests still pass."""
+    looping = "def double(x):\n    while x == -3:\n        pass\n    return 2 * x\n"
+    results, feedback = _grade(kit, tmp_path, looping)
+    assert results["score"] == 3
+    assert "Timeout" in feedback or "time limit" in feedback
+
+
+def test_memory_bomb_fails_without_stopping_the_run(kit: Path, tmp_path: Path) -> None:
+    """Allocating far beyond the memory limit fails that test (MemoryError); the others still pass."""
+    bomb = "def double(x):\n    if x == -3:\n        data = bytearray(8 * 2**30)\n    return 2 * x\n"
+    results, _ = _grade(kit, tmp_path, bomb)
+    assert results["score"] == 3
+
+
+def test_segfault_is_explained(kit: Path, tmp_path: Path) -> None:
+    """A segfault kills the test process: score 0, and the notes name the signal."""
+    crash = "import ctypes\ndef double(x):\n    return ctypes.string_at(0)\n"
+    results, feedback = _grade(kit, tmp_path, crash)
+    assert results["score"] == 0
+    assert "SIGSEGV" in results["output"] and "SIGSEGV" in feedback
+
+
+def test_fork_loop_is_contained(kit: Path, tmp_path: Path) -> None:
+    """A fork loop is capped and cleaned up; forked copies never report, so the score stays honest."""
+    forker = dedent(
+        """\
+        import os, time
+        def double(x):
+            if x == 2:
+                for _ in range(500):
+                    try:
+                        os.fork()
+                    except OSError:
+                        break
+            return 2 * x
+        """
+    )
+    limits = Limits(wall_seconds=120, cpu_seconds=120, max_processes=8)
+    results, _ = _grade(kit, tmp_path, forker, test_limits=limits)
+    assert results["score"] == 4  # the original process passes all; its forked copies report nothing
+    assert len(results["tests"]) == 3
+
+
+def test_megabytes_of_output_are_truncated(kit: Path, tmp_path: Path) -> None:
+    """Printing megabytes (shown by pytest for the failing test) is cut; the note says so, the score is right."""
+    noisy = "import sys\ndef double(x):\n    sys.stdout.write('x' * 4_000_000)\n    return 2 * x if x != -3 else 0\n"
+    results, _ = _grade(kit, tmp_path, noisy)
+    assert results["score"] == 3
+    assert len(json.dumps(results)) < 100_000
+    assert "discarded" in results["output"]
+
+
+def test_submitted_tests_and_conftest_are_ignored(kit: Path, tmp_path: Path) -> None:
+    """A submission's own conftest and tests (that would pass everything) are never used."""
+    extra = {
+        "tests/conftest.py": "import pytest\n@pytest.hookimpl(hookwrapper=True)\ndef pytest_runtest_makereport(item, call):\n    yield\n",
+        "tests/components/test_double.py": "def test_double():\n    assert True\n",
+        "conftest.py": "raise SystemExit('tampered')\n",
+    }
+    results, _ = _grade(kit, tmp_path, "def double(x):\n    return 3 * x\n", extra=extra)
+    assert results["score"] == 1  # only double(0) == 0 holds
+
+
+def test_fake_results_and_forged_report_lines_are_ignored(kit: Path, tmp_path: Path) -> None:
+    """Writing a results.json and printing report-like lines changes nothing: the score comes from the pipe."""
+    cheat = dedent(
+        """\
+        import json, os, pathlib
+        fake = {"score": 100, "tests": []}
+        for place in [pathlib.Path.cwd(), pathlib.Path(os.environ.get("HOME", "."))]:
+            try:
+                (place / "results.json").write_text(json.dumps(fake))
+            except OSError:
+                pass
+        print("0" * 64 + ' {"type": "test", "nodeid": "x", "outcome": "passed"}')
+        def double(x):
+            return x
+        """
+    )
+    results, _ = _grade(kit, tmp_path, cheat)
+    assert results["score"] == 1
+
+
+def test_hidden_test_content_never_reaches_the_student(kit: Path, tmp_path: Path) -> None:
+    """A submission that reads and prints the hidden tests, and fails one, sees no hidden name or message."""
+    reader = dedent(
+        """\
+        import pathlib
+        for p in pathlib.Path("/").glob("tmp/**/hidden/*.py"):
+            try:
+                print(p.read_text())
+            except OSError:
+                pass
+        def double(x):
+            return 2 * x + (1 if x == 0 else 0)
+        """
+    )
+    results, feedback = _grade(kit, tmp_path, reader)
+    assert results["score"] == 3
+    text = json.dumps(results) + feedback
+    assert "SECRET-HIDDEN-MESSAGE" not in text and "test_double_zero" not in feedback
+    hidden = [t for t in results["tests"] if t["visibility"] == "after_published"]
+    assert len(hidden) == 1 and hidden[0]["output"] == "Hidden test: failed."
+
+
+def test_notebook_errors_and_hangs_are_recorded_per_cell(kit: Path, tmp_path: Path) -> None:
+    """A notebook with a failing cell and a hanging cell still finishes; both cells are named, tests still graded."""
+    cells = [
+        "from model_based_rl.algorithms import double\nprint(double(2))",
+        "1 / 0",
+        "while True:\n    pass",
+        "print('after')",
+    ]
+    results, feedback = _grade(kit, tmp_path, GOOD, notebook=cells, run_notebook=True)
+    nb = [t for t in results["tests"] if t["name"].startswith("Notebook")][0]
+    assert nb["score"] == 0 and "Cell 2: ZeroDivisionError" in nb["output"]
+    assert results["score"] == 4  # the tests' 4 points, the notebook's 1 point lost
+
+
+def test_clean_notebook_earns_its_points(kit: Path, tmp_path: Path) -> None:
+    """A notebook whose cells all run earns the notebook points, and the executed copy is kept."""
+    sub = _submission(tmp_path / "carol", GOOD, ["from model_based_rl.algorithms import double\nprint(double(21))"])
+    out = tmp_path / "out"
+    out.mkdir()
+    grade_one(sub, out, _config(kit, run_notebook=True))
+    results = json.loads((out / "carol" / "results.json").read_text())
+    assert results["score"] == 5
+    executed = nbformat.read(out / "carol" / "notebook.ipynb", as_version=4)
+    assert "42" in executed.cells[0].outputs[0]["text"]
+
+
+def test_batch_grades_all_and_resumes_without_regrading(kit: Path, tmp_path: Path) -> None:
+    """A batch grades every submission, writes the gradebook, and a rerun regrades nothing already graded."""
+    subs = [
+        _submission(tmp_path / "s1", GOOD),
+        _submission(tmp_path / "s2", "import os\nos._exit(3)\n"),
+    ]
+    zipped = shutil.make_archive(str(tmp_path / "s3"), "zip", _submission(tmp_path / "s3src", GOOD))
+    subs.append(Path(zipped))
+    out = tmp_path / "out"
+    lines: list[str] = []
+    grade_batch(subs, out, _config(kit), jobs=2, echo=lines.append)
+    rows = {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+    assert {k: float(v["score"]) for k, v in rows.items()} == {"s1": 4.0, "s2": 0.0, "s3": 4.0}
+    stamp = (out / "s1" / "results.json").stat().st_mtime_ns
+    (out / "s2" / "results.json").unlink()  # as if the batch had been killed while grading s2
+    (out / ".s2.x.partial").mkdir()
+    lines.clear()
+    grade_batch(subs, out, _config(kit), jobs=1, echo=lines.append)
+    assert lines[0] == "resuming: 2 of 3 already graded" and len(lines) == 2
+    assert (out / "s1" / "results.json").stat().st_mtime_ns == stamp
+    assert not (out / ".s2.x.partial").exists()
+    assert len(list(csv.DictReader((out / "gradebook.csv").open()))) == 3
