@@ -1,0 +1,244 @@
+"""Graded tests of DynamicsModel (PETS probabilistic network), gaussian_nll and soft_bound_log_std."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.component("DynamicsModel")
+
+S, A = 4, 2
+
+
+def _alg(impl):
+    return impl.module("model_based_rl.algorithms")
+
+
+@pytest.fixture
+def model(impl, device):
+    return impl.DynamicsModel(state_dim=S, action_dim=A, hidden_dim=32, num_hidden_layers=2, device=device)
+
+
+@pytest.mark.shape
+def test_forward_keys_and_batched_shapes(model, device):
+    """forward returns the four keys in order with (B,S)/(B,1) float32 outputs and positive stds."""
+    out = model(torch.randn(7, S, device=device), torch.randn(7, A, device=device))
+    assert list(out.keys()) == ["next_state_mean", "reward_mean", "next_state_std", "reward_std"]
+    assert out["next_state_mean"].shape == (7, S) and out["next_state_std"].shape == (7, S)
+    assert out["reward_mean"].shape == (7, 1) and out["reward_std"].shape == (7, 1)
+    for v in out.values():
+        assert v.dtype == torch.float32 and torch.isfinite(v).all()
+    assert (out["next_state_std"] > 0).all() and (out["reward_std"] > 0).all()
+
+
+@pytest.mark.shape
+def test_forward_unbatched_is_a_batch_of_one(model, device):
+    """Unbatched (S,),(A,) inputs give the same (1,S)/(1,1) outputs as the (1,S),(1,A) batch."""
+    s, a = torch.randn(S, device=device), torch.randn(A, device=device)
+    single, batched = model(s, a), model(s[None], a[None])
+    assert single["next_state_mean"].shape == (1, S) and single["reward_std"].shape == (1, 1)
+    for k in batched:
+        torch.testing.assert_close(single[k], batched[k])
+
+
+@pytest.mark.shape
+def test_sample_prediction_shapes(model, device):
+    """sample_prediction squeezes a batch of one to (S,) and (); a batch B>1 gives (B,S) and (B,)."""
+    ns, r = model.sample_prediction(torch.randn(1, S, device=device), torch.randn(1, A, device=device))
+    assert ns.shape == (S,) and r.shape == ()
+    ns, r = model.sample_prediction(torch.randn(S, device=device), torch.randn(A, device=device))
+    assert ns.shape == (S,) and r.shape == ()
+    ns, r = model.sample_prediction(torch.randn(5, S, device=device), torch.randn(5, A, device=device))
+    assert ns.shape == (5, S) and r.shape == (5,)
+    assert torch.isfinite(ns).all() and torch.isfinite(r).all()
+
+
+@pytest.mark.shape
+def test_discrete_actions_one_hot(impl, device):
+    """With discrete_actions, int actions (B,) or a scalar are one-hot encoded: same output as each other."""
+    m = impl.DynamicsModel(state_dim=S, action_dim=3, hidden_dim=16, discrete_actions=True, device=device)
+    states = torch.randn(3, S, device=device)
+    out = m(states, torch.tensor([0, 2, 1], device=device))
+    assert out["next_state_mean"].shape == (3, S) and out["reward_mean"].shape == (3, 1)
+    one = m(states[1], 2)
+    assert one["next_state_mean"].shape == (1, S)
+    torch.testing.assert_close(one["next_state_mean"][0], out["next_state_mean"][1])
+    ns, r = m.sample_prediction(states[0], 1)
+    assert ns.shape == (S,) and r.shape == ()
+    loss = m.train_step(states, torch.tensor([0, 2, 1]), torch.randn(3, S), torch.randn(3))
+    assert isinstance(loss, float) and math.isfinite(loss)
+
+
+@pytest.mark.shape
+def test_loss_is_the_nll_plus_bound_regulariser(impl, model, device):
+    """loss = mean Gaussian NLL of [s', r] under the forward outputs + 0.01 (Σ max_log_std − Σ min)."""
+    s, a = torch.randn(6, S, device=device), torch.randn(6, A, device=device)
+    ns, r = torch.randn(6, S, device=device), torch.randn(6, device=device)
+    loss = model.loss(s, a, ns, r)
+    assert loss.shape == ()
+    out = model(s, a)
+    mean = torch.cat([out["next_state_mean"], out["reward_mean"]], -1)
+    std = torch.cat([out["next_state_std"], out["reward_std"]], -1)
+    target = torch.cat([ns, r[:, None]], -1)
+    nll = -torch.distributions.Normal(mean, std).log_prob(target).mean()
+    reg = 0.01 * (model.max_log_std.sum() - model.min_log_std.sum())
+    torch.testing.assert_close(loss, nll + reg, rtol=1e-4, atol=1e-4)
+    # rewards given as (B, 1) are the same loss
+    torch.testing.assert_close(model.loss(s, a, ns, r[:, None]), loss)
+
+
+@pytest.mark.gradient
+def test_gradient_reaches_every_parameter(model, device):
+    """loss.backward() gives a non-zero gradient to every parameter, the log-std bounds included."""
+    s, a = torch.randn(16, S, device=device), torch.randn(16, A, device=device)
+    loss = model.loss(s, a, torch.randn(16, S, device=device), torch.randn(16, device=device))
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
+
+
+@pytest.mark.gradient
+def test_sample_is_reparameterised(model, device):
+    """sample_prediction is differentiable: the sample's gradient reaches the network weights."""
+    ns, r = model.sample_prediction(torch.randn(4, S, device=device), torch.randn(4, A, device=device))
+    (ns.sum() + r.sum()).backward()
+    grads = [p.grad for p in model.net.parameters()]
+    assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0
+
+
+@pytest.mark.property
+@settings(max_examples=30)
+@given(
+    mean=st.lists(st.floats(-5, 5), min_size=1, max_size=6),
+    log_std=st.floats(-3, 2),
+    shift=st.floats(-4, 4),
+)
+def test_gaussian_nll_matches_normal_log_prob(impl, mean, log_std, shift):
+    """gaussian_nll equals -Normal(mean, exp(log_std)).log_prob(target).mean()."""
+    m = torch.tensor(mean, dtype=torch.float32)
+    ls = torch.full_like(m, log_std) + torch.linspace(0, 0.5, len(mean))
+    target = m + shift
+    expected = -torch.distributions.Normal(m, ls.exp()).log_prob(target).mean()
+    got = _alg(impl).gaussian_nll(m[None], ls[None], target[None])
+    assert got.shape == ()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.property
+@settings(max_examples=30)
+@given(raw=st.floats(-30, 30), low=st.floats(-10, -1), width=st.floats(0.5, 5))
+def test_soft_bound_log_std_stays_in_bounds(impl, raw, low, width):
+    """soft_bound_log_std is max−softplus(max−x) then min+softplus(x−min); it lies in [min, max+log 2]."""
+    high = low + width
+    got = _alg(impl).soft_bound_log_std(torch.tensor([raw]), torch.tensor([low]), torch.tensor([high])).item()
+    softplus = lambda z: max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+    x = high - softplus(high - raw)
+    expected = low + softplus(x - low)
+    assert got == pytest.approx(expected, rel=1e-4, abs=1e-4)
+    assert low - 1e-6 <= got <= high + math.log(2) + 1e-4
+
+
+@pytest.mark.property
+@settings(max_examples=5)
+@given(scale=st.floats(0.5, 2.0))
+def test_samples_follow_the_predicted_gaussian(impl, device, scale):
+    """Many samples at one input have the forward's mean and std (within sampling error)."""
+    torch.manual_seed(0)
+    m = impl.DynamicsModel(state_dim=2, action_dim=1, hidden_dim=16, device=device)
+    n = 20000
+    s = scale * torch.ones(n, 2, device=device)
+    a = torch.ones(n, 1, device=device)
+    out = m(s[:1], a[:1])
+    ns, r = m.sample_prediction(s, a)
+    ns, r = ns.detach(), r.detach()
+    sd, rsd = out["next_state_std"][0].detach(), out["reward_std"][0, 0].detach()
+    assert torch.allclose(ns.mean(0), out["next_state_mean"][0].detach(), atol=4 * sd.max().item() / n**0.5)
+    assert torch.allclose(ns.std(0), sd, rtol=0.05)
+    assert abs(r.mean() - out["reward_mean"][0, 0]).item() < 4 * rsd.item() / n**0.5
+    assert abs(r.std() / rsd - 1).item() < 0.05
+
+
+@pytest.mark.convergence
+@pytest.mark.points(3)
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_recovers_noisy_linear_system(impl, device, reseed, seed):
+    """On s' = A s + B a + N(0, 0.1²), r = s₀ − a + N(0, 0.2²) it learns the means and calibrated stds."""
+    reseed(seed)
+    A_ = torch.tensor([[0.9, 0.2], [-0.1, 0.8]])
+    B_ = torch.tensor([[0.5], [1.0]])
+    sig, sig_r = 0.1, 0.2
+
+    def data(n):
+        s = torch.randn(n, 2)
+        a = torch.rand(n, 1) * 2 - 1
+        ns = s @ A_.T + a @ B_.T + sig * torch.randn(n, 2)
+        r = (s[:, 0] - a[:, 0]) + sig_r * torch.randn(n)
+        return s, a, ns, r
+
+    m = impl.DynamicsModel(
+        state_dim=2, action_dim=1, hidden_dim=64, num_hidden_layers=2, lr=3e-3, device=device
+    )
+    S_, A_b, NS, R = (t.to(device) for t in data(4096))
+    for _ in range(600):
+        idx = torch.randint(0, 4096, (256,), device=device)
+        m.train_step(S_[idx], A_b[idx], NS[idx], R[idx])
+    s, a, _, _ = data(2000)
+    with torch.no_grad():
+        out = m(s.to(device), a.to(device))
+    true_mean = (s @ A_.T + a @ B_.T).to(device)
+    true_r = (s[:, 0] - a[:, 0]).to(device)
+    assert (out["next_state_mean"] - true_mean).abs().mean() < 0.5 * sig
+    assert (out["reward_mean"][:, 0] - true_r).abs().mean() < 0.5 * sig_r
+    learned = out["next_state_std"].mean(0)
+    assert ((learned / sig - 1).abs() < 0.3).all(), (
+        f"next-state std {learned.tolist()} not within 30% of {sig}"
+    )
+    learned_r = out["reward_std"].mean().item()
+    assert abs(learned_r / sig_r - 1) < 0.3, f"reward std {learned_r} not within 30% of {sig_r}"
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_bad_arguments_raise_value_error_naming_them(impl):
+    """Bad constructor arguments and out-of-range discrete actions raise ValueError naming the argument."""
+    with pytest.raises(ValueError, match="state_dim"):
+        impl.DynamicsModel(state_dim=0, action_dim=2)
+    with pytest.raises(ValueError, match="hidden_dim"):
+        impl.DynamicsModel(state_dim=2, action_dim=2, hidden_dim=-3)
+    with pytest.raises(ValueError, match="min_log_std"):
+        impl.DynamicsModel(state_dim=2, action_dim=2, min_log_std=1.0, max_log_std=0.5)
+    m = impl.DynamicsModel(state_dim=2, action_dim=3, hidden_dim=8, discrete_actions=True)
+    with pytest.raises(ValueError, match="discrete action"):
+        m(torch.randn(2), 3)
+    c = impl.DynamicsModel(state_dim=2, action_dim=3, hidden_dim=8)
+    with pytest.raises(ValueError, match="state"):
+        c(torch.randn(5, 3), torch.randn(5, 3))
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_input_normaliser_tracks_training_inputs(impl):
+    """train_step folds the inputs into running mean/std buffers (given plumbing)."""
+    m = impl.DynamicsModel(state_dim=2, action_dim=1, hidden_dim=8)
+    x = torch.randn(512, 3) * torch.tensor([2.0, 0.5, 1.0]) + torch.tensor([1.0, -1.0, 0.0])
+    for chunk in x.split(128):
+        m.normalizer.update(chunk)
+    torch.testing.assert_close(m.normalizer.mean, x.mean(0), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(m.normalizer.var, x.var(0, unbiased=False), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.points(0)
+@pytest.mark.shape
+def test_runs_on_device(impl, device):
+    """Forward, sampling and a train step run on the --device (cuda) with outputs on it."""
+    m = impl.DynamicsModel(state_dim=S, action_dim=A, hidden_dim=32, device=device)
+    out = m(torch.randn(8, S, device=device), torch.randn(8, A, device=device))
+    assert all(v.device.type == device.type for v in out.values())
+    loss = m.train_step(torch.randn(8, S), torch.randn(8, A), torch.randn(8, S), torch.randn(8))
+    assert math.isfinite(loss)

@@ -1,0 +1,275 @@
+"""Graded tests of ModelEnsemble (PETS bootstrapped probabilistic ensemble), EnsembleLinear and helpers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+pytestmark = pytest.mark.component("ModelEnsemble")
+
+S, A, E = 4, 2, 5
+
+
+def _alg(impl):
+    return impl.module("model_based_rl.algorithms")
+
+
+@pytest.fixture
+def ens(impl, device):
+    return impl.ModelEnsemble(
+        state_dim=S, action_dim=A, ensemble_size=E, hidden_dim=32, num_hidden_layers=2, device=device
+    )
+
+
+@pytest.mark.shape
+def test_forward_shapes_broadcast_and_per_member(ens, device):
+    """(B,S),(B,A) inputs and (E,B,S),(E,B,A) inputs both give (E,B,S)/(E,B,1) means and positive stds."""
+    for lead in [(7,), (E, 7)]:
+        out = ens(torch.randn(*lead, S, device=device), torch.randn(*lead, A, device=device))
+        assert list(out.keys()) == ["next_state_mean", "reward_mean", "next_state_std", "reward_std"]
+        assert out["next_state_mean"].shape == (E, 7, S) and out["next_state_std"].shape == (E, 7, S)
+        assert out["reward_mean"].shape == (E, 7, 1) and out["reward_std"].shape == (E, 7, 1)
+        assert (out["next_state_std"] > 0).all() and (out["reward_std"] > 0).all()
+
+
+@pytest.mark.shape
+def test_ensemble_linear_matches_member_by_member(impl):
+    """EnsembleLinear's batched output equals x[e] @ weight[e] + bias[e] computed member by member."""
+    layer = _alg(impl).EnsembleLinear(3, 5, 4)
+    assert layer.weight.shape == (3, 5, 4)
+    x = torch.randn(3, 6, 5)
+    y = layer(x)
+    assert y.shape == (3, 6, 4)
+    for e in range(3):
+        torch.testing.assert_close(y[e], x[e] @ layer.weight[e] + layer.bias[e].reshape(1, 4))
+
+
+@pytest.mark.shape
+def test_ensemble_network_matches_sliced_single_networks(impl, ens, device):
+    """The ensemble's network equals, member by member, a plain MLP built from that member's weight slices."""
+    x = torch.randn(9, S + A, device=device)
+    batched = ens.net(x.unsqueeze(0).expand(E, -1, -1))
+    EnsembleLinear = _alg(impl).EnsembleLinear
+    for e in range(E):
+        layers = []
+        for mod in ens.net:
+            if isinstance(mod, EnsembleLinear):
+                lin = nn.Linear(mod.in_features, mod.out_features).to(device)
+                lin.weight.data = mod.weight.data[e].T.clone()
+                lin.bias.data = mod.bias.data[e, 0].clone()
+                layers.append(lin)
+            else:
+                layers.append(mod)
+        torch.testing.assert_close(batched[e], nn.Sequential(*layers)(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.shape
+def test_members_do_not_see_each_others_inputs(ens, device):
+    """With per-member inputs, member e's output depends only on its own input slice."""
+    s, a = torch.randn(E, 6, S, device=device), torch.randn(E, 6, A, device=device)
+    out = ens(s, a)["next_state_mean"]
+    s2 = s.clone()
+    s2[1] += 3.0
+    out2 = ens(s2, a)["next_state_mean"]
+    keep = [e for e in range(E) if e != 1]
+    torch.testing.assert_close(out[keep], out2[keep])
+    assert not torch.allclose(out[1], out2[1])
+    # broadcasting one batch equals giving every member that same batch
+    b = ens(s[0], a[0])["next_state_mean"]
+    torch.testing.assert_close(b, ens(s[0].expand(E, -1, -1), a[0].expand(E, -1, -1))["next_state_mean"])
+
+
+@pytest.mark.property
+@settings(max_examples=25)
+@given(batch=st.integers(1, 40), members=st.integers(1, 8))
+def test_bootstrap_indices_shape_and_range(impl, batch, members):
+    """bootstrap_indices gives an (E,B) int64 tensor of indices in [0, B)."""
+    idx = _alg(impl).bootstrap_indices(batch, members, torch.Generator().manual_seed(batch))
+    assert idx.shape == (members, batch) and idx.dtype == torch.int64
+    assert idx.min() >= 0 and idx.max() < batch
+
+
+@pytest.mark.shape
+def test_bootstrap_resamples_with_replacement_and_differ(impl):
+    """Each member's resample holds ~63% distinct indices (with replacement) and the members' rows differ."""
+    idx = _alg(impl).bootstrap_indices(2000, 4, torch.Generator().manual_seed(0))
+    for e in range(4):
+        frac = idx[e].unique().numel() / 2000
+        assert 0.58 < frac < 0.68, f"member {e} sees {frac:.2f} distinct samples; expected 1 - 1/e ≈ 0.632"
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not torch.equal(idx[i], idx[j])
+    counts = torch.bincount(idx.reshape(-1), minlength=2000).float()
+    assert abs(counts.mean().item() - 4.0) < 1e-6 and counts.std() > 1.0  # uniform draws, not a permutation
+
+
+@pytest.mark.shape
+def test_combine_ensemble_moments_hand_example(impl):
+    """means [1,3], stds [1,2] -> mean 2, aleatoric sqrt(2.5), epistemic 1 (law of total variance)."""
+    means = torch.tensor([[[1.0, 0.0]], [[3.0, 0.0]]])  # (E=2, B=1, D=2)
+    stds = torch.tensor([[[1.0, 0.5]], [[2.0, 0.5]]])
+    mean, ale, epi = _alg(impl).combine_ensemble_moments(means, stds)
+    assert mean.shape == ale.shape == epi.shape == (1, 2)
+    torch.testing.assert_close(mean, torch.tensor([[2.0, 0.0]]))
+    torch.testing.assert_close(ale, torch.tensor([[math.sqrt(2.5), 0.5]]))
+    torch.testing.assert_close(epi, torch.tensor([[1.0, 0.0]]))
+
+
+@pytest.mark.property
+@settings(max_examples=30)
+@given(
+    mus=st.lists(st.floats(-5, 5), min_size=1, max_size=6),
+    sig=st.floats(0.01, 3.0),
+)
+def test_combined_variance_is_the_mixture_variance(impl, mus, sig):
+    """aleatoric² + epistemic² equals the variance of the uniform mixture: E[σ²+μ²] − E[μ]²."""
+    means = torch.tensor(mus, dtype=torch.float64).reshape(-1, 1, 1)
+    stds = sig * torch.linspace(1.0, 2.0, len(mus), dtype=torch.float64).reshape(-1, 1, 1)
+    mean, ale, epi = _alg(impl).combine_ensemble_moments(means, stds)
+    mix_var = (stds**2 + means**2).mean() - means.mean() ** 2
+    assert mean.item() == pytest.approx(means.mean().item(), abs=1e-9)
+    assert (ale**2 + epi**2).item() == pytest.approx(mix_var.item(), rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.shape
+def test_predict_returns_named_moments(ens, device):
+    """predict gives EnsemblePrediction with (B,S) state moments and (B,) reward moments from the members."""
+    s, a = torch.randn(8, S, device=device), torch.randn(8, A, device=device)
+    p = ens.predict(s, a)
+    assert p.next_state_mean.shape == p.aleatoric_std.shape == p.epistemic_std.shape == (8, S)
+    assert p.reward_mean.shape == p.reward_aleatoric_std.shape == p.reward_epistemic_std.shape == (8,)
+    out = ens(s, a)
+    torch.testing.assert_close(p.next_state_mean, out["next_state_mean"].mean(0))
+    torch.testing.assert_close(p.epistemic_std, out["next_state_mean"].std(0, unbiased=False))
+    torch.testing.assert_close(p.reward_aleatoric_std, out["reward_std"][..., 0].pow(2).mean(0).sqrt())
+
+
+@pytest.mark.shape
+def test_tsinf_deterministic_gives_the_fixed_members_mean(ens, device):
+    """propagate(mode='tsinf', member_idx, deterministic=True) returns exactly member_idx[n]'s mean."""
+    n = 23
+    s, a = torch.randn(n, S, device=device), torch.randn(n, A, device=device)
+    idx = ens.sample_member_indices(n)
+    assert idx.shape == (n,) and idx.dtype == torch.int64 and 0 <= idx.min() and idx.max() < E
+    ns, r = ens.propagate(s, a, mode="tsinf", member_idx=idx, deterministic=True)
+    assert ns.shape == (n, S) and r.shape == (n,)
+    out = ens(s, a)
+    rows = torch.arange(n, device=device)
+    torch.testing.assert_close(ns, out["next_state_mean"][idx, rows], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(r, out["reward_mean"][idx, rows, 0], rtol=1e-5, atol=1e-5)
+    # a constant member_idx = i reproduces member i
+    for i in (0, E - 1):
+        ns_i, _ = ens.propagate(
+            s, a, mode="tsinf", member_idx=torch.full((n,), i, device=device), deterministic=True
+        )
+        torch.testing.assert_close(ns_i, out["next_state_mean"][i], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.shape
+def test_mean_and_ts1_propagation(ens, device):
+    """'mean' averages the member means; deterministic 'ts1' picks one member per particle, all used."""
+    n = 200
+    s0, a0 = torch.randn(S, device=device), torch.randn(A, device=device)
+    s, a = s0.expand(n, -1), a0.expand(n, -1)
+    member_means = ens(s0[None], a0[None])["next_state_mean"][:, 0]  # (E, S)
+    ns, r = ens.propagate(s, a, mode="mean")
+    assert ns.shape == (n, S) and r.shape == (n,)
+    torch.testing.assert_close(ns, member_means.mean(0).expand(n, -1), rtol=1e-5, atol=1e-5)
+    ns1, _ = ens.propagate(s, a, mode="ts1", deterministic=True, generator=None)
+    dist = (ns1[:, None, :] - member_means[None]).abs().amax(-1)  # (n, E)
+    assert (dist.min(1).values < 1e-5).all(), "each ts1 particle must equal one member's mean"
+    assert set(dist.argmin(1).tolist()) == set(range(E)), "ts1 should draw every member over 200 particles"
+
+
+@pytest.mark.shape
+def test_stochastic_propagation_samples_around_the_member_mean(ens, device):
+    """Non-deterministic tsinf draws μ + σ ε for the fixed member: sample mean/std match (within error)."""
+    n = 20000
+    s0, a0 = torch.randn(S, device=device), torch.randn(A, device=device)
+    idx = torch.full((n,), 2, device=device)
+    ns, _ = ens.propagate(s0.expand(n, -1), a0.expand(n, -1), mode="tsinf", member_idx=idx)
+    out = ens(s0[None], a0[None])
+    mu, sd = out["next_state_mean"][2, 0].detach(), out["next_state_std"][2, 0].detach()
+    assert ((ns.detach().mean(0) - mu).abs() < 5 * sd / n**0.5).all()
+    assert ((ns.detach().std(0) / sd - 1).abs() < 0.05).all()
+
+
+@pytest.mark.shape
+def test_train_step_seed_cell_and_loss_decreases(impl, device):
+    """Seed cell 4: train_step on (32,4),(32,2),(32,4),(32,) returns finite floats that decrease."""
+    ens = impl.ModelEnsemble(state_dim=4, action_dim=2, ensemble_size=5, hidden_dim=64, device=device)
+    s, a, ns, r = torch.randn(32, 4), torch.randn(32, 2), torch.randn(32, 4), torch.randn(32)
+    losses = [ens.train_step(s, a, ns, r) for _ in range(60)]
+    assert all(isinstance(v, float) and math.isfinite(v) for v in losses)
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.1
+
+
+@pytest.mark.gradient
+def test_gradient_reaches_every_member(ens, device):
+    """The ensemble loss on bootstrapped batches gives every member's weight slice a non-zero gradient."""
+    idx = torch.randint(0, 16, (E, 16), device=device)
+    s, a, ns, r = (torch.randn(16, d, device=device) for d in (S, A, S, 1))
+    loss = ens.loss(s[idx], a[idx], ns[idx], r[idx])
+    assert loss.shape == ()
+    loss.backward()
+    for name, p in ens.named_parameters():
+        assert p.grad is not None, f"no gradient reaches {name}"
+        if p.dim() == 3:  # (E, in, out) weights: each member's slice gets a gradient
+            assert (p.grad.abs().sum(dim=(1, 2)) > 0).all(), f"a member of {name} gets no gradient"
+
+
+@pytest.mark.convergence
+@pytest.mark.points(2)
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_epistemic_std_grows_off_distribution(impl, device, reseed, seed):
+    """Trained on states in [-1,1]², the members disagree far more at |s| = 4 than on the training data."""
+    reseed(seed)
+    ens = impl.ModelEnsemble(
+        state_dim=2, action_dim=1, ensemble_size=5, hidden_dim=32, num_hidden_layers=2, lr=3e-3, device=device
+    )
+    s = torch.rand(512, 2) * 2 - 1
+    a = torch.rand(512, 1) * 2 - 1
+    ns = s + 0.1 * a + 0.05 * torch.randn(512, 2)
+    r = s.sum(-1) + 0.05 * torch.randn(512)
+    for _ in range(300):
+        i = torch.randint(0, 512, (128,))
+        ens.train_step(s[i], a[i], ns[i], r[i])
+    s_in = torch.rand(200, 2) * 2 - 1
+    s_out = 4.0 * torch.nn.functional.normalize(torch.randn(200, 2), dim=-1)
+    a_t = torch.rand(200, 1) * 2 - 1
+    epi_in = ens.predict(s_in, a_t).epistemic_std.mean().item()
+    epi_out = ens.predict(s_out, a_t).epistemic_std.mean().item()
+    assert epi_out > 3.0 * epi_in, f"epistemic std off-distribution {epi_out:.4f} vs on {epi_in:.4f}"
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_bad_arguments_raise_value_error(impl):
+    """Bad ensemble_size, propagation mode or a missing tsinf member_idx raise ValueError naming it."""
+    with pytest.raises(ValueError, match="ensemble_size"):
+        impl.ModelEnsemble(state_dim=2, action_dim=1, ensemble_size=0)
+    ens = impl.ModelEnsemble(state_dim=2, action_dim=1, ensemble_size=2, hidden_dim=8)
+    with pytest.raises(ValueError, match="mode"):
+        ens.propagate(torch.randn(3, 2), torch.randn(3, 1), mode="ts2")
+    with pytest.raises(ValueError, match="member_idx"):
+        ens.propagate(torch.randn(3, 2), torch.randn(3, 1), mode="tsinf")
+    with pytest.raises(ValueError, match="states"):
+        ens(torch.randn(3, 5), torch.randn(3, 1))
+
+
+@pytest.mark.gpu
+@pytest.mark.points(0)
+@pytest.mark.shape
+def test_runs_on_device(impl, device):
+    """Forward, train_step and propagate run on the --device (cuda) with outputs on it."""
+    ens = impl.ModelEnsemble(state_dim=S, action_dim=A, ensemble_size=E, hidden_dim=32, device=device)
+    loss = ens.train_step(torch.randn(16, S), torch.randn(16, A), torch.randn(16, S), torch.randn(16))
+    assert math.isfinite(loss)
+    ns, r = ens.propagate(torch.randn(10, S, device=device), torch.randn(10, A, device=device), mode="ts1")
+    assert ns.device.type == device.type and r.shape == (10,)
