@@ -1,0 +1,320 @@
+"""Graded tests of MonteCarloTreeSearch / MCTSNode (UCT) and the helpers ucb_score, backup, select_child,
+expand_node."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.component("MonteCarloTreeSearch")
+
+
+def _alg(impl):
+    return impl.module("planning.algorithms")
+
+
+class SimpleMCTSEnv:
+    """The notebook's cell-11 environment, verbatim: old 4-tuple step, no action_space."""
+
+    def __init__(self):
+        self.state = 0
+        self.goal = 10
+
+    def reset(self):
+        self.state = 0
+        return self.state
+
+    def step(self, action):
+        self.state += action - 1
+        reward = -abs(self.state - self.goal)
+        done = abs(self.state - self.goal) < 0.5
+        return self.state, reward, done, {}
+
+
+class _Discrete:
+    def __init__(self, n):
+        self.n = n
+
+
+class TwoGoalChain:
+    """States 0..6, start 2. Action 0 moves left, 1 right. Reaching 0 pays 0.5, reaching 6 pays 1.0; both end
+    the episode. With gamma = 0.9 the optimal values from 2 are Q(left) = 0.9 * 0.5 = 0.45 (two steps) and
+    Q(right) = 0.9^3 * 1.0 = 0.729 (four steps): the optimal action is 1 although the left goal is nearer.
+
+    ``five_tuple`` selects Gymnasium's (obs, r, terminated, truncated, info) or the old 4-tuple."""
+
+    def __init__(self, five_tuple=True):
+        self.state = 2
+        self.five_tuple = five_tuple
+        self.action_space = _Discrete(2)
+        self.steps_taken = 0
+
+    def reset(self, seed=None):
+        self.state = 2
+        return (self.state, {}) if self.five_tuple else self.state
+
+    def step(self, action):
+        self.steps_taken += 1
+        self.state += 1 if action == 1 else -1
+        reward = 0.5 if self.state == 0 else (1.0 if self.state == 6 else 0.0)
+        done = self.state in (0, 6)
+        if self.five_tuple:
+            return self.state, reward, done, False, {}
+        return self.state, reward, done, {}
+
+
+def delayed_reward_tree(state, action):
+    """Deterministic depth-2 tree over states = tuples of actions. Root action 0 pays 1 now and 0 after;
+    root action 1 pays 0 now, then 5 for action 1 (0 for action 0). Optimal: action 1 (0 + 0.9 * 5 = 4.5 > 1)."""
+    path = (*state, action)
+    if len(path) == 1:
+        return path, (1.0 if action == 0 else 0.0), False
+    reward = 5.0 if path == (1, 1) else 0.0
+    return path, reward, True
+
+
+def _walk(node):
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(n.children.values())
+
+
+# ----------------------------------------------------------------------------------------------- ucb / backup
+
+
+@pytest.mark.shape
+def test_ucb_score_hand_computed(impl):
+    """ucb_score = q + c sqrt(ln N / n): 0.5 + 1.4 sqrt(ln 10 / 2); c = 0 gives q; an unvisited child is +inf."""
+    ucb = _alg(impl).ucb_score
+    assert ucb(0.5, 2, 10, 1.4) == pytest.approx(0.5 + 1.4 * math.sqrt(math.log(10) / 2))
+    assert ucb(-3.0, 4, 7, 0.0) == pytest.approx(-3.0)
+    assert ucb(-100.0, 0, 5, 1.4) == math.inf
+
+
+@pytest.mark.property
+@given(
+    q=st.floats(-100, 100),
+    n=st.integers(1, 50),
+    extra=st.integers(0, 200),
+    c=st.floats(0.01, 5),
+)
+def test_ucb_score_properties(impl, q, n, extra, c):
+    """UCB >= Q, the bonus shrinks as the child is visited more and grows as the parent is visited more."""
+    ucb = _alg(impl).ucb_score
+    parent = n + extra + 1
+    s = ucb(q, n, parent, c)
+    assert s >= q - 1e-9
+    assert ucb(q, n + 1, parent, c) <= s + 1e-9
+    assert ucb(q, n, parent + 10, c) >= s - 1e-9
+
+
+@pytest.mark.shape
+def test_node_ucb_score_both_forms(impl):
+    """parent.ucb_score(child, c) and child.ucb_score(parent_visits, c) both give reward + value + bonus."""
+    root = impl.MCTSNode(0)
+    child = impl.MCTSNode(1, parent=root, action=0, reward=1.0)
+    root.children[0] = child
+    root.visit_count, child.visit_count, child.value_sum = 9, 3, 6.0
+    expected = 1.0 + 2.0 + 1.2 * math.sqrt(math.log(9) / 3)
+    assert root.ucb_score(child, 1.2) == pytest.approx(expected)
+    assert child.ucb_score(9, 1.2) == pytest.approx(expected)
+    assert root.best_child(1.2) is child
+
+
+@pytest.mark.shape
+def test_backup_hand_computed_with_gamma(impl):
+    """backup adds, leaf to root, G = 3, 2 + 0.5*3 = 3.5, 1 + 0.5*3.5 = 2.75, one visit each; values are means."""
+    node_cls, backup = impl.MCTSNode, _alg(impl).backup
+    root = impl.MCTSNode("s0")
+    mid = node_cls("s1", parent=root, action=1, reward=1.0)
+    leaf = node_cls("s2", parent=mid, action=0, reward=2.0)
+    g = backup([root, mid, leaf], [1.0, 2.0], 3.0, 0.5)
+    assert g == pytest.approx(2.75)
+    assert [n.visit_count for n in (root, mid, leaf)] == [1, 1, 1]
+    assert [n.value_sum for n in (root, mid, leaf)] == pytest.approx([2.75, 3.5, 3.0])
+    backup([root, mid], [1.0], -1.0, 0.5)  # a second simulation stopping at mid: root gets 1 + 0.5*(-1) = 0.5
+    assert (root.visit_count, mid.visit_count, leaf.visit_count) == (2, 2, 1)
+    assert root.value == pytest.approx((2.75 + 0.5) / 2)
+    assert mid.value == pytest.approx((3.5 - 1.0) / 2)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_backup_rejects_a_wrong_number_of_rewards(impl):
+    """backup needs one reward per edge (len(path) - 1) and says so."""
+    root = impl.MCTSNode(0)
+    with pytest.raises(ValueError, match="len\\(path\\) - 1"):
+        _alg(impl).backup([root], [1.0], 0.0, 0.9)
+
+
+@pytest.mark.shape
+def test_select_child_hand_computed(impl):
+    """select_child takes the max of reward + gamma * value + bonus; an unvisited child goes first."""
+    alg = _alg(impl)
+    root = impl.MCTSNode(0)
+    root.visit_count = 10
+    stats = {0: (0.0, 5, 5.0), 1: (1.0, 4, 0.0), 2: (0.0, 1, 0.0)}  # action: (reward, N, value_sum)
+    for a, (r, n, vs) in stats.items():
+        ch = impl.MCTSNode(a, parent=root, action=a, reward=r)
+        ch.visit_count, ch.value_sum = n, vs
+        root.children[a] = ch
+    # c = 0: Q = 0 + 0.5 * 1 = 0.5, 1 + 0 = 1.0, 0 -> action 1.
+    assert alg.select_child(root, 0.0, 0.5).action == 1
+    # c = 2: bonus 2 sqrt(ln 10 / n): action 2 (n = 1) gets 3.03 against 1.86 and 2.52.
+    assert alg.select_child(root, 2.0, 0.5).action == 2
+    root.children[3] = impl.MCTSNode(3, parent=root, action=3, reward=-10.0)
+    assert alg.select_child(root, 0.0, 0.5, np.random.default_rng(0)).action == 3
+
+
+@pytest.mark.shape
+def test_expand_node_one_child_per_action_and_never_terminal(impl):
+    """expand_node creates children 0..A-1 with the step's state, reward and terminal flag; terminal -> error."""
+    alg = _alg(impl)
+    root = impl.MCTSNode(5)
+    alg.expand_node(root, 3, lambda node, a: (node.state + a, float(a) * 2, a == 2, None))
+    assert sorted(root.children) == [0, 1, 2]
+    for a, ch in root.children.items():
+        assert (ch.state, ch.reward, ch.terminal, ch.action, ch.parent) == (5 + a, 2.0 * a, a == 2, a, root)
+        assert ch.visit_count == 0
+    with pytest.raises(ValueError, match="terminal"):
+        alg.expand_node(root.children[2], 3, lambda node, a: (0, 0.0, False, None))
+
+
+# ----------------------------------------------------------------------------------------------- search
+
+
+@pytest.mark.convergence
+@pytest.mark.points(2)
+def test_notebook_cell_returns_action_2(impl):
+    """The notebook's call (with num_actions=3) picks action 2 (towards the goal) for several seeds."""
+    for seed in range(5):
+        env = SimpleMCTSEnv()
+        mcts = impl.MonteCarloTreeSearch(
+            env=env, num_simulations=50, exploration_constant=1.4, max_depth=20, num_actions=3, seed=seed
+        )
+        assert mcts.get_best_action(env.reset()) == 2, f"seed {seed}"
+        assert env.state == 0, "search must not step the original environment"
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_missing_num_actions_is_a_clear_error(impl):
+    """The notebook's original call has no num_actions and the env no action_space: ValueError naming it."""
+    with pytest.raises(ValueError, match="num_actions"):
+        impl.MonteCarloTreeSearch(
+            env=SimpleMCTSEnv(), num_simulations=50, exploration_constant=1.4, max_depth=20
+        )
+    with pytest.raises(ValueError, match="env=|model="):
+        impl.MonteCarloTreeSearch(num_actions=2)
+    with pytest.raises(ValueError, match="num_simulations"):
+        impl.MonteCarloTreeSearch(env=SimpleMCTSEnv(), num_actions=3, num_simulations=0)
+
+
+@pytest.mark.shape
+def test_root_visits_equal_num_simulations(impl):
+    """A fresh search visits the root num_simulations times; every simulation but the first enters a child."""
+    mcts = impl.MonteCarloTreeSearch(
+        env=SimpleMCTSEnv(), num_simulations=37, max_depth=10, num_actions=3, seed=0
+    )
+    root = mcts.search(0)
+    assert root.visit_count == 37
+    assert sum(ch.visit_count for ch in root.children.values()) == 36
+    assert sorted(root.children) == [0, 1, 2]
+    counts = root.visit_counts()
+    assert counts.shape == (3,) and counts.sum() == 36
+    probs = root.policy(1.0)
+    assert probs.sum() == pytest.approx(1.0) and int(np.argmax(probs)) == int(np.argmax(counts))
+
+
+@pytest.mark.shape
+def test_node_values_are_means_of_backed_up_returns(impl):
+    """With a value function at the leaves, an expanded node's value_sum is its own (first) evaluation plus,
+    per child, N(child) * reward + gamma * value_sum(child), i.e. value is the mean of the backed-up returns."""
+    gamma = 0.8
+
+    def value_fn(state):
+        return 0.1 * len(state) + (0.3 if state[-1:] == (1,) else 0.0)
+
+    def model(state, action):
+        return (*state, action), float(action) - 0.5 * len(state), len(state) >= 3
+
+    mcts = impl.MonteCarloTreeSearch(
+        model=model, num_actions=2, num_simulations=40, max_depth=6, gamma=gamma, value_fn=value_fn, seed=1
+    )
+    root = mcts.search(())
+    assert any(n.terminal and n.visit_count > 1 for n in _walk(root))
+    for node in _walk(root):
+        if node.visit_count == 0:
+            continue
+        own = 0.0 if node.terminal else value_fn(node.state)
+        assert node.value == pytest.approx(node.value_sum / node.visit_count)
+        if not node.children:  # a leaf (terminal or at max_depth): evaluated on every visit
+            assert node.value_sum == pytest.approx(node.visit_count * own), node
+            continue
+        expected = own + sum(
+            ch.visit_count * ch.reward + gamma * ch.value_sum for ch in node.children.values()
+        )
+        assert node.value_sum == pytest.approx(expected), node
+        assert node.visit_count == 1 + sum(ch.visit_count for ch in node.children.values())
+
+
+@pytest.mark.shape
+def test_terminal_nodes_are_never_expanded(impl):
+    """Terminal nodes get visits but never children, and no node lies deeper than max_depth."""
+    env = TwoGoalChain(five_tuple=True)
+    mcts = impl.MonteCarloTreeSearch(env=env, num_simulations=200, max_depth=5, gamma=0.9, seed=0)
+    root = mcts.search(2)
+    terminals = [n for n in _walk(root) if n.terminal]
+    assert any(n.visit_count > 0 for n in terminals)
+    assert all(not n.children for n in terminals)
+    assert all(n.state in (0, 6) for n in terminals)
+    assert max(n.depth for n in _walk(root)) <= 5
+
+
+@pytest.mark.convergence
+@pytest.mark.points(2)
+def test_four_and_five_tuple_envs_find_the_far_goal(impl):
+    """On TwoGoalChain (Q*(left) = 0.45 < Q*(right) = 0.729) both step APIs pick action 1 within 150
+    simulations for several seeds, through env.action_space.n, without stepping the original env."""
+    for five in (True, False):
+        for seed in range(3):
+            env = TwoGoalChain(five_tuple=five)
+            mcts = impl.MonteCarloTreeSearch(
+                env=env, num_simulations=150, max_depth=12, gamma=0.9, rollout_depth=None, seed=seed
+            )
+            assert mcts.get_best_action(2) == 1, f"five_tuple={five} seed={seed}"
+            assert env.steps_taken == 0 and env.state == 2
+
+
+@pytest.mark.convergence
+def test_model_tree_prefers_delayed_reward(impl):
+    """On a hand-built depth-2 tree (Q*(0) = 1, Q*(1) = 4.5) the model planner picks 1 within 60 simulations
+    for several seeds, and Q(root, 1) approaches 4.5 from below."""
+    for seed in range(5):
+        mcts = impl.MonteCarloTreeSearch(
+            model=delayed_reward_tree, num_actions=2, num_simulations=60, max_depth=5, gamma=0.9, seed=seed
+        )
+        assert mcts.get_best_action(()) == 1, f"seed {seed}"
+        root = mcts.root
+        q1 = root.children[1].reward + 0.9 * root.children[1].value
+        assert 3.0 < q1 <= 4.5 + 1e-9
+
+
+@pytest.mark.shape
+def test_tree_reuse_keeps_the_subtree(impl):
+    """With reuse_tree, searching from the state of a root child continues that child's subtree."""
+    mcts = impl.MonteCarloTreeSearch(
+        env=SimpleMCTSEnv(), num_simulations=30, max_depth=10, num_actions=3, seed=0, reuse_tree=True
+    )
+    root = mcts.search(0)
+    child = root.children[2]
+    before = child.visit_count
+    new_root = mcts.search(child.state)
+    assert new_root is child and new_root.parent is None
+    assert new_root.visit_count == before + 30
