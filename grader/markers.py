@@ -34,6 +34,8 @@ def marker_errors(item: _Marked) -> list[str]:
         ok = len(pts.args) == 1 and type(pts.args[0]) is int and pts.args[0] >= 0
         if not ok:
             errors.append(f"points marker takes one non-negative int, got {pts.args!r}")
+    if item.get_closest_marker("gpu") is not None and points_of(item) != 0:
+        errors.append("a gpu test must carry points(0): grading runs on CPU, and a skipped test must not cost points")
     return errors
 
 

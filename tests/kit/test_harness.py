@@ -72,6 +72,7 @@ def _marked(**markers):
         ({"shape": ()}, "component"),
         ({"component": ("X",), "shape": (), "points": (-1,)}, "non-negative int"),
         ({"component": ("X",), "shape": (), "points": (1.5,)}, "non-negative int"),
+        ({"component": ("X",), "shape": (), "gpu": ()}, "points(0)"),
     ],
 )
 def test_marker_rules_reject(markers: dict, problem: str) -> None:
