@@ -216,7 +216,7 @@ def expected_tests(config: GradeConfig) -> list[dict]:
             channel = ReportChannel()
             result = run_limited(
                 [config.python, "-m", "pytest", *targets, "--collect-only", "-q", "-p", "grader.pytest_report",
-                 "--graded-only", f"--impl={config.kit / 'reference'}"],
+                 "--graded-only", f"--impl={config.kit}"],  # collection never imports the impl
                 cwd=config.kit, env={**os.environ, "PYTHONPATH": str(config.kit)},
                 limits=Limits(wall_seconds=300, cpu_seconds=600, memory_bytes=8 * 2**30), channel=channel,
                 unprivileged=False,

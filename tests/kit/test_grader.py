@@ -307,3 +307,37 @@ def test_batch_grades_all_and_resumes_without_regrading(kit: Path, tmp_path: Pat
     assert (out / "s1" / "results.json").stat().st_mtime_ns == stamp
     assert not (out / ".s2.x.partial").exists()
     assert len(list(csv.DictReader((out / "gradebook.csv").open()))) == 3
+
+
+def test_gradescope_zip_holds_the_autograder_and_no_solution(tmp_path: Path) -> None:
+    """autograder.zip has executable setup.sh and run_autograder, the tests and grader, and no reference/."""
+    import zipfile
+
+    from grader.gradescope import build
+
+    archive = zipfile.ZipFile(build(tmp_path / "autograder.zip"))
+    names = set(archive.namelist())
+    assert {"setup.sh", "run_autograder", "ca15-kit/constraints.txt", "ca15-kit/tests/conftest.py"} <= names
+    assert any(n.startswith("ca15-kit/tests/components/") for n in names)
+    assert not any("reference/" in n or n.startswith("ca15-kit/tests/kit") for n in names)
+    assert archive.getinfo("run_autograder").external_attr >> 16 == 0o755
+
+
+def test_run_autograder_grades_a_fake_autograder_tree(kit: Path, tmp_path: Path) -> None:
+    """run_autograder, unzipped into a fake /autograder, writes results/results.json for the submission."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    from grader.gradescope import build
+
+    root = tmp_path / "autograder"
+    zipfile.ZipFile(build(tmp_path / "autograder.zip", kit=kit)).extractall(root / "source")
+    (root / "source" / "run_autograder").chmod(0o755)
+    _submission(root / "submission", GOOD)
+    env = {**os.environ, "AUTOGRADER_ROOT": str(root), "CA15_PYTHON": sys.executable}
+    proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 4 and len(results["tests"]) == 4  # 3 tests, and the notebook entry (none: 0)

@@ -1,0 +1,116 @@
+"""Gradescope autograder: ``ca15-grade gradescope build`` and the ``run`` step its ``run_autograder`` calls.
+
+    ca15-grade gradescope build [--out autograder.zip]
+    ca15-grade gradescope run [--root /autograder]
+
+The zip holds ``setup.sh`` (installs the pinned environment into ``/autograder/venv``), ``run_autograder``
+(grades ``/autograder/submission`` into ``/autograder/results/results.json``) and ``ca15-kit/``: the grader,
+the public and hidden tests, the harness, ``pyproject.toml`` and ``constraints.txt``. The reference solution
+is not in it. ``run_autograder`` honours ``AUTOGRADER_ROOT`` and ``CA15_PYTHON`` so that it can be exercised
+outside Gradescope (the kit's own test does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from grader.grade import GradeConfig, grade_one
+
+REPO = Path(__file__).resolve().parent.parent
+
+SETUP_SH = """#!/usr/bin/env bash
+# Gradescope setup: the pinned grading environment (CPU build of torch) in /autograder/venv.
+set -euo pipefail
+apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-dev > /dev/null
+python3 -m venv /autograder/venv
+/autograder/venv/bin/pip install --quiet --upgrade pip
+/autograder/venv/bin/pip install --quiet --extra-index-url https://download.pytorch.org/whl/cpu \\
+    -c /autograder/source/ca15-kit/constraints.txt -e '/autograder/source/ca15-kit[test]'
+"""
+
+RUN_AUTOGRADER = """#!/usr/bin/env bash
+# Gradescope entry point: grade /autograder/submission into /autograder/results/results.json.
+set -uo pipefail
+ROOT="${AUTOGRADER_ROOT:-/autograder}"
+PY="${CA15_PYTHON:-/autograder/venv/bin/python}"
+cd "$(dirname "$0")/ca15-kit" || cd "$ROOT/source/ca15-kit"
+exec "$PY" -m grader gradescope run --root "$ROOT"
+"""
+
+KIT_README = "# ca15-kit (grading copy)\\n\\nThe CA15 grader, tests and pinned environment, as Gradescope runs them.\\n"
+
+
+def build(out: Path, kit: Path = REPO) -> Path:
+    """Write the Gradescope ``autograder.zip`` for ``kit`` to ``out``."""
+    with tempfile.TemporaryDirectory(prefix="ca15-gradescope-") as tmp:
+        stage = Path(tmp)
+        dst = stage / "ca15-kit"
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(kit / "grader", dst / "grader", ignore=ignore)
+        (dst / "tests").mkdir(parents=True)
+        shutil.copy2(kit / "tests" / "conftest.py", dst / "tests" / "conftest.py")
+        for name in ("components", "hidden"):
+            if (kit / "tests" / name).is_dir():
+                shutil.copytree(kit / "tests" / name, dst / "tests" / name, ignore=ignore)
+        for name in ("pyproject.toml", "constraints.txt"):
+            if (kit / name).is_file():
+                shutil.copy2(kit / name, dst / name)
+        (dst / "README.md").write_text(KIT_README)
+        (stage / "setup.sh").write_text(SETUP_SH)
+        (stage / "run_autograder").write_text(RUN_AUTOGRADER)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(stage.rglob("*")):
+                if path.is_file():
+                    info = zipfile.ZipInfo(str(path.relative_to(stage)))
+                    executable = path.name in ("setup.sh", "run_autograder")
+                    info.external_attr = (0o755 if executable else 0o644) << 16
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    archive.writestr(info, path.read_bytes())
+    return out
+
+
+def run(root: Path, config: GradeConfig | None = None) -> Path:
+    """Grade ``root/submission`` and write ``root/results/results.json`` (Gradescope's contract)."""
+    config = config or GradeConfig(kit=Path.cwd())
+    results_dir = root / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ca15-gs-out-") as tmp:
+        out = Path(tmp)
+        try:
+            grade_one(root / "submission", out, config)
+            graded = out / "submission"
+            shutil.copy2(graded / "results.json", results_dir / "results.json")
+            for extra in ("feedback.md", "feedback.html", "notebook.ipynb"):
+                if (graded / extra).is_file():
+                    shutil.copy2(graded / extra, results_dir / extra)
+        except Exception as exc:  # noqa: BLE001 - Gradescope must always get a results.json
+            failure = {"score": 0, "output": f"The autograder failed: {type(exc).__name__}: {exc}", "tests": []}
+            (results_dir / "results.json").write_text(json.dumps(failure, indent=2))
+    return results_dir / "results.json"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="ca15-grade gradescope", description="Gradescope autograder.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="write autograder.zip")
+    b.add_argument("--out", type=Path, default=Path("autograder.zip"))
+    r = sub.add_parser("run", help="grade /autograder/submission (what run_autograder calls)")
+    r.add_argument("--root", type=Path, default=Path("/autograder"))
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        print(f"wrote {build(args.out)}")
+        return 0
+    kit = Path(__file__).resolve().parent.parent
+    print(f"wrote {run(args.root, GradeConfig(kit=kit))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
