@@ -1,0 +1,269 @@
+"""WorldModel: VAE encoder/decoder (Kingma & Welling 2014), latent transition and reward (PlaNet-style)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.component("WorldModel")
+
+STATE_DIM, ACTION_DIM, LATENT_DIM = 4, 2, 16
+
+
+def _kl(impl):
+    return impl.module("planning.algorithms").gaussian_kl
+
+
+def _point_mass_batch(n: int, generator: torch.Generator | None = None):
+    """Transitions of the 2-D point mass s' = s + 0.1 a, reward -||s'||, s and a uniform in [-1, 1]^2."""
+    s = torch.rand(n, 2, generator=generator) * 2 - 1
+    a = torch.rand(n, 2, generator=generator) * 2 - 1
+    s2 = s + 0.1 * a
+    return s, a, -s2.norm(dim=-1), s2
+
+
+def _sharp_encoder(wm) -> None:
+    """Make the encoder's log-variance output constant -30 (clamped to -10): z ≈ mean up to σ = e^-5."""
+    last = wm.encoder[-1]
+    with torch.no_grad():
+        last.weight[wm.latent_dim :].zero_()
+        last.bias[wm.latent_dim :].fill_(-30.0)
+
+
+# ---------------------------------------------------------------------------------------------- shapes / API
+@pytest.mark.shape
+def test_seed_cell_12_shapes(impl, device):
+    """The notebook's calls (state 4, action 2, latent 16, hidden 128) give (1, ·) tensors of the right sizes."""
+    wm = impl.WorldModel(
+        state_dim=STATE_DIM, action_dim=ACTION_DIM, latent_dim=LATENT_DIM, hidden_dim=128, device=device
+    )
+    state = torch.randn(1, STATE_DIM, device=device)
+    mean, log_var = wm.encode(state)
+    z = wm.reparameterize(mean, log_var)
+    assert mean.shape == log_var.shape == z.shape == (1, LATENT_DIM)
+    assert wm.decode(z).shape == (1, STATE_DIM)
+    action = torch.randn(1, ACTION_DIM, device=device)
+    next_z = wm.predict_next_latent(z, action)
+    assert next_z.shape == (1, LATENT_DIM)
+    assert wm.predict_reward(z, action).shape == (1, 1)
+    assert wm.decode(next_z).shape == (1, STATE_DIM)
+    assert z.dtype == torch.float32
+
+
+@pytest.mark.shape
+def test_gaussian_kl_hand_computed(impl):
+    """KL(N(μ, σ²)‖N(0, I)) for μ=(1, 0), σ²=(1, 2) is 1 − ½ ln 2; it is 0 for the standard normal."""
+    kl = _kl(impl)
+    mean = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    log_var = torch.tensor([[0.0, math.log(2.0)], [0.0, 0.0]])
+    out = kl(mean, log_var)
+    assert out.shape == (2,)
+    assert out[0].item() == pytest.approx(1.0 - 0.5 * math.log(2.0), abs=1e-5)
+    assert out[1].item() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.property
+@given(
+    mean=st.lists(st.floats(-3, 3, allow_nan=False), min_size=1, max_size=6),
+    log_var=st.lists(st.floats(-4, 4, allow_nan=False), min_size=6, max_size=6),
+)
+def test_gaussian_kl_nonnegative_and_matches_torch(impl, mean, log_var):
+    """gaussian_kl is >= 0 and equals torch.distributions' KL summed over the latent dimension."""
+    m = torch.tensor(mean, dtype=torch.float64)
+    lv = torch.tensor(log_var[: len(mean)], dtype=torch.float64)
+    out = _kl(impl)(m, lv)
+    q = torch.distributions.Normal(m, torch.exp(0.5 * lv))
+    p = torch.distributions.Normal(torch.zeros_like(m), torch.ones_like(m))
+    expected = torch.distributions.kl_divergence(q, p).sum(-1)
+    assert out.shape == ()
+    assert out.item() >= -1e-9
+    assert out.item() == pytest.approx(expected.item(), rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.shape
+def test_reparameterize_statistics(impl):
+    """Samples of reparameterize(μ, log σ²) have mean μ and standard deviation σ (20 000 draws)."""
+    wm = impl.WorldModel(state_dim=2, action_dim=1, latent_dim=2, hidden_dim=8)
+    n = 20_000
+    mean = torch.tensor([1.0, -2.0]).expand(n, 2)
+    log_var = torch.tensor([math.log(0.25), math.log(4.0)]).expand(n, 2)
+    z = wm.reparameterize(mean, log_var)
+    assert z.shape == (n, 2)
+    # standard errors: 0.5/sqrt(n) = 0.0035 and 2/sqrt(n) = 0.014
+    assert z.mean(0).tolist() == pytest.approx([1.0, -2.0], abs=0.06)
+    assert z.std(0).tolist() == pytest.approx([0.5, 2.0], rel=0.05)
+    assert not torch.equal(wm.reparameterize(mean[:4], log_var[:4]), wm.reparameterize(mean[:4], log_var[:4]))
+
+
+@pytest.mark.shape
+def test_loss_parts_and_total(impl):
+    """loss() = rec + β·KL + latent + reward, with rec and latent summed over features and batch-averaged."""
+    wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16, beta=0.5)
+    _sharp_encoder(wm)
+    s, a, s2 = torch.randn(32, 3), torch.randn(32, 2), torch.randn(32, 3)
+    r = torch.randn(32)
+    total, parts = wm.loss(s, a, r, s2)
+    assert set(parts) >= {"reconstruction", "kl", "latent", "reward"}
+    assert total.shape == ()
+    with torch.no_grad():
+        mean, log_var = wm.encode(s)
+        rec = (wm.decode(mean) - s).pow(2).sum(-1).mean()
+        kl = (-0.5 * (1 + log_var - mean**2 - log_var.exp()).sum(-1)).mean()
+        lat = (wm.predict_next_latent(mean, a) - wm.encode(s2)[0]).pow(2).sum(-1).mean()
+        rew = (wm.predict_reward(mean, a).squeeze(-1) - r).pow(2).mean()
+    assert parts["reconstruction"].item() == pytest.approx(rec.item(), rel=0.02)
+    assert parts["kl"].item() == pytest.approx(kl.item(), rel=1e-4)
+    assert parts["latent"].item() == pytest.approx(lat.item(), rel=0.02)
+    assert parts["reward"].item() == pytest.approx(rew.item(), rel=0.02)
+    expected_total = parts["reconstruction"] + 0.5 * parts["kl"] + parts["latent"] + parts["reward"]
+    assert total.item() == pytest.approx(expected_total.item(), rel=1e-5)
+
+
+@pytest.mark.shape
+def test_loss_accepts_column_rewards(impl):
+    """Rewards of shape (B, 1) give the same loss parts as rewards of shape (B,)."""
+    wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16)
+    _sharp_encoder(wm)
+    s, a, s2, r = torch.randn(8, 3), torch.randn(8, 2), torch.randn(8, 3), torch.randn(8)
+    _, flat = wm.loss(s, a, r, s2)
+    _, column = wm.loss(s, a, r.unsqueeze(-1), s2)
+    assert column["reward"].item() == pytest.approx(flat["reward"].item(), rel=1e-3)
+
+
+@pytest.mark.shape
+def test_imagine_matches_stepwise_rollout(impl):
+    """imagine(z, a) returns (B, T, Z) latents z_1..z_T and (B, T) rewards r̂(z_t, a_t), as stepping by hand."""
+    wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=5, hidden_dim=16)
+    z0, actions = torch.randn(4, 5), torch.randn(4, 3, 2)
+    with torch.no_grad():
+        latents, rewards = wm.imagine(z0, actions)
+        assert latents.shape == (4, 3, 5) and rewards.shape == (4, 3)
+        z = z0
+        for t in range(3):
+            assert torch.allclose(rewards[:, t], wm.predict_reward(z, actions[:, t]).squeeze(-1), atol=1e-6)
+            z = wm.predict_next_latent(z, actions[:, t])
+            assert torch.allclose(latents[:, t], z, atol=1e-6)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_constructor_rejects_bad_arguments(impl):
+    """Non-positive sizes, a negative beta or lr <= 0 raise ValueError naming the argument."""
+    for kwargs, name in [
+        ({"state_dim": 0}, "state_dim"),
+        ({"latent_dim": -1}, "latent_dim"),
+        ({"beta": -0.1}, "beta"),
+        ({"lr": 0.0}, "lr"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            impl.WorldModel(**{"state_dim": 4, "action_dim": 2, **kwargs})
+
+
+# ---------------------------------------------------------------------------------------------- gradients
+@pytest.mark.gradient
+def test_reparameterize_passes_gradients(impl):
+    """∂z/∂μ = 1 and ∂z/∂log σ² = ½ σ ε = ½ (z − μ)."""
+    wm = impl.WorldModel(state_dim=2, action_dim=1, latent_dim=3, hidden_dim=8)
+    mean = torch.randn(5, 3, requires_grad=True)
+    log_var = torch.randn(5, 3, requires_grad=True)
+    z = wm.reparameterize(mean, log_var)
+    z.sum().backward()
+    assert torch.allclose(mean.grad, torch.ones_like(mean))
+    assert torch.allclose(log_var.grad, 0.5 * (z - mean).detach(), atol=1e-5)
+
+
+@pytest.mark.gradient
+def test_loss_gradients_reach_every_network(impl):
+    """The total loss has non-zero gradients in the encoder, decoder, transition and reward networks."""
+    wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16)
+    s, a, r, s2 = torch.randn(16, 3), torch.randn(16, 2), torch.randn(16), torch.randn(16, 3)
+    total, _ = wm.loss(s, a, r, s2)
+    total.backward()
+    for name in ("encoder", "decoder", "transition", "reward_head"):
+        grads = [p.grad for p in getattr(wm, name).parameters()]
+        assert all(g is not None for g in grads), name
+        assert sum(g.abs().sum().item() for g in grads) > 0, name
+
+
+@pytest.mark.gradient
+def test_latent_target_is_stop_gradient(impl):
+    """No gradient flows into the next-state encoding (the latent-dynamics target is detached)."""
+    wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16)
+    s, a, r = torch.randn(16, 3), torch.randn(16, 2), torch.randn(16)
+    s2 = torch.randn(16, 3, requires_grad=True)
+    total, parts = wm.loss(s, a, r, s2)
+    assert parts["latent"].item() > 0
+    total.backward()
+    assert s2.grad is None or torch.count_nonzero(s2.grad) == 0
+
+
+# ---------------------------------------------------------------------------------------------- convergence
+@pytest.fixture(scope="module", params=[1, 2], ids=lambda s: f"seed{s}")
+def trained_point_mass(request, impl):
+    """A WorldModel trained 1200 steps on the point mass (β = 0.01, Adam 2e-3, then 5e-4 for the last 30 %)."""
+    torch.manual_seed(request.param)
+    wm = impl.WorldModel(state_dim=2, action_dim=2, latent_dim=8, hidden_dim=64, beta=0.01, lr=2e-3)
+    steps = 1200
+    history = []
+    for i in range(steps):
+        if i == int(0.7 * steps):
+            for group in wm.optimizer.param_groups:
+                group["lr"] = 5e-4
+        history.append(wm.train_step(*_point_mass_batch(128)))
+    return wm, history
+
+
+@pytest.mark.convergence
+@pytest.mark.points(2)
+@pytest.mark.timeout(120)
+def test_reconstruction_error_falls(trained_point_mass):
+    """After training, decode(encode(s).mean) reconstructs held-out states with MSE < 0.01 (state var 1/3)."""
+    wm, history = trained_point_mass
+    assert set(history[-1]) >= {"total", "reconstruction", "kl", "latent", "reward"}
+    assert all(math.isfinite(v) for v in history[-1].values())
+    assert history[-1]["total"] < history[0]["total"]
+    s, _, _, _ = _point_mass_batch(1000, torch.Generator().manual_seed(100))
+    with torch.no_grad():
+        mse = (wm.decode(wm.encode(s)[0]) - s).pow(2).mean().item()
+    assert mse < 0.01
+
+
+@pytest.mark.convergence
+@pytest.mark.points(2)
+@pytest.mark.timeout(120)
+def test_k_step_latent_prediction(trained_point_mass):
+    """5-step imagined states beat the 'nothing moves' guess by 2x; imagined rewards have MSE < 0.01."""
+    wm, _ = trained_point_mass
+    g = torch.Generator().manual_seed(100)
+    s, _, _, _ = _point_mass_batch(1000, g)
+    actions = torch.rand(1000, 5, 2, generator=g) * 2 - 1
+    true_states = s.unsqueeze(1) + 0.1 * actions.cumsum(1)  # s_1..s_5
+    true_rewards = -true_states.norm(dim=-1)  # r(s_t, a_t) = -||s_{t+1}||
+    with torch.no_grad():
+        latents, rewards = wm.imagine(wm.encode(s)[0], actions)
+        predicted = wm.decode(latents)
+    k_step_mse = (predicted[:, -1] - true_states[:, -1]).pow(2).mean().item()
+    still_mse = (s - true_states[:, -1]).pow(2).mean().item()  # about 0.0167
+    assert k_step_mse < 0.5 * still_mse
+    assert (rewards - true_rewards).pow(2).mean().item() < 0.01
+
+
+# ---------------------------------------------------------------------------------------------- device
+@pytest.mark.gpu
+@pytest.mark.points(0)
+@pytest.mark.gradient
+def test_train_step_on_device(impl, device):
+    """On --device, every network lives on the device and a train step runs and returns finite floats."""
+    if device.type != "cuda":
+        pytest.skip("run with --device cuda")
+    wm = impl.WorldModel(state_dim=2, action_dim=2, latent_dim=4, hidden_dim=16, device=device)
+    assert all(p.device.type == "cuda" for p in wm.parameters())
+    batch = [t.to(device) for t in _point_mass_batch(32)]
+    out = wm.train_step(*batch)
+    assert all(math.isfinite(v) for v in out.values())
+    latents, rewards = wm.imagine(wm.encode(batch[0])[0], torch.zeros(32, 3, 2, device=device))
+    assert latents.device.type == "cuda" and rewards.shape == (32, 3)
