@@ -1,0 +1,83 @@
+"""Tests of the Logger (given code): in-memory records, CSV / JSON-lines files and reloading."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.component("Logger")
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_in_memory_get_and_names(impl):
+    """log() and log_scalar() record (steps, values) per name; no files without log_dir."""
+    logger = impl.Logger()
+    logger.log(0, loss=1.0, ret=3)
+    logger.log(1, loss=np.float32(0.5))
+    logger.log_scalar("ret", torch.tensor(7.0), step=2)
+    assert logger.names == ["loss", "ret"]
+    assert logger.get("loss") == ([0, 1], [1.0, 0.5])
+    assert logger.get("ret") == ([0, 2], [3.0, 7.0])
+    assert logger.csv_path is None and logger.jsonl_path is None
+    with pytest.raises(KeyError, match="loss"):
+        logger.get("missing")
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_files_round_trip(impl, tmp_path, suffix):
+    """What is logged to log_dir reloads with Logger.load from the JSON-lines or the CSV file."""
+    logger = impl.Logger(tmp_path / "run", name="metrics")
+    for step in range(5):
+        logger.log(step * 10, loss=1.0 / (step + 1), episode_return=float(step) ** 2)
+    logger.log_scalar("eval", 0.125, step=40)
+    path = tmp_path / "run" / f"metrics{suffix}"
+    assert path.exists()
+    loaded = impl.Logger.load(path)
+    for name in ("loss", "episode_return", "eval"):
+        assert loaded.get(name) == logger.get(name)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_file_formats(impl, tmp_path):
+    """The CSV is long format step,name,value; each JSON line holds the step and the scalars of one call."""
+    logger = impl.Logger(tmp_path)
+    logger.log(3, a=1.5, b=-2.0)
+    assert logger.csv_path.read_text().splitlines() == ["step,name,value", "3,a,1.5", "3,b,-2.0"]
+    assert json.loads(logger.jsonl_path.read_text().splitlines()[0]) == {"step": 3, "a": 1.5, "b": -2.0}
+    assert impl.Logger.load(tmp_path).get("b") == ([3], [-2.0])  # a folder loads its .jsonl
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_summary(impl):
+    """summary() gives count, last, mean, std, min and max per scalar."""
+    logger = impl.Logger()
+    for step, v in enumerate([1.0, 3.0, 2.0, 6.0]):
+        logger.log(step, x=v)
+    s = logger.summary()["x"]
+    assert s["count"] == 4 and s["last"] == 6.0 and s["min"] == 1.0 and s["max"] == 6.0
+    assert s["mean"] == pytest.approx(3.0)
+    assert s["std"] == pytest.approx(math.sqrt(3.5))
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_bad_arguments(impl, tmp_path):
+    """Non-scalar values, non-integer steps and missing files raise ValueError naming the problem."""
+    logger = impl.Logger()
+    with pytest.raises(ValueError, match="loss"):
+        logger.log(0, loss=torch.ones(3))
+    with pytest.raises(ValueError, match="step"):
+        logger.log(1.5, loss=1.0)
+    with pytest.raises(ValueError, match="loss"):
+        logger.log(0, loss="high")
+    with pytest.raises(ValueError, match="path"):
+        impl.Logger.load(tmp_path / "nope.jsonl")

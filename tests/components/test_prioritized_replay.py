@@ -1,0 +1,266 @@
+"""Tests of proportional prioritized replay (Schaul et al. 2016): sum tree, P(i), IS weights, β schedule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.component("PrioritizedReplayBuffer")
+
+
+def _chi2_sf(stat: float, df: int) -> float:
+    """Upper tail P(X >= stat) of a chi-square(df), Wilson-Hilferty normal approximation (no scipy)."""
+    z = ((stat / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def _buffer(impl, priorities, alpha=0.6, device="cpu", **kw):
+    """A PER buffer holding len(priorities) transitions (reward = id) with the given |δ| values."""
+    n = len(priorities)
+    buf = impl.PrioritizedReplayBuffer(n, alpha=alpha, eps=1e-9, device=device, **kw)
+    for i in range(n):
+        buf.add(np.full(2, i, dtype=np.float32), i, float(i), np.zeros(2), False)
+    buf.update_priorities(np.arange(n), np.asarray(priorities, dtype=np.float64))
+    return buf
+
+
+def _sum_tree(impl):
+    return impl.module("utils").SumTree
+
+
+# ---------------------------------------------------------------- sum tree
+
+
+@pytest.mark.shape
+def test_sum_tree_find_hand_built(impl):
+    """find() on leaves [1, 2, 3, 4] returns the slot whose cumulative interval holds the prefix sum."""
+    tree = _sum_tree(impl)(4)
+    tree.update(np.arange(4), np.array([1.0, 2.0, 3.0, 4.0]))
+    assert tree.total == pytest.approx(10.0)
+    # intervals: slot 0 [0,1), slot 1 [1,3), slot 2 [3,6), slot 3 [6,10)
+    cases = {0.0: 0, 0.99: 0, 1.0: 1, 2.5: 1, 2.999: 1, 3.0: 2, 5.9: 2, 6.0: 3, 9.99: 3}
+    for value, slot in cases.items():
+        assert tree.find(value) == slot, f"find({value})"
+    assert tree.find(np.array(list(cases))).tolist() == list(cases.values())
+
+
+@pytest.mark.shape
+def test_sum_tree_find_skips_zero_leaves_and_odd_capacity(impl):
+    """With capacity 5 and zero-priority leaves, find() never returns an empty leaf."""
+    tree = _sum_tree(impl)(5)
+    tree.update(np.arange(5), np.array([1.0, 0.0, 3.0, 0.0, 2.0]))
+    # intervals: slot 0 [0,1), slot 2 [1,4), slot 4 [4,6)
+    values = np.array([0.0, 0.5, 1.0, 3.99, 4.0, 5.99])
+    assert tree.find(values).tolist() == [0, 0, 2, 2, 4, 4]
+
+
+@pytest.mark.shape
+def test_sum_tree_update_overwrites_leaf(impl):
+    """Updating a leaf replaces its value (not adds to it) and the total follows."""
+    tree = _sum_tree(impl)(3)
+    tree.update(0, 5.0)
+    tree.update(2, 1.0)
+    tree.update(0, 2.0)
+    assert tree.total == pytest.approx(3.0)
+    assert tree.find(2.5) == 2
+
+
+@pytest.mark.property
+@given(
+    capacity=st.integers(1, 33),
+    updates=st.lists(st.tuples(st.integers(0, 1000), st.floats(0.0, 100.0)), min_size=1, max_size=40),
+)
+def test_sum_tree_root_is_sum_of_leaves(impl, capacity, updates):
+    """After arbitrary updates the root (total) equals the sum of the leaves' latest values."""
+    tree = _sum_tree(impl)(capacity)
+    leaves = np.zeros(capacity)
+    for i, (slot, p) in enumerate(updates):
+        slot %= capacity
+        if i % 3 == 2:  # mix scalar and batched updates
+            tree.update(np.array([slot]), np.array([p]))
+        else:
+            tree.update(slot, p)
+        leaves[slot] = p
+    assert tree.total == pytest.approx(math.fsum(leaves), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.property
+@given(priorities=st.lists(st.integers(0, 6), min_size=1, max_size=20).filter(lambda p: sum(p) > 0))
+def test_sum_tree_find_matches_cumulative_sum(impl, priorities):
+    """find(v) equals searchsorted(cumsum, v, 'right') for every half-integer v in [0, total)."""
+    tree = _sum_tree(impl)(len(priorities))
+    tree.update(np.arange(len(priorities)), np.array(priorities, dtype=float))
+    values = np.arange(sum(priorities)) + 0.5
+    expected = np.searchsorted(np.cumsum(priorities), values, side="right")
+    assert tree.find(values).tolist() == expected.tolist()
+
+
+# ---------------------------------------------------------------- pure functions
+
+
+@pytest.mark.shape
+def test_per_probabilities_hand_computed(impl):
+    """P(i) = p_i^α / Σ p^α: [1, 4, 4] with α=0.5 gives [1, 2, 2] / 5; α=0 is uniform."""
+    f = impl.module("utils").per_probabilities
+    np.testing.assert_allclose(f(np.array([1.0, 4.0, 4.0]), 0.5), [0.2, 0.4, 0.4], rtol=1e-12)
+    np.testing.assert_allclose(f(np.array([3.0, 7.0]), 0.0), [0.5, 0.5], rtol=1e-12)
+    np.testing.assert_allclose(f(np.array([1.0, 3.0]), 1.0), [0.25, 0.75], rtol=1e-12)
+
+
+@pytest.mark.shape
+def test_importance_weights_hand_computed(impl):
+    """w_i = (N P(i))^-β / max w: P = [0.1, 0.2, 0.3, 0.4], β = 1 gives [1, 1/2, 1/3, 1/4]."""
+    f = impl.module("utils").importance_weights
+    probs = np.array([0.1, 0.2, 0.3, 0.4])
+    np.testing.assert_allclose(f(probs, 4, 1.0), [1, 1 / 2, 1 / 3, 1 / 4], rtol=1e-12)
+    np.testing.assert_allclose(f(probs, 4, 0.5), np.sqrt([1, 1 / 2, 1 / 3, 1 / 4]), rtol=1e-12)
+    # normalised by the buffer-wide largest weight (smallest probability 0.05, N = 10)
+    np.testing.assert_allclose(f(np.array([0.1, 0.2]), 10, 1.0, min_probability=0.05), [0.5, 0.25], rtol=1e-12)
+    assert np.all(f(probs, 4, 0.0) == 1.0)
+
+
+@pytest.mark.property
+@given(
+    probs=st.lists(st.floats(1e-4, 1.0), min_size=1, max_size=16),
+    size=st.integers(1, 1000),
+    beta=st.floats(0.0, 1.0),
+)
+def test_importance_weights_are_at_most_one(impl, probs, size, beta):
+    """IS weights lie in (0, 1] and the least likely sample has weight 1."""
+    w = impl.module("utils").importance_weights(np.array(probs), size, beta)
+    assert np.all(w > 0) and np.all(w <= 1 + 1e-12)
+    assert w[int(np.argmin(probs))] == pytest.approx(1.0)
+
+
+@pytest.mark.shape
+def test_stratified_prefix_sums_one_per_segment(impl):
+    """Sample j lies in [j·total/B, (j+1)·total/B) and the draws use the given rng."""
+    f = impl.module("utils").stratified_prefix_sums
+    values = f(12.0, 4, np.random.default_rng(0))
+    assert values.shape == (4,)
+    assert np.all(values >= np.arange(4) * 3.0) and np.all(values < np.arange(1, 5) * 3.0)
+    np.testing.assert_array_equal(values, f(12.0, 4, np.random.default_rng(0)))
+    assert not np.array_equal(values, f(12.0, 4, np.random.default_rng(1)))
+
+
+# ---------------------------------------------------------------- the buffer
+
+
+@pytest.mark.convergence
+@pytest.mark.timeout(60)
+def test_sampling_frequencies_match_priorities(impl):
+    """Chi-square test: empirical sampling frequencies match P(i) = p_i^α / Σ p^α (p-value > 1e-4)."""
+    priorities = np.array([0.5, 1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 0.25])
+    alpha = 0.6
+    buf = _buffer(impl, priorities, alpha=alpha)
+    rng = np.random.default_rng(12345)
+    counts = np.zeros(len(priorities))
+    for _ in range(400):
+        idx = buf.sample(24, rng=rng).indices.numpy()
+        counts += np.bincount(idx, minlength=len(priorities))
+    expected = priorities**alpha / np.sum(priorities**alpha) * counts.sum()
+    stat = float(np.sum((counts - expected) ** 2 / expected))
+    assert _chi2_sf(stat, len(priorities) - 1) > 1e-4, (counts, expected)
+    # the same counts clearly reject sampling without the α exponent (a wrong implementation)
+    wrong = priorities / priorities.sum() * counts.sum()
+    assert _chi2_sf(float(np.sum((counts - wrong) ** 2 / wrong)), len(priorities) - 1) < 1e-6
+
+
+@pytest.mark.shape
+def test_sample_returns_weights_and_indices(impl, device):
+    """sample() gives PrioritizedTransition with weights (B,) float32 in (0, 1] and indices (B,) int64."""
+    buf = _buffer(impl, [1.0, 2.0, 3.0], device=device)
+    batch = buf.sample(5)
+    assert isinstance(batch, impl.module("utils").PrioritizedTransition)
+    assert batch.states.shape == (5, 2) and batch.actions.dtype == torch.int64
+    assert batch.rewards.shape == (5,) and batch.dones.shape == (5,)
+    assert batch.weights.shape == (5,) and batch.weights.dtype == torch.float32
+    assert batch.indices.shape == (5,) and batch.indices.dtype == torch.int64
+    assert batch.weights.device.type == device.type
+    assert torch.all(batch.weights > 0) and torch.all(batch.weights <= 1.0 + 1e-6)
+    # indices point at the sampled transitions (reward = id)
+    assert torch.equal(batch.indices.cpu().float(), batch.rewards.cpu())
+
+
+@pytest.mark.shape
+def test_buffer_weights_hand_computed(impl):
+    """With α = 1, β = 1 and priorities [1, 2, 4, 8], the weight of slot i is p_min / p_i."""
+    buf = _buffer(impl, [1.0, 2.0, 4.0, 8.0], alpha=1.0, beta=1.0, beta_final=1.0)
+    batch = buf.sample(16, rng=np.random.default_rng(0))
+    p = np.array([1.0, 2.0, 4.0, 8.0])
+    np.testing.assert_allclose(batch.weights.numpy(), (1.0 / p)[batch.indices.numpy()], rtol=1e-5)
+
+
+@pytest.mark.shape
+def test_beta_anneals_linearly_to_final(impl):
+    """β goes linearly from beta to beta_final over beta_annealing_steps samples, then stays; weights follow."""
+    buf = _buffer(impl, [1.0, 4.0], alpha=1.0, beta=0.4, beta_final=1.0, beta_annealing_steps=10)
+    assert buf.beta == pytest.approx(0.4)
+    betas = []
+    for _ in range(12):
+        batch = buf.sample(8, rng=np.random.default_rng(0))
+        w4 = batch.weights[batch.indices == 1]
+        betas.append(buf.beta)
+    assert betas[4] == pytest.approx(0.4 + 0.6 * 5 / 10)
+    assert betas[-1] == pytest.approx(1.0) and betas[-3] == pytest.approx(1.0)
+    # at β = 1 the weight of the transition with 4x the priority is 1/4 (β = 0.4 would give 4^-0.4)
+    assert w4.numel() > 0 and torch.allclose(w4, torch.full_like(w4, 0.25), rtol=1e-5)
+
+
+@pytest.mark.shape
+def test_new_transitions_get_max_priority(impl):
+    """A transition added after update_priorities gets the largest priority seen so far."""
+    buf = impl.PrioritizedReplayBuffer(4, alpha=1.0, eps=1e-9)
+    for i in range(2):
+        buf.add(np.zeros(1), 0, float(i), np.zeros(1), False)
+    buf.update_priorities(np.array([0, 1]), np.array([3.0, 1.0]))
+    buf.add(np.zeros(1), 0, 2.0, np.zeros(1), False)
+    np.testing.assert_allclose(buf.probabilities(), [3 / 7, 1 / 7, 3 / 7], rtol=1e-6)
+    counts = np.bincount(buf.sample(700, rng=np.random.default_rng(0)).indices.numpy(), minlength=4)
+    assert counts[3] == 0 and abs(counts[2] - 300) < 60 and abs(counts[1] - 100) < 40
+
+
+@pytest.mark.shape
+def test_update_priorities_accepts_tensors_and_uses_abs(impl):
+    """update_priorities takes tensors of TD errors and uses |δ| + ε."""
+    buf = _buffer(impl, [1.0, 1.0], alpha=1.0)
+    buf.update_priorities(torch.tensor([0, 1]), torch.tensor([-3.0, 1.0]))
+    np.testing.assert_allclose(buf.probabilities(), [0.75, 0.25], rtol=1e-6)
+    counts = np.bincount(buf.sample(400, rng=np.random.default_rng(0)).indices.numpy(), minlength=2)
+    assert counts[0] == 300  # stratified sampling: exactly 3/4 of the strata fall on slot 0
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_bad_arguments_raise_value_error(impl):
+    """capacity=0, alpha<0, beta>1, beta_final<0, eps<=0 and an empty sample raise ValueError naming it."""
+    PER = impl.PrioritizedReplayBuffer
+    for kwargs, name in [
+        ({"capacity": 0}, "capacity"),
+        ({"capacity": 4, "alpha": -0.1}, "alpha"),
+        ({"capacity": 4, "beta": 1.5}, "beta"),
+        ({"capacity": 4, "beta_final": -0.1}, "beta_final"),
+        ({"capacity": 4, "beta_annealing_steps": 0}, "beta_annealing_steps"),
+        ({"capacity": 4, "eps": 0.0}, "eps"),
+    ]:
+        with pytest.raises(ValueError, match=name):
+            PER(**kwargs)
+    with pytest.raises(ValueError, match="empty"):
+        PER(4).sample(2)
+    with pytest.raises(ValueError, match="capacity"):
+        _sum_tree(impl)(0)
+
+
+@pytest.mark.gpu
+@pytest.mark.shape
+def test_samples_on_cuda(impl):
+    """With device='cuda' the batch, weights and indices live on the GPU and round-trip to update_priorities."""
+    buf = _buffer(impl, [1.0, 2.0, 3.0], device="cuda")
+    batch = buf.sample(4)
+    assert all(t.is_cuda for t in batch)
+    buf.update_priorities(batch.indices, batch.rewards.abs())

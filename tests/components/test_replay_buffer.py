@@ -1,0 +1,176 @@
+"""Tests of the uniform ReplayBuffer (ring buffer, uniform sampling with replacement)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.component("ReplayBuffer")
+
+
+def _fill(buf, ids, obs_dim=2):
+    """Add transitions whose state, action, reward and next state all encode the id."""
+    for i in ids:
+        buf.add(np.full(obs_dim, i, dtype=np.float32), int(i), float(i), np.full(obs_dim, i + 1.0), i % 2 == 0)
+
+
+def _stored_ids(buf, rng_seed=0):
+    """Set of ids present in the buffer, seen by sampling many times (rewards encode the id)."""
+    batch = buf.sample(64 * buf.capacity + 64, rng=np.random.default_rng(rng_seed))
+    return set(batch.rewards.long().tolist())
+
+
+@pytest.mark.shape
+def test_circular_write_indices_wrap_around(impl):
+    """circular_write_indices gives consecutive slots that wrap to 0 after the last one."""
+    f = impl.module("utils").circular_write_indices
+    assert f(3, 3, 4).tolist() == [3, 0, 1]
+    assert f(0, 2, 5).tolist() == [0, 1]
+    assert f(4, 6, 5).tolist() == [4, 0, 1, 2, 3, 4]
+    assert f(2, 0, 5).tolist() == []
+
+
+@pytest.mark.shape
+def test_sample_shapes_and_dtypes_discrete(impl, device):
+    """Discrete actions come back int64 (B,), states float32 (B, S), rewards and dones float32 (B,)."""
+    buf = impl.ReplayBuffer(10, device=device)
+    _fill(buf, range(6), obs_dim=3)
+    batch = buf.sample(4)
+    assert isinstance(batch, impl.module("utils").Transition)
+    assert batch.states.shape == (4, 3) and batch.states.dtype == torch.float32
+    assert batch.next_states.shape == (4, 3) and batch.next_states.dtype == torch.float32
+    assert batch.actions.shape == (4,) and batch.actions.dtype == torch.int64
+    assert batch.rewards.shape == (4,) and batch.rewards.dtype == torch.float32
+    assert batch.dones.shape == (4,) and batch.dones.dtype == torch.float32
+    assert all(t.device.type == device.type for t in batch)
+
+
+@pytest.mark.shape
+def test_sample_shapes_continuous_actions(impl):
+    """Continuous (A,) actions are stored float32 and sampled as (B, A)."""
+    buf = impl.ReplayBuffer(5)
+    for i in range(3):
+        buf.add(np.zeros(4), np.array([0.5, -0.5]) * i, 1.0, np.ones(4), False)
+    batch = buf.sample(7)
+    assert batch.actions.shape == (7, 2) and batch.actions.dtype == torch.float32
+    assert batch.states.shape == (7, 4)
+
+
+@pytest.mark.shape
+def test_sampled_fields_stay_aligned(impl):
+    """Each sampled row is one stored transition: state, action, reward, next state and done agree."""
+    buf = impl.ReplayBuffer(50)
+    _fill(buf, range(30))
+    b = buf.sample(64, rng=np.random.default_rng(1))
+    ids = b.rewards
+    assert torch.equal(b.states[:, 0], ids)
+    assert torch.equal(b.actions.float(), ids)
+    assert torch.equal(b.next_states[:, 1], ids + 1)
+    assert torch.equal(b.dones, (ids.long() % 2 == 0).float())
+
+
+@pytest.mark.shape
+def test_sample_draws_only_stored_slots_uniformly(impl):
+    """Samples come from the stored transitions only (not empty slots), each about equally often."""
+    buf = impl.ReplayBuffer(100)
+    _fill(buf, range(1, 5))  # ids 1..4 in a buffer of 100 slots
+    rewards = buf.sample(4000, rng=np.random.default_rng(0)).rewards.long()
+    counts = torch.bincount(rewards, minlength=5)
+    assert counts[0] == 0  # an empty (zero) slot is never sampled
+    assert counts[1:].min() > 850 and counts[1:].max() < 1150  # expected 1000 each
+
+
+@pytest.mark.shape
+def test_sample_is_reproducible_with_rng(impl):
+    """The same rng seed gives the same batch; batch larger than the buffer is allowed."""
+    buf = impl.ReplayBuffer(8)
+    _fill(buf, range(5))
+    a = buf.sample(12, rng=np.random.default_rng(3))
+    b = buf.sample(12, rng=np.random.default_rng(3))
+    assert a.rewards.shape == (12,)
+    assert torch.equal(a.rewards, b.rewards)
+
+
+@pytest.mark.property
+@given(
+    capacity=st.integers(1, 8),
+    chunks=st.lists(st.integers(1, 12), min_size=1, max_size=6),
+    batched=st.lists(st.booleans(), min_size=6, max_size=6),
+)
+def test_never_exceeds_capacity_and_keeps_newest(impl, capacity, chunks, batched):
+    """After any sequence of add/add_batch calls, len = min(added, capacity) and the newest are kept."""
+    buf = impl.ReplayBuffer(capacity)
+    next_id = 0
+    for n, as_batch in zip(chunks, batched):
+        ids = np.arange(next_id, next_id + n)
+        if as_batch:
+            buf.add_batch(np.stack([np.full(2, i, np.float32) for i in ids]), ids, ids.astype(float),
+                          np.stack([np.full(2, i + 1.0) for i in ids]), np.zeros(n))
+        else:
+            _fill(buf, ids)
+        next_id += n
+        assert len(buf) == min(next_id, capacity)
+    expected = set(range(max(0, next_id - capacity), next_id))
+    assert _stored_ids(buf) == expected
+
+
+@pytest.mark.shape
+def test_overwrites_oldest_first(impl):
+    """A full buffer replaces its oldest transition with each new one."""
+    buf = impl.ReplayBuffer(3)
+    _fill(buf, range(3))
+    assert _stored_ids(buf) == {0, 1, 2}
+    _fill(buf, [3])
+    assert _stored_ids(buf) == {1, 2, 3}
+    _fill(buf, [4, 5])
+    assert _stored_ids(buf) == {3, 4, 5}
+    assert len(buf) == 3
+
+
+@pytest.mark.shape
+def test_clear_empties_the_buffer(impl):
+    """clear() forgets everything; the buffer can be refilled with another shape."""
+    buf = impl.ReplayBuffer(4)
+    _fill(buf, range(6))
+    buf.clear()
+    assert len(buf) == 0
+    buf.add(np.zeros(5), 1, 2.0, np.zeros(5), True)
+    assert buf.sample(2).states.shape == (2, 5)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_bad_arguments_raise_value_error(impl):
+    """capacity < 1, batch_size < 1, sampling an empty buffer and a wrong state shape raise ValueError."""
+    with pytest.raises(ValueError, match="capacity"):
+        impl.ReplayBuffer(0)
+    with pytest.raises(ValueError, match="capacity"):
+        impl.ReplayBuffer(2.5)
+    buf = impl.ReplayBuffer(4)
+    with pytest.raises(ValueError, match="empty"):
+        buf.sample(1)
+    buf.add(np.zeros(2), 0, 0.0, np.zeros(2), False)
+    with pytest.raises(ValueError, match="batch_size"):
+        buf.sample(0)
+    with pytest.raises(ValueError, match="state"):
+        buf.add(np.zeros(3), 0, 0.0, np.zeros(3), False)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_capacity_attribute(impl):
+    """capacity is exposed and len starts at 0."""
+    buf = impl.ReplayBuffer(7)
+    assert buf.capacity == 7 and len(buf) == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.shape
+def test_samples_on_cuda(impl):
+    """With device='cuda' every sampled tensor lives on the GPU."""
+    buf = impl.ReplayBuffer(10, device="cuda")
+    _fill(buf, range(4))
+    assert all(t.is_cuda for t in buf.sample(3))
