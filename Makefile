@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 IMPL   ?= reference
 JOBS   ?= 2
 
-.PHONY: install test bench seed-cells skeleton release clean
+.PHONY: install test bench seed-cells skeleton release grade-examples gradescope notebook clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ skeleton:
 # The student release: dist/student/ (skeleton, notebook, public tests, student README and Makefile).
 release:
 	$(PY) -m grader.release --out dist/student
+
+# The TA's main job on the bundled examples (reference, skeleton, partial, crashing): prints the gradebook.
+grade-examples:
+	$(PY) -m grader.examples --out build/examples --jobs $(JOBS)
+
+# Gradescope's autograder.zip.
+gradescope:
+	$(PY) -m grader gradescope build --out build/autograder.zip
+
+# Execute the assignment notebook against IMPL; the executed copy lands in build/.
+notebook:
+	$(PY) -m grader.notebook notebooks/CA15.ipynb --impl $(IMPL) --out build/CA15.executed.ipynb
 
 bench:
 	$(PY) tests/bench/run.py --impl=$(IMPL)

@@ -33,7 +33,7 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "tests" / "hidden").mkdir()
     shutil.copy2(REPO / "tests" / "conftest.py", root / "tests" / "conftest.py")
     shutil.copytree(REPO / "grader", root / "grader", ignore=shutil.ignore_patterns("__pycache__"))
-    pyproject = (REPO / "pyproject.toml").read_text().replace("timeout = 120", "timeout = 5")
+    pyproject = (REPO / "pyproject.toml").read_text().replace("timeout = 120", "timeout = 10")
     (root / "pyproject.toml").write_text(pyproject)
     _submission(root / "reference", GOOD)
     (root / "tests" / "components" / "test_double.py").write_text(
@@ -88,7 +88,7 @@ def _submission(root: Path, algorithms: str, notebook: list[str] | None = None, 
 def _config(kit: Path, **kw) -> GradeConfig:
     limits = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=2 * 2**30, max_processes=64)
     defaults = dict(
-        kit=kit, test_limits=limits, notebook_limits=limits, cell_timeout=5, notebook_points=1, run_notebook=False
+        kit=kit, test_limits=limits, notebook_limits=limits, cell_timeout=10, notebook_points=1, run_notebook=False
     )
     return GradeConfig(**{**defaults, **kw})
 
