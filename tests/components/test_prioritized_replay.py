@@ -257,6 +257,7 @@ def test_bad_arguments_raise_value_error(impl):
 
 
 @pytest.mark.gpu
+@pytest.mark.points(0)
 @pytest.mark.shape
 def test_samples_on_cuda(impl):
     """With device='cuda' the batch, weights and indices live on the GPU and round-trip to update_priorities."""

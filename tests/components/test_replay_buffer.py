@@ -168,6 +168,7 @@ def test_capacity_attribute(impl):
 
 
 @pytest.mark.gpu
+@pytest.mark.points(0)
 @pytest.mark.shape
 def test_samples_on_cuda(impl):
     """With device='cuda' every sampled tensor lives on the GPU."""

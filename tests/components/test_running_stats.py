@@ -135,6 +135,7 @@ def test_defaults_before_data_and_bad_shapes(impl):
 
 
 @pytest.mark.gpu
+@pytest.mark.points(0)
 @pytest.mark.shape
 def test_normalize_cuda_tensor(impl):
     """A CUDA tensor is normalised on its device."""
