@@ -1,0 +1,492 @@
+"""GoalConditionedAgent with Hindsight Experience Replay (Andrychowicz et al., 2017)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.component("GoalConditionedAgent")
+
+
+# ------------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------------
+def _gc(impl):
+    return impl.module("hierarchical_rl.goal_conditioned")
+
+
+def _indexed_episode(T: int, G: int = 3) -> np.ndarray:
+    """(T+1, G) achieved goals whose row j is j everywhere, so a goal's value is its row index."""
+    return np.repeat(np.arange(T + 1, dtype=np.float32)[:, None], G, axis=1)
+
+
+def _agent(impl, device, **kw):
+    args = {"state_dim": 4, "action_dim": 2, "goal_dim": 4, "hidden_dim": 32, "n_hidden_layers": 1}
+    args["batch_size"] = 16
+    args.update(kw)
+    return impl.GoalConditionedAgent(device=device, **args)
+
+
+def _store_episode(agent, T: int, done_at_end: bool, rng: np.random.Generator) -> list[np.ndarray]:
+    """Store a T-step random-walk episode; returns the states s_0..s_T."""
+    s = rng.normal(size=agent.state_dim).astype(np.float32)
+    goal = rng.normal(size=agent.goal_dim).astype(np.float32)
+    states = [s]
+    for t in range(T):
+        s2 = (s + rng.normal(scale=0.5, size=agent.state_dim)).astype(np.float32)
+        a = agent.get_action(s, goal, noise_scale=0.5)
+        agent.store_experience(s, a, -1.0, s2, done_at_end and t == T - 1, goal)
+        states.append(s2)
+        s = s2
+    if not done_at_end:
+        agent.end_episode()
+    return states
+
+
+class PointReach:
+    """A 2-D point that moves by 0.25·a per step towards a random goal (sparse −1/0 reward, 10 steps)."""
+
+    def __init__(self, seed: int, threshold: float = 0.15, horizon: int = 10) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.threshold, self.horizon = threshold, horizon
+
+    def compute_reward(self, achieved, desired, info=None):
+        dist = np.linalg.norm(np.asarray(achieved) - np.asarray(desired), axis=-1)
+        return np.where(dist <= self.threshold, 0.0, -1.0).astype(np.float32)
+
+    def _obs(self):
+        return {"observation": self.p.copy(), "achieved_goal": self.p.copy(), "desired_goal": self.g.copy()}
+
+    def reset(self, seed=None, options=None):
+        self.p = self.rng.uniform(-1, 1, 2).astype(np.float32)
+        self.g = self.rng.uniform(-1, 1, 2).astype(np.float32)
+        self.t = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.p = np.clip(self.p + 0.25 * np.asarray(action, np.float32), -1, 1).astype(np.float32)
+        self.t += 1
+        success = float(self.compute_reward(self.p, self.g)) == 0.0
+        info = {"is_success": float(success)}
+        return self._obs(), 0.0 if success else -1.0, False, self.t >= self.horizon, info
+
+
+# ------------------------------------------------------------------------------------------------------
+# API contract of the notebook (given code)
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_notebook_contract(impl, device):
+    """The notebook's calls: get_action -> (2,) array, one non-terminal store -> len(buffer) == 1, .her_k."""
+    agent = impl.GoalConditionedAgent(state_dim=4, action_dim=2, goal_dim=4, lr=1e-3, her_k=4, device=device)
+    state, goal = np.random.randn(4), np.random.randn(4)
+    action = agent.get_action(state, goal, noise_scale=0.1)
+    assert isinstance(action, np.ndarray) and action.shape == (2,)
+    next_state = np.random.randn(4)
+    agent.store_experience(state, action, -float(np.linalg.norm(next_state - goal)), next_state, False, goal)
+    assert len(agent.buffer) == 1
+    assert agent.her_k == 4
+
+
+@pytest.mark.property
+@pytest.mark.points(0)
+@given(
+    low=st.floats(-5, 4, allow_nan=False),
+    width=st.floats(0.01, 5, allow_nan=False),
+    noise=st.floats(0, 3, allow_nan=False),
+    seed=st.integers(0, 2**16),
+)
+def test_continuous_actions_within_bounds(impl, low, width, noise, seed):
+    """Continuous actions have shape (A,) and lie in [action_low, action_high] for any noise scale."""
+    torch.manual_seed(seed)
+    agent = impl.GoalConditionedAgent(
+        3, 2, 2, hidden_dim=8, n_hidden_layers=1, action_low=low, action_high=low + width, seed=seed
+    )
+    rng = np.random.default_rng(seed)
+    for _ in range(3):
+        a = agent.get_action(rng.normal(size=3) * 10, rng.normal(size=2) * 10, noise_scale=noise)
+        assert a.shape == (2,)
+        assert np.all(a >= np.float32(low) - 1e-5) and np.all(a <= np.float32(low + width) + 1e-5)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_discrete_actions_are_indices_and_epsilon_greedy(impl, device):
+    """Discrete: ints in [0, n); ε = 0 is greedy (argmax Q, deterministic), ε = 1 is uniform."""
+    agent = _agent(impl, device, state_dim=5, action_dim=5, goal_dim=5, discrete_actions=True, seed=0)
+    s, g = np.zeros(5), np.ones(5)
+    greedy = {agent.get_action(s, g, noise_scale=0.0) for _ in range(10)}
+    assert len(greedy) == 1
+    x = torch.as_tensor(np.concatenate([s, g]), dtype=torch.float32, device=device)[None]
+    assert greedy.pop() == int(agent.q_network(x).argmax())
+    rand = [agent.get_action(s, g, noise_scale=1.0) for _ in range(200)]
+    assert all(isinstance(a, int) and 0 <= a < 5 for a in rand)
+    assert set(rand) == set(range(5))
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"strategy": "future_k"}, "strategy"),
+        ({"her_k": -1}, "her_k"),
+        ({"goal_dim": 6}, "achieved_goal_fn"),
+        ({"gamma": 1.0}, "gamma"),
+        ({"lr": 0.0}, "lr"),
+        ({"action_low": 1.0, "action_high": -1.0}, "action_low"),
+    ],
+)
+def test_bad_arguments_raise(impl, kwargs, name):
+    """Bad constructor arguments raise ValueError naming the argument (goal_dim > state_dim asks for a fn)."""
+    args = {"state_dim": 4, "action_dim": 2, "goal_dim": 4}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=name):
+        impl.GoalConditionedAgent(**args)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_sample_her_goals_rejects_bad_arguments(impl):
+    """sample_her_goals: unknown strategy, negative k or t outside [0, T) are ValueErrors."""
+    f, ach, rng = _gc(impl).sample_her_goals, _indexed_episode(4), np.random.default_rng(0)
+    with pytest.raises(ValueError, match="strategy"):
+        f(ach, 0, 2, "random", rng)
+    with pytest.raises(ValueError, match="k"):
+        f(ach, 0, -1, "future", rng)
+    with pytest.raises(ValueError, match="t"):
+        f(ach, 4, 2, "future", rng)
+
+
+# ------------------------------------------------------------------------------------------------------
+# sample_her_goals (§4.5)
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.property
+@given(T=st.integers(1, 12), data=st.data(), k=st.integers(0, 9), seed=st.integers(0, 2**16))
+def test_future_goals_come_from_later_states(impl, T, data, k, seed):
+    """'future' returns (k, G) rows of episode_achieved with row index in {t+1, ..., T}."""
+    t = data.draw(st.integers(0, T - 1))
+    goals = _gc(impl).sample_her_goals(_indexed_episode(T), t, k, "future", np.random.default_rng(seed))
+    assert goals.shape == (k, 3)
+    rows = goals[:, 0]
+    assert np.all(goals == rows[:, None]), "each goal must be a whole row of episode_achieved"
+    assert np.all((rows >= t + 1) & (rows <= T) & (rows == np.round(rows)))
+
+
+@pytest.mark.shape
+def test_future_goals_are_uniform_over_later_states(impl):
+    """'future' for t=1 of T=4 hits rows 2, 3, 4 each about a third of the time (never 0 or 1)."""
+    goals = _gc(impl).sample_her_goals(_indexed_episode(4), 1, 3000, "future", np.random.default_rng(0))
+    counts = np.bincount(goals[:, 0].astype(int), minlength=5)
+    assert counts[0] == counts[1] == 0
+    np.testing.assert_allclose(counts[2:] / 3000, 1 / 3, atol=0.05)
+
+
+@pytest.mark.shape
+def test_final_goal_is_last_achieved(impl):
+    """'final' returns k copies of the last achieved goal episode_achieved[T], for every t."""
+    ach = np.random.default_rng(1).normal(size=(6, 2)).astype(np.float32)
+    for t in range(5):
+        goals = _gc(impl).sample_her_goals(ach, t, 4, "final", np.random.default_rng(t))
+        assert goals.shape == (4, 2)
+        np.testing.assert_array_equal(goals, np.repeat(ach[5:6], 4, axis=0))
+
+
+@pytest.mark.shape
+def test_episode_goals_come_from_whole_episode(impl):
+    """'episode' draws rows of the whole episode, including states before the transition."""
+    T = 6
+    goals = _gc(impl).sample_her_goals(_indexed_episode(T), T - 1, 600, "episode", np.random.default_rng(0))
+    rows = goals[:, 0]
+    assert goals.shape == (600, 3)
+    assert np.all((rows >= 0) & (rows <= T))
+    assert np.all(np.isin(np.arange(1, T + 1), rows)), "every achieved goal 1..T should be drawn"
+
+
+# ------------------------------------------------------------------------------------------------------
+# relabel_episode and the agent's storage (Algorithm 1)
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.shape
+def test_relabel_episode_recomputes_rewards(impl):
+    """relabel_episode: (T,k,G) goals; rewards compute_reward(m(s_{t+1}), g'), 0 iff g' = m(s_{t+1})."""
+    T, k = 5, 6
+    ach = _indexed_episode(T)
+
+    def reward(achieved, desired):  # −|row distance|: 0 exactly when the goal is the next achieved goal
+        assert achieved.shape == desired.shape and achieved.ndim == 2
+        return -np.abs(achieved[:, 0] - desired[:, 0])
+
+    goals, rewards = _gc(impl).relabel_episode(ach, k, "future", reward, np.random.default_rng(0))
+    assert goals.shape == (T, k, 3) and rewards.shape == (T, k)
+    for t in range(T):
+        assert np.all((goals[t, :, 0] >= t + 1) & (goals[t, :, 0] <= T))
+        np.testing.assert_allclose(rewards[t], -(goals[t, :, 0] - (t + 1)))
+    assert np.any(rewards == 0) and np.any(rewards < 0)
+
+
+@pytest.mark.shape
+def test_relabel_final_transition_has_zero_reward(impl):
+    """With the sparse reward and 'final', the last transition's relabelled goal is reached: reward 0."""
+    gc = _gc(impl)
+    ach = np.random.default_rng(3).normal(size=(4, 2)).astype(np.float32)
+    goals, rewards = gc.relabel_episode(
+        ach, 2, "final", lambda a, d: gc.sparse_goal_reward(a, d, 0.05), np.random.default_rng(0)
+    )
+    np.testing.assert_array_equal(rewards[-1], [0.0, 0.0])
+    np.testing.assert_array_equal(rewards[:-1], -1.0)  # random normal goals are far apart
+    np.testing.assert_array_equal(goals[:, 0], np.repeat(ach[3:4], 3, axis=0))
+
+
+@pytest.mark.shape
+@pytest.mark.parametrize("strategy", ["future", "final", "episode"])
+@pytest.mark.parametrize("done_at_end", [False, True])
+def test_episode_of_T_steps_stores_T_times_1_plus_k(impl, device, strategy, done_at_end):
+    """After an episode of T steps (done=True or end_episode()) the buffer holds T·(1+k) transitions."""
+    T, k = 7, 3
+    agent = _agent(impl, device, her_k=k, strategy=strategy, seed=0)
+    _store_episode(agent, T, done_at_end, np.random.default_rng(0))
+    assert len(agent.buffer) == T * (1 + k)
+    _store_episode(agent, 2, done_at_end, np.random.default_rng(1))
+    assert len(agent.buffer) == (T + 2) * (1 + k)
+
+
+@pytest.mark.shape
+def test_real_transitions_enter_the_buffer_before_the_episode_ends(impl, device):
+    """Real transitions are stored at once; relabelled ones only when the episode ends; k=0 adds none."""
+    agent = _agent(impl, device, her_k=4, seed=0)
+    rng = np.random.default_rng(0)
+    for t in range(3):
+        s, a, s2 = rng.normal(size=4), rng.normal(size=2), rng.normal(size=4)
+        agent.store_experience(s, a, -1.0, s2, False, np.zeros(4))
+        assert len(agent.buffer) == t + 1
+    assert agent.end_episode() == 12 and len(agent.buffer) == 15
+    plain = _agent(impl, device, her_k=0, seed=0)
+    _store_episode(plain, 5, True, rng)
+    assert len(plain.buffer) == 5
+
+
+@pytest.mark.shape
+def test_stored_relabelled_transitions(impl, device):
+    """Relabelled copies keep (s, s'), carry goals m(s_T) ('final', achieved_goal_fn), recomputed rewards."""
+    calls = []
+
+    def reward_fn(achieved, desired, info):
+        calls.append(len(achieved))
+        return np.where(np.linalg.norm(achieved - desired, axis=-1) < 1e-6, 0.0, -1.0)
+
+    agent = _agent(
+        impl,
+        device,
+        state_dim=4,
+        goal_dim=2,
+        her_k=2,
+        strategy="final",
+        seed=0,
+        achieved_goal_fn=lambda s: np.asarray(s)[..., 2:],
+        reward_fn=reward_fn,
+    )
+    states = _store_episode(agent, 4, False, np.random.default_rng(0))
+    data = agent.buffer.as_arrays()
+    assert sum(calls) == 4 * 2, "relabelled rewards must be computed through compute_reward/reward_fn"
+    assert len(data["rewards"]) == 4 * 3
+    relabelled = np.where(np.all(data["goals"] == states[-1][2:], axis=1))[0]
+    assert len(relabelled) == 8, "'final' goals must be achieved_goal_fn(s_T) = s_T[2:]"
+    for i in relabelled:
+        t = int(np.argmin([np.abs(data["states"][i] - s).sum() for s in states[:-1]]))
+        np.testing.assert_allclose(data["states"][i], states[t])
+        np.testing.assert_allclose(data["next_states"][i], states[t + 1])
+        assert data["rewards"][i] == (0.0 if t == 3 else -1.0)
+        assert data["dones"][i] == (1.0 if t == 3 else 0.0)  # terminal_on_success: reward 0 ends
+
+
+# ------------------------------------------------------------------------------------------------------
+# critic targets and actor loss
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.shape
+def test_critic_targets_hand_computed_and_clipped(impl):
+    """y = r + γ(1−d)Q' clipped to [−1/(1−γ), 0]: hand-computed values, no gradient."""
+    gc = _gc(impl)
+    next_q = torch.tensor([-5.0, -100.0, -3.0, 2.0], requires_grad=True)
+    y = gc.her_critic_targets(
+        torch.tensor([-1.0, -1.0, 0.0, 0.0]), next_q, torch.tensor([0.0, 0.0, 1.0, 0.0]), 0.9, -10.0, 0.0
+    )
+    torch.testing.assert_close(y, torch.tensor([-5.5, -10.0, 0.0, 0.0]))
+    assert not y.requires_grad
+    y_free = gc.her_critic_targets(torch.tensor([-1.0, 0.5]), torch.tensor([-100.0, 4.0]), torch.zeros(2), 0.5)
+    torch.testing.assert_close(y_free, torch.tensor([-51.0, 2.5]))
+
+
+@pytest.mark.property
+@given(
+    r=st.lists(st.floats(-1, 0), min_size=1, max_size=16),
+    q=st.floats(-200, 50),
+    d=st.booleans(),
+    gamma=st.floats(0.0, 0.99),
+)
+def test_critic_targets_stay_in_return_range(impl, r, q, d, gamma):
+    """Clipped targets lie in [−1/(1−γ), 0] and equal r + γ(1−d)Q' whenever that is in range."""
+    rewards = torch.tensor(r)
+    next_q = torch.full_like(rewards, q)
+    dones = torch.full_like(rewards, float(d))
+    lo = -1.0 / (1.0 - gamma)
+    y = _gc(impl).her_critic_targets(rewards, next_q, dones, gamma, lo, 0.0)
+    raw = rewards + gamma * (1 - float(d)) * q
+    assert y.shape == rewards.shape
+    assert torch.all(y >= lo - 1e-4) and torch.all(y <= 1e-6)
+    inside = (raw >= lo) & (raw <= 0)
+    torch.testing.assert_close(y[inside], raw[inside])
+
+
+@pytest.mark.shape
+def test_actor_loss_hand_computed(impl):
+    """her_actor_loss = −mean(Q) + λ·mean(a²) over batch and action dims."""
+    q = torch.tensor([1.0, 3.0])
+    a = torch.tensor([[0.5, -0.5], [1.0, 0.0]])
+    loss = _gc(impl).her_actor_loss(q, a, 2.0)
+    assert loss.dim() == 0
+    assert loss.item() == pytest.approx(-2.0 + 2.0 * 0.375)
+
+
+@pytest.mark.gradient
+def test_actor_loss_gradients(impl):
+    """d loss/dQ = −1/B and d loss/da = 2λa/(B·A)."""
+    q = torch.tensor([1.0, -2.0, 0.5], requires_grad=True)
+    a = torch.tensor([[0.2, -0.4], [0.6, 0.0], [-1.0, 0.8]], requires_grad=True)
+    _gc(impl).her_actor_loss(q, a, 0.5).backward()
+    torch.testing.assert_close(q.grad, torch.full((3,), -1 / 3))
+    torch.testing.assert_close(a.grad, 2 * 0.5 * a.detach() / 6)
+
+
+# ------------------------------------------------------------------------------------------------------
+# update: gradients reach the networks
+# ------------------------------------------------------------------------------------------------------
+def _params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _changed(before, module):
+    return any(not torch.equal(b, p.detach()) for b, p in zip(before, module.parameters(), strict=True))
+
+
+@pytest.mark.gradient
+def test_continuous_update_moves_actor_critic_and_targets(impl, device):
+    """One DDPG update changes actor and critic and soft-updates both target networks."""
+    agent = _agent(impl, device, seed=0)
+    _store_episode(agent, 6, False, np.random.default_rng(0))
+    before = {n: _params(getattr(agent, n)) for n in ("actor", "critic", "actor_target", "critic_target")}
+    info = agent.update()
+    assert {"critic_loss", "actor_loss"} <= set(info)
+    assert all(np.isfinite(v) for v in info.values())
+    for name, params in before.items():
+        assert _changed(params, getattr(agent, name)), f"{name} did not change"
+
+
+@pytest.mark.gradient
+def test_discrete_update_moves_q_network(impl, device):
+    """One DQN update changes the Q-network and soft-updates its target."""
+    agent = _agent(impl, device, state_dim=6, action_dim=6, goal_dim=6, discrete_actions=True, seed=0)
+    _store_episode(agent, 6, False, np.random.default_rng(0))
+    before_q, before_t = _params(agent.q_network), _params(agent.q_target)
+    info = agent.update()
+    assert np.isfinite(info["critic_loss"])
+    assert _changed(before_q, agent.q_network) and _changed(before_t, agent.q_target)
+
+
+@pytest.mark.gradient
+def test_critic_regresses_onto_terminal_rewards(impl, device):
+    """With only terminal transitions the critic learns Q(s, g, a) ≈ r (targets without bootstrap)."""
+    agent = _agent(impl, device, her_k=0, lr=1e-2, batch_size=32, seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(32):
+        s, a = rng.normal(size=4), rng.uniform(-1, 1, 2)
+        agent.store_experience(s, a, -1.0 if a[0] < 0 else 0.0, s, True, np.zeros(4))
+    losses = [agent.update()["critic_loss"] for _ in range(150)]
+    assert np.mean(losses[-10:]) < 0.2 * np.mean(losses[:10])
+
+
+# ------------------------------------------------------------------------------------------------------
+# convergence: bit flipping (discrete, DQN + HER) and a point-reaching task (continuous, DDPG + HER)
+# ------------------------------------------------------------------------------------------------------
+def _bit_flipping_success(impl, reseed, seed: int, her_k: int, n_bits: int = 10, episodes: int = 250):
+    """Greedy success rate (100 episodes) after training DQN(+HER) on n-bit flipping."""
+    reseed(seed)
+    env = impl.module("hierarchical_rl.bit_flipping").BitFlippingEnv(n_bits=n_bits)
+    agent = impl.GoalConditionedAgent(
+        n_bits,
+        n_bits,
+        n_bits,
+        lr=1e-3,
+        her_k=her_k,
+        strategy="future",
+        gamma=0.98,
+        discrete_actions=True,
+        reward_fn=env.compute_reward,
+        hidden_dim=256,
+        n_hidden_layers=1,
+        batch_size=128,
+        seed=seed,
+    )
+    agent.train(env, episodes, updates_per_episode=10, noise_scale=0.2, seed=seed)
+    return agent.evaluate(env, 100)
+
+
+@pytest.mark.convergence
+@pytest.mark.points(3)
+@pytest.mark.timeout(200)
+def test_her_solves_bit_flipping(impl, reseed):
+    """DQN + HER ('future', k=4) solves 10-bit flipping: greedy success > 0.9 (seeds 0, 1, 2)."""
+    rates = [_bit_flipping_success(impl, reseed, seed, her_k=4) for seed in (0, 1, 2)]
+    assert min(rates) > 0.9, rates
+
+
+@pytest.mark.convergence
+@pytest.mark.timeout(200)
+def test_without_relabelling_bit_flipping_fails(impl, reseed):
+    """The same budget without relabelling (her_k=0) stays below 0.2 success (seeds 0, 1)."""
+    rates = [_bit_flipping_success(impl, reseed, seed, her_k=0) for seed in (0, 1)]
+    assert max(rates) < 0.2, rates
+
+
+@pytest.mark.convergence
+@pytest.mark.points(2)
+@pytest.mark.timeout(200)
+def test_her_ddpg_reaches_point_goals(impl, reseed):
+    """DDPG + HER learns to reach random 2-D goals: greedy success > 0.8 (seeds 0, 1)."""
+    rates = []
+    for seed in (0, 1):
+        reseed(seed)
+        env = PointReach(seed)
+        agent = impl.GoalConditionedAgent(
+            2,
+            2,
+            2,
+            lr=1e-3,
+            her_k=4,
+            reward_fn=env.compute_reward,
+            hidden_dim=64,
+            n_hidden_layers=2,
+            batch_size=128,
+            seed=seed,
+        )
+        agent.train(env, 100, updates_per_episode=10, noise_scale=0.2)
+        rates.append(agent.evaluate(env, 50))
+    assert min(rates) > 0.8, rates
+
+
+# ------------------------------------------------------------------------------------------------------
+# GPU
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.gradient
+@pytest.mark.points(0)
+@pytest.mark.parametrize("discrete", [False, True])
+def test_runs_on_cuda(impl, discrete):
+    """The agent's networks live on CUDA; acting, storing and updating work there."""
+    agent = _agent(impl, "cuda", state_dim=4, action_dim=4, goal_dim=4, discrete_actions=discrete, seed=0)
+    _store_episode(agent, 5, False, np.random.default_rng(0))
+    net = agent.q_network if discrete else agent.actor
+    assert next(net.parameters()).device.type == "cuda"
+    assert np.isfinite(agent.update()["critic_loss"])
