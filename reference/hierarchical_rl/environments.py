@@ -608,14 +608,11 @@ class PointMassGoalEnv(gym.Env):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Optional: bit flipping (written in hierarchical_rl/bit_flipping.py)
+# Bit flipping (defined in hierarchical_rl/bit_flipping.py)
 # ---------------------------------------------------------------------------------------------------------
-try:  # the module may not exist (yet); the factory then simply does not list it
-    from hierarchical_rl.bit_flipping import BitFlippingEnv  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the tree
-    BitFlippingEnv = None  # type: ignore[assignment,misc]
-else:
-    __all__.append("BitFlippingEnv")
+from hierarchical_rl.bit_flipping import BitFlippingEnv  # noqa: E402
+
+__all__.append("BitFlippingEnv")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -643,10 +640,7 @@ class HierarchicalRLEnvironment:
 
     @staticmethod
     def _registry() -> dict[str, Callable[..., gym.Env]]:
-        reg: dict[str, Callable[..., gym.Env]] = {"four_rooms": FourRoomsEnv, "point_mass": PointMassGoalEnv}
-        if BitFlippingEnv is not None:
-            reg["bit_flipping"] = BitFlippingEnv
-        return reg
+        return {"four_rooms": FourRoomsEnv, "point_mass": PointMassGoalEnv, "bit_flipping": BitFlippingEnv}
 
     def __new__(cls, name: str = "four_rooms", **kwargs: Any) -> gym.Env:  # type: ignore[misc]
         return cls.make(name, **kwargs)
@@ -678,12 +672,6 @@ class HierarchicalRLEnvironment:
         return PointMassGoalEnv(**kwargs)
 
     @staticmethod
-    def bit_flipping(**kwargs: Any) -> gym.Env:
-        """``BitFlippingEnv`` from ``hierarchical_rl.bit_flipping`` (kwargs as there).
-
-        Raises:
-            ValueError: when that module is not part of this implementation.
-        """
-        if BitFlippingEnv is None:
-            raise ValueError("bit_flipping is not available: hierarchical_rl/bit_flipping.py is missing")
+    def bit_flipping(**kwargs: Any) -> BitFlippingEnv:
+        """:class:`BitFlippingEnv` from ``hierarchical_rl.bit_flipping`` (kwargs as there)."""
         return BitFlippingEnv(**kwargs)
