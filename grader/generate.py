@@ -238,6 +238,27 @@ def differences(src: Path, dst: Path) -> list[str]:
     return out
 
 
+def format_points(tests: list[dict]) -> str:
+    """The point budget: per component (tests, points, per category) and the total."""
+    categories = ("shape", "gradient", "convergence", "property")
+    table: dict[str, dict[str, int]] = {}
+    for t in tests:
+        row = table.setdefault(t["component"], {"tests": 0, "points": 0, **{c: 0 for c in categories}})
+        row["tests"] += 1
+        row["points"] += t["points"]
+        row[t["category"]] += t["points"]
+    width = max([len("component")] + [len(n) for n in table])
+    head = f"{'component':<{width}}  tests  points  " + "  ".join(f"{c:>11}" for c in categories)
+    lines = [head, "-" * len(head)]
+    for name, row in sorted(table.items()):
+        cats = "  ".join(f"{row[c]:>11}" for c in categories)
+        lines.append(f"{name:<{width}}  {row['tests']:>5}  {row['points']:>6}  {cats}")
+    totals = {k: sum(r[k] for r in table.values()) for k in ("tests", "points", *categories)}
+    cats = "  ".join(f"{totals[c]:>11}" for c in categories)
+    lines.append(f"{'total':<{width}}  {totals['tests']:>5}  {totals['points']:>6}  {cats}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate skeleton/ from reference/ (CONVENTIONS §2).")
     parser.add_argument("--src", type=Path, default=REPO / "reference", help="reference root (default: reference/)")
@@ -248,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         "--coverage", action="store_true", help="check that a graded test catches every region (mutation run)"
     )
     parser.add_argument("--jobs", type=int, default=2, help="parallel mutant runs for --coverage (default: 2)")
+    parser.add_argument("--points", action="store_true", help="print the point budget per component and category")
     parser.add_argument("--only", default="", help="with --coverage: regions whose path:qualname contains this")
     args = parser.parse_args(argv)
     if not args.src.is_dir():
@@ -256,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             for r in all_regions(args.src):
                 print(f"{r.path}:{r.begin}-{r.end}  {r.qualname}: {r.todo}")
+            return 0
+        if args.points:
+            from grader.grade import GradeConfig, expected_tests
+
+            print(format_points(expected_tests(GradeConfig())))
             return 0
         if args.coverage:
             from grader.coverage import coverage, format_table
