@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 IMPL   ?= reference
 JOBS   ?= 2
 
-.PHONY: install test bench seed-cells skeleton release grade-examples gradescope notebook clean
+.PHONY: install test bench seed-cells skeleton coverage points release grade-examples gradescope notebook clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ test:
 # Regenerate skeleton/ from reference/ (commit the result).
 skeleton:
 	$(PY) -m grader.generate
+
+# Mutation run: every solution region must be caught by a graded test (minutes); records the result,
+# which a kit test checks against the current tree. Rerun after changing reference/ or tests/components/.
+coverage:
+	$(PY) -m grader.generate --coverage --record --jobs $(JOBS)
+
+points:
+	$(PY) -m grader.generate --points
 
 # The student release: dist/student/ (skeleton, notebook, public tests, student README and Makefile).
 release:

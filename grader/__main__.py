@@ -13,7 +13,6 @@ from dataclasses import replace
 from pathlib import Path
 
 from grader.grade import GradeConfig, grade_batch
-from grader.sandbox import Limits
 
 
 def _grade(argv: list[str]) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SEED_CELLS = REPO / "notebooks" / "seed_cells.py"
-_CELL = re.compile(r"^# %% \[cell (\d+)\]\s*$", re.M)
+_CELL = re.compile(r"^# %% \[cell (\d+)\]\s*$", re.MULTILINE)
 
 
 @dataclass

@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the kit's own package, also when it is not pip-installed
     sys.path.append(str(REPO))
 
-from grader.impl import Implementation, load_implementation  # noqa: E402
-from grader.markers import MARKERS, category_of, marker_errors, points_of  # noqa: E402
+from grader.impl import Implementation, load_implementation
+from grader.markers import MARKERS, category_of, marker_errors, points_of
 
 GRADED_DIRS = ("components", "hidden")
 

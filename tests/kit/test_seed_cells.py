@@ -24,7 +24,7 @@ def cells() -> dict[int, str]:
         text=True,
         timeout=300,
     )
-    pieces = re.split(r"^----- cell (\d+) \((?:ok|ERROR), [\d.]+ s\) -----$", proc.stdout, flags=re.M)
+    pieces = re.split(r"^----- cell (\d+) \((?:ok|ERROR), [\d.]+ s\) -----$", proc.stdout, flags=re.MULTILINE)
     out = {int(pieces[i]): pieces[i + 1] for i in range(1, len(pieces), 2)}
     out[0] = proc.stdout + proc.stderr
     return out
