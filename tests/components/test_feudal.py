@@ -1,0 +1,379 @@
+"""FeudalNetwork (Vezhnevets et al., 2017, "FeUdal Networks for Hierarchical Reinforcement Learning")."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.component("FeudalNetwork")
+
+
+# ------------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------------
+def _alg(impl):
+    return impl.module("hierarchical_rl.algorithms")
+
+
+def _net(impl, device, **kw):
+    args = {
+        "state_dim": 4,
+        "action_dim": 3,
+        "manager_dim": 8,
+        "worker_dim": 16,
+        "horizon_c": 3,
+        "embedding_dim_k": 4,
+    }
+    args.update(kw)
+    return impl.FeudalNetwork(device=device, **args)
+
+
+class Corridor:
+    """``n`` cells in a row, start at 0, reward 1 (terminal) at cell ``n − 1``; one-hot observations.
+
+    Actions: 0 left, 1 right, 2 and 3 stay. A uniformly random policy rarely reaches the end in 30 steps.
+    """
+
+    def __init__(self, n: int = 8, max_steps: int = 30) -> None:
+        self.n, self.max_steps = n, max_steps
+
+    def _obs(self):
+        obs = np.zeros(self.n, dtype=np.float32)
+        obs[self.pos] = 1.0
+        return obs
+
+    def reset(self, seed=None, options=None):
+        self.pos, self.t = 0, 0
+        return self._obs(), {}
+
+    def step(self, action):
+        self.t += 1
+        if action == 0:
+            self.pos = max(0, self.pos - 1)
+        elif action == 1:
+            self.pos = min(self.n - 1, self.pos + 1)
+        done = self.pos == self.n - 1
+        return self._obs(), 1.0 if done else 0.0, done, self.t >= self.max_steps, {}
+
+
+# ------------------------------------------------------------------------------------------------------
+# API contract
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.shape
+def test_notebook_call_shapes(impl, device):
+    """The notebook's call: select_action returns an int action and a unit goal of shape (manager_dim,)."""
+    agent = impl.FeudalNetwork(
+        state_dim=4, action_dim=2, manager_dim=16, worker_dim=32, lr=1e-3, device=device
+    )
+    for _ in range(12):  # more than c steps: the goal window is full
+        action, goal = agent.select_action(np.random.randn(4))
+        assert isinstance(action, int) and 0 <= action < 2
+        assert isinstance(goal, np.ndarray) and goal.shape == (16,)
+        assert abs(np.linalg.norm(goal) - 1.0) < 1e-4
+    agent.reset_state()
+    action, _ = agent.select_action(np.random.randn(4), greedy=True)
+    assert action in (0, 1)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_bad_arguments_raise_value_errors(impl, device):
+    """Bad constructor arguments and a wrongly shaped state raise ValueErrors naming them."""
+    with pytest.raises(ValueError, match="horizon_c"):
+        impl.FeudalNetwork(state_dim=4, action_dim=2, horizon_c=0)
+    with pytest.raises(ValueError, match="manager_dim"):
+        impl.FeudalNetwork(state_dim=4, action_dim=2, manager_dim=-1)
+    agent = _net(impl, device)
+    with pytest.raises(ValueError, match="state"):
+        agent.select_action(np.zeros(5))
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_dilated_lstm_updates_one_state_per_step(impl, device):
+    """The Manager's dilated LSTM changes only state t mod c at step t and outputs their mean."""
+    lstm = _alg(impl).DilatedLSTM(3, 5, dilation=4).to(device)
+    h, c = lstm.initial_state(2, device)
+    x = torch.randn(2, 3, device=device)
+    out, (h2, _c2) = lstm(x, (h, c), t=6)
+    changed = [not torch.equal(h2[j], h[j]) for j in range(4)]
+    assert changed == [False, False, True, False]
+    torch.testing.assert_close(out, h2.mean(dim=0))
+
+
+@pytest.mark.property
+@pytest.mark.points(0)
+@given(st.integers(1, 5), st.integers(0, 2**16))
+def test_goals_have_unit_norm(impl, batch, data_seed):
+    """Every goal g_t the Manager emits has unit norm, for any input and any step."""
+    torch.manual_seed(data_seed)
+    net = _net(impl, "cpu")
+    state = net.initial_state(batch)
+    for _ in range(4):
+        out, state = net.step(5 * torch.randn(batch, 4), state)
+        torch.testing.assert_close(out.goal.norm(dim=-1), torch.ones(batch), atol=1e-5, rtol=0)
+        assert out.logits.shape == (batch, 3)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the math (student code)
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.shape
+def test_intrinsic_reward_hand_computed(impl):
+    """r^I_t = 1/c Σ_i cos(s_t − s_{t−i}, g_{t−i}) with c = 2 on a hand-made 3-step path."""
+    states = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    goals = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    r = _alg(impl).fun_intrinsic_reward(states, goals, 2)
+    expected = torch.tensor([0.0, 0.5, 0.5 * (1.0 + 1.0 / math.sqrt(2.0))])
+    torch.testing.assert_close(r, expected)
+    # a step against the goal direction is penalised: cos = −1
+    r_back = _alg(impl).fun_intrinsic_reward(torch.tensor([[0.0, 0.0], [-1.0, 0.0]]), goals[:2], 1)
+    torch.testing.assert_close(r_back, torch.tensor([0.0, -1.0]))
+
+
+@pytest.mark.property
+@given(st.integers(2, 12), st.integers(1, 5), st.integers(0, 2**16), st.floats(0.1, 10.0))
+def test_intrinsic_reward_bounded_and_scale_free(impl, n, c, data_seed, scale):
+    """|r^I_t| ≤ 1, r^I_0 = 0, and rescaling goals or states by a positive factor leaves r^I unchanged."""
+    g = torch.Generator().manual_seed(data_seed)
+    states, goals = torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g)
+    fn = _alg(impl).fun_intrinsic_reward
+    r = fn(states, goals, c)
+    assert r.shape == (n,) and float(r[0]) == 0.0
+    assert torch.all(r.abs() <= 1.0 + 1e-5)
+    torch.testing.assert_close(fn(scale * states, goals / scale, c), r, atol=1e-5, rtol=1e-4)
+    # a prefix of the trajectory gets the same rewards (causality)
+    torch.testing.assert_close(fn(states[: n - 1], goals[: n - 1], c), r[: n - 1])
+
+
+@pytest.mark.shape
+def test_transition_policy_loss_hand_computed(impl):
+    """L_M = −mean A_t cos(s_{min(t+c, N−1)} − s_t, g_t), hand-computed for c = 2, N = 3."""
+    states = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    goals = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    adv = torch.tensor([2.0, -1.0])
+    loss = _alg(impl).fun_transition_policy_loss(states, goals, adv, 2)
+    # t=0: cos((1,1),(1,0)) = 1/√2 ; t=1: s_2 − s_1 = (0,1), cos = 1
+    expected = -(2.0 / math.sqrt(2.0) - 1.0) / 2.0
+    assert loss.shape == ()
+    assert abs(float(loss) - expected) < 1e-5
+
+
+@pytest.mark.gradient
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_transition_policy_gradient_turns_goal_towards_or_away(impl, sign):
+    """A step on L_M turns g_t towards s_{t+c} − s_t for A > 0, away for A < 0; no grad to s or A."""
+    states = torch.tensor([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]], requires_grad=True)
+    goals = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    adv = torch.tensor([sign], requires_grad=True)
+    loss = _alg(impl).fun_transition_policy_loss(states, goals, adv, 2)
+    loss.backward()
+    assert states.grad is None or torch.all(states.grad == 0)
+    assert adv.grad is None or torch.all(adv.grad == 0)
+    direction = torch.tensor([1.0, 1.0])
+    before = torch.nn.functional.cosine_similarity(goals.detach(), direction[None])
+    after = torch.nn.functional.cosine_similarity(goals.detach() - 0.1 * goals.grad, direction[None])
+    assert float(sign * (after - before)) > 1e-3
+
+
+@pytest.mark.shape
+def test_policy_logits_pool_goals_then_project(impl):
+    """logits = U · W_φ Σ_i g_i, hand-computed; only the sum of the window matters, not its order."""
+    fn = _alg(impl).fun_policy_logits
+    u = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])  # (B=1, A=2, k=2)
+    window = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # (B=1, n=2, d=2), sum (1, 1)
+    w_phi = torch.tensor([[1.0, 0.0], [0.0, 2.0]])  # (k=2, d=2): w = (1, 2)
+    torch.testing.assert_close(fn(u, window, w_phi), torch.tensor([[5.0, 11.0]]))
+    torch.testing.assert_close(fn(u, window.flip(1), w_phi), torch.tensor([[5.0, 11.0]]))
+    # a batch of 3 with a 4-goal window
+    g = torch.Generator().manual_seed(0)
+    u3, win3, w3 = (
+        torch.randn(3, 5, 2, generator=g),
+        torch.randn(3, 4, 6, generator=g),
+        torch.randn(2, 6, generator=g),
+    )
+    expected = torch.stack([u3[b] @ (w3 @ win3[b].sum(0)) for b in range(3)])
+    torch.testing.assert_close(fn(u3, win3, w3), expected)
+
+
+@pytest.mark.shape
+def test_worker_loss_hand_computed(impl):
+    """Returns of r + α r^I with γ_W, A = R − V; policy, value and entropy losses hand-computed."""
+    fn = _alg(impl).fun_worker_loss
+    log_probs = torch.log(torch.tensor([0.5, 0.25]))
+    entropies = torch.tensor([1.0, 0.5])
+    values = torch.tensor([1.0, 1.0])
+    rewards, intrinsic = torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.5])
+    # mixed rewards (0.5, 1.25); R_1 = 1.25, R_0 = 0.5 + 0.5·1.25 = 1.125; A = (0.125, 0.25)
+    out = fn(
+        log_probs,
+        entropies,
+        values,
+        rewards,
+        intrinsic,
+        alpha=0.5,
+        gamma=0.5,
+        bootstrap=0.0,
+        entropy_coef=0.1,
+    )
+    policy = -(0.125 * math.log(0.5) + 0.25 * math.log(0.25)) / 2.0 - 0.1 * 0.75
+    assert abs(float(out.policy) - policy) < 1e-5
+    assert abs(float(out.value) - 0.5 * (0.125**2 + 0.25**2) / 2.0) < 1e-6
+    assert abs(float(out.entropy) - 0.75) < 1e-6
+    # bootstrapping from V(x_T) = 2: R_1 = 2.25, R_0 = 1.625
+    boot = fn(
+        log_probs,
+        entropies,
+        values,
+        rewards,
+        intrinsic,
+        alpha=0.5,
+        gamma=0.5,
+        bootstrap=2.0,
+        entropy_coef=0.0,
+    )
+    assert abs(float(boot.value) - 0.5 * (0.625**2 + 1.25**2) / 2.0) < 1e-5
+
+
+@pytest.mark.gradient
+def test_worker_loss_advantage_is_constant_in_policy_loss(impl):
+    """The policy loss sends no gradient into V, the value loss none into log π; both reach their inputs."""
+    log_probs = torch.log(torch.tensor([0.5, 0.25, 0.6])).requires_grad_()
+    values = torch.tensor([0.2, -0.1, 0.4], requires_grad=True)
+    out = _alg(impl).fun_worker_loss(
+        log_probs,
+        torch.ones(3),
+        values,
+        torch.tensor([0.0, 0.0, 1.0]),
+        torch.tensor([0.3, -0.2, 0.1]),
+        alpha=0.5,
+        gamma=0.9,
+    )
+    gl, gv = torch.autograd.grad(out.policy, [log_probs, values], allow_unused=True)
+    assert gv is None or torch.all(gv == 0)
+    assert gl is not None and gl.abs().sum() > 0
+    gl, gv = torch.autograd.grad(out.value, [log_probs, values], allow_unused=True)
+    assert gl is None or torch.all(gl == 0)
+    assert gv is not None and gv.abs().sum() > 0
+
+
+# ------------------------------------------------------------------------------------------------------
+# the whole network
+# ------------------------------------------------------------------------------------------------------
+def _episode(T: int, S: int = 4, A: int = 3, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    obs = rng.normal(size=(T + 1, S)).astype(np.float32)
+    actions = rng.integers(0, A, size=T)
+    rewards = rng.normal(size=T).astype(np.float32)
+    return obs, actions, rewards
+
+
+@pytest.mark.gradient
+def test_gradient_reaches_manager_and_worker(impl, device):
+    """The total loss reaches every module; the Worker's policy loss never reaches the Manager's core."""
+    net = _net(impl, device)
+    obs, actions, rewards = _episode(8)
+    losses = net.compute_losses(
+        torch.tensor(obs, device=device),
+        torch.tensor(actions, device=device),
+        torch.tensor(rewards, device=device),
+        terminal=False,
+    )
+    losses["loss"].backward()
+    for name in [
+        "percept",
+        "manager_space",
+        "manager_rnn",
+        "worker_rnn",
+        "worker_u",
+        "phi",
+        "manager_value_head",
+        "worker_value_head",
+    ]:
+        grads = [p.grad for p in getattr(net, name).parameters()]
+        assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0, name
+    net.zero_grad()
+    losses = net.compute_losses(
+        torch.tensor(obs, device=device),
+        torch.tensor(actions, device=device),
+        torch.tensor(rewards, device=device),
+        terminal=False,
+    )
+    losses["worker_policy"].backward()
+    for name in ["manager_rnn", "manager_space"]:
+        assert all(p.grad is None or torch.all(p.grad == 0) for p in getattr(net, name).parameters()), name
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.worker_rnn.parameters())
+    net.zero_grad()
+    losses = net.compute_losses(
+        torch.tensor(obs, device=device),
+        torch.tensor(actions, device=device),
+        torch.tensor(rewards, device=device),
+        terminal=False,
+    )
+    losses["manager"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.manager_rnn.parameters())
+    assert all(p.grad is None or torch.all(p.grad == 0) for p in net.worker_rnn.parameters())
+
+
+@pytest.mark.shape
+def test_train_history_and_update(impl, device):
+    """train() returns one history entry per episode and changes the parameters."""
+    net = _net(impl, device, state_dim=5, action_dim=4)
+    before = [p.detach().clone() for p in net.parameters()]
+    hist = net.train(Corridor(n=5, max_steps=6), num_episodes=3, max_steps=10)
+    assert len(hist["returns"]) == 3 and all(1 <= n <= 6 for n in hist["lengths"])
+    assert all(np.isfinite(hist["manager_loss"])) and all(np.isfinite(hist["worker_loss"]))
+    assert any(not torch.equal(p.detach(), b) for p, b in zip(net.parameters(), before, strict=True))
+
+
+# ------------------------------------------------------------------------------------------------------
+# convergence
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.convergence
+@pytest.mark.points(3)
+@pytest.mark.timeout(180)
+def test_learns_to_walk_down_a_corridor(impl, reseed):
+    """After 100 episodes FuN reaches the end of an 8-cell corridor in ≥ 70 % of episodes (random: ≤ 25 %).
+
+    Measured with the reference (seeds 0-9, 20 sampled episodes): 1.0 after training, 0.0-0.25 before.
+    """
+    for seed in (0, 1, 2):
+        reseed(seed)
+        env = Corridor(n=8, max_steps=30)
+        net = impl.FeudalNetwork(
+            state_dim=8,
+            action_dim=4,
+            manager_dim=16,
+            worker_dim=32,
+            lr=3e-3,
+            horizon_c=4,
+            embedding_dim_k=8,
+            alpha=0.1,
+            gamma_worker=0.9,
+        )
+        before = np.mean([net.run_episode(env, max_steps=30)["return"] for _ in range(20)])
+        net.train(env, 100, max_steps=30)
+        after = np.mean([net.run_episode(env, max_steps=30)["return"] for _ in range(20)])
+        assert after >= 0.7, f"seed {seed}: success rate {after:.2f} after training (before: {before:.2f})"
+        assert after >= before + 0.4, f"seed {seed}: success {before:.2f} -> {after:.2f}"
+
+
+# ------------------------------------------------------------------------------------------------------
+# GPU
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.gradient
+@pytest.mark.points(0)
+def test_runs_on_cuda(impl):
+    """Parameters live on CUDA; acting and a training episode work there."""
+    net = _net(impl, "cuda", state_dim=5, action_dim=4)
+    assert next(net.parameters()).device.type == "cuda"
+    action, goal = net.select_action(np.zeros(5))
+    assert 0 <= action < 4 and goal.shape == (8,)
+    hist = net.train(Corridor(n=5, max_steps=6), num_episodes=2, max_steps=10)
+    assert len(hist["returns"]) == 2

@@ -1,0 +1,355 @@
+"""HierarchicalActorCritic (Levy et al., 2019, "Learning Multi-Level Hierarchies with Hindsight")."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytestmark = pytest.mark.component("HierarchicalActorCritic")
+
+
+# ------------------------------------------------------------------------------------------------------
+# helpers
+# ------------------------------------------------------------------------------------------------------
+def _alg(impl):
+    return impl.module("hierarchical_rl.algorithms")
+
+
+def _agent(impl, device, **kw):
+    args = {
+        "state_dim": 2,
+        "action_dim": 2,
+        "num_levels": 2,
+        "horizon": 5,
+        "hidden_dim": 32,
+        "batch_size": 16,
+        "seed": 0,
+    }
+    args.update(kw)
+    return impl.HierarchicalActorCritic(device=device, **args)
+
+
+class _Line:
+    """A 2-D point moving by 0.1·a per step; goal env Dict observations, gymnasium 5-tuples."""
+
+    def __init__(self, start, goal) -> None:
+        self.start, self.goal = np.asarray(start, np.float32), np.asarray(goal, np.float32)
+
+    def _obs(self):
+        return {
+            "observation": self.p.copy(),
+            "achieved_goal": self.p.copy(),
+            "desired_goal": self.goal.copy(),
+        }
+
+    def reset(self, seed=None, options=None):
+        self.p = self.start.copy()
+        return self._obs(), {}
+
+    def step(self, action):
+        self.p = np.clip(self.p + 0.1 * np.clip(np.asarray(action, np.float32), -1, 1), -1, 1).astype(
+            np.float32
+        )
+        return self._obs(), -1.0, False, False, {}
+
+
+# ------------------------------------------------------------------------------------------------------
+# API contract (given code)
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_notebook_call_shapes(impl, device):
+    """The notebook's 3-level agent (subgoal_dims=[8, 6, 4], state_dim=4) outputs (6,), (4,), (2,)."""
+    agent = impl.HierarchicalActorCritic(
+        state_dim=4, action_dim=2, num_levels=3, subgoal_dims=[8, 6, 4], lr=1e-3, device=device
+    )
+    assert agent.num_levels == 3
+    state = np.random.randn(4)
+    for level, dim in enumerate([6, 4, 2]):
+        out = agent.select_action(state, level=level)
+        assert isinstance(out, np.ndarray) and out.shape == (dim,) and out.dtype == np.float32
+        low, high = agent.output_bounds(level)
+        assert np.all(out >= low - 1e-6) and np.all(out <= high + 1e-6)
+    out = agent.select_action(state, level=0, goal=np.zeros(8), explore=True)
+    assert out.shape == (6,)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_goal_space_maps_states_by_cyclic_coordinates(impl, device):
+    """φ_i(s) = s[j mod S]: truncation when d_i < S, identity when equal, cyclic tiling when d_i > S."""
+    agent = impl.HierarchicalActorCritic(
+        state_dim=4, action_dim=2, num_levels=3, subgoal_dims=[8, 6, 4], device=device
+    )
+    s = np.array([1.0, 2.0, 3.0, 4.0], dtype=np.float32)
+    np.testing.assert_array_equal(agent.project(s, 0), [1, 2, 3, 4, 1, 2, 3, 4])
+    np.testing.assert_array_equal(agent.project(s, 1), [1, 2, 3, 4, 1, 2])
+    np.testing.assert_array_equal(agent.project(s, 2), [1, 2, 3, 4])
+    small = impl.HierarchicalActorCritic(state_dim=4, action_dim=2, num_levels=2, goal_dim=2, device=device)
+    np.testing.assert_array_equal(small.project(s, 0), [1, 2])
+    assert small.goal_dims == [2, 4] and small.output_dims == [4, 2]
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_bad_arguments_raise_value_errors(impl, device):
+    """Wrong subgoal_dims length, mismatching goal_dim, a bad level or a bad horizon name the argument."""
+    with pytest.raises(ValueError, match="subgoal_dims"):
+        impl.HierarchicalActorCritic(
+            state_dim=4, action_dim=2, num_levels=3, subgoal_dims=[8, 6], device=device
+        )
+    with pytest.raises(ValueError, match="goal_dim"):
+        impl.HierarchicalActorCritic(state_dim=4, action_dim=2, num_levels=2, subgoal_dims=[3, 4], goal_dim=2)
+    with pytest.raises(ValueError, match="horizon"):
+        impl.HierarchicalActorCritic(state_dim=4, action_dim=2, horizon=0)
+    agent = _agent(impl, device)
+    with pytest.raises(ValueError, match="level"):
+        agent.select_action(np.zeros(2), level=2)
+
+
+# ------------------------------------------------------------------------------------------------------
+# goal test, critic target, transitions (student code)
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.shape
+def test_goal_achieved_needs_every_coordinate_within_threshold(impl):
+    """|achieved − goal| ≤ threshold must hold in every coordinate; batched over leading axes."""
+    achieved = _alg(impl).hac_goal_achieved
+    assert bool(achieved(np.array([0.05, -0.1]), np.zeros(2), 0.1))
+    assert not bool(achieved(np.array([0.05, -0.11]), np.zeros(2), 0.1))
+    assert bool(achieved(np.array([0.3, 0.0]), np.zeros(2), np.array([0.5, 0.01])))
+    batch = achieved(np.array([[0.0, 0.0], [0.2, 0.0], [0.0, 0.05]]), np.zeros(2), 0.1)
+    np.testing.assert_array_equal(np.asarray(batch), [True, False, True])
+
+
+@pytest.mark.shape
+def test_critic_target_hand_computed(impl):
+    """y = clip(r + γ(1 − done) Q', −H, 0), hand-computed for γ = 0.5, H = 5."""
+    target = _alg(impl).hac_critic_target
+    r = torch.tensor([-1.0, 0.0, -1.0, -5.0, -1.0])
+    q = torch.tensor([-2.0, -3.0, -10.0, -1.0, 0.0])
+    d = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])
+    y = target(r, q, d, 0.5, 5)
+    torch.testing.assert_close(y, torch.tensor([-2.0, 0.0, -5.0, -5.0, -1.0]))
+
+
+@pytest.mark.property
+@given(
+    st.lists(st.tuples(st.floats(-30, 5), st.floats(-30, 5), st.booleans()), min_size=1, max_size=16),
+    st.floats(0.0, 1.0),
+    st.integers(1, 20),
+)
+def test_critic_target_always_in_bounds(impl, rows, gamma, horizon):
+    """For any rewards and next values the target lies in [−H, 0] and equals the clipped DDPG target."""
+    r = torch.tensor([row[0] for row in rows])
+    q = torch.tensor([row[1] for row in rows])
+    d = torch.tensor([float(row[2]) for row in rows])
+    y = _alg(impl).hac_critic_target(r, q, d, gamma, horizon)
+    assert y.shape == r.shape
+    assert torch.all(y >= -horizon - 1e-5) and torch.all(y <= 1e-6)
+    torch.testing.assert_close(y, (r + gamma * (1 - d) * q).clamp(-horizon, 0.0))
+
+
+@pytest.mark.property
+@given(st.integers(1, 12), st.integers(0, 2**16))
+def test_critic_values_and_targets_bounded(impl, horizon, data_seed):
+    """The bounded critic outputs Q ∈ [−H, 0] and its training loss is finite and ≤ H² on any batch."""
+    agent = impl.HierarchicalActorCritic(
+        state_dim=3, action_dim=2, num_levels=2, horizon=horizon, hidden_dim=16, seed=0
+    )
+    g = torch.Generator().manual_seed(data_seed)
+    B = 8
+    for level in range(2):
+        states = 10 * torch.randn(B, 3, generator=g)
+        goals = 10 * torch.randn(B, agent.goal_dims[level], generator=g)
+        actions = 10 * torch.randn(B, agent.output_dims[level], generator=g)
+        q = agent.critics[level](states, goals, actions)
+        assert q.shape == (B,) and torch.all(q >= -horizon) and torch.all(q <= 0)
+        rewards = -horizon * torch.rand(B, generator=g)
+        dones = (torch.rand(B, generator=g) < 0.5).float()
+        loss = agent.critic_loss(
+            level, (states, actions, rewards, 10 * torch.randn(B, 3, generator=g), goals, dones)
+        )
+        loss = float(loss.detach())
+        assert np.isfinite(loss) and 0.0 <= loss <= horizon**2 + 1e-4
+
+
+@pytest.mark.shape
+def test_hindsight_action_transition_upper_level(impl):
+    """An upper level's action becomes the subgoal actually reached; r = −1, done = 0 on a missed goal."""
+    t = _alg(impl).hindsight_action_transition(
+        state=np.array([0.0, 0.0]),
+        action=np.array([0.9, 0.9]),
+        next_state=np.array([0.3, 0.2]),
+        goal=np.array([1.0, 1.0]),
+        next_achieved_goal=np.array([0.3, 0.2]),
+        threshold=0.1,
+        achieved_subgoal=np.array([0.3, 0.2]),
+    )
+    np.testing.assert_allclose(t.action, [0.3, 0.2])
+    np.testing.assert_allclose(t.state, [0.0, 0.0])
+    np.testing.assert_allclose(t.next_state, [0.3, 0.2])
+    np.testing.assert_allclose(t.goal, [1.0, 1.0])
+    assert float(t.reward) == -1.0 and float(t.done) == 0.0
+
+
+@pytest.mark.shape
+def test_hindsight_action_transition_goal_reached_and_lowest_level(impl):
+    """Reaching the goal gives reward 0 and done 1; the lowest level keeps its primitive action."""
+    t = _alg(impl).hindsight_action_transition(
+        state=np.array([0.0, 0.0]),
+        action=np.array([-0.5, 0.25]),
+        next_state=np.array([0.95, 1.05]),
+        goal=np.array([1.0, 1.0]),
+        next_achieved_goal=np.array([0.95, 1.05]),
+        threshold=np.array([0.1, 0.1]),
+        achieved_subgoal=None,
+    )
+    np.testing.assert_allclose(t.action, [-0.5, 0.25])
+    assert float(t.reward) == 0.0 and float(t.done) == 1.0
+
+
+@pytest.mark.shape
+def test_hindsight_goal_transition_relabels_goal_and_reward(impl):
+    """The goal is replaced by a later achieved goal and the reward/done recomputed against it."""
+    alg = _alg(impl)
+    base = alg.HACTransition(
+        state=np.zeros(2, np.float32),
+        action=np.array([0.3, 0.2], np.float32),
+        reward=-1.0,
+        next_state=np.array([0.3, 0.2], np.float32),
+        goal=np.array([1.0, 1.0], np.float32),
+        done=0.0,
+    )
+    hit = alg.hindsight_goal_transition(base, np.array([0.32, 0.15]), np.array([0.3, 0.2]), 0.1)
+    np.testing.assert_allclose(hit.goal, [0.32, 0.15], rtol=1e-6)
+    assert float(hit.reward) == 0.0 and float(hit.done) == 1.0
+    np.testing.assert_allclose(hit.action, base.action)
+    np.testing.assert_allclose(hit.state, base.state)
+    np.testing.assert_allclose(hit.next_state, base.next_state)
+    won = alg.hindsight_goal_transition(
+        base._replace(reward=0.0, done=1.0), np.array([0.6, 0.2]), np.array([0.3, 0.2]), 0.1
+    )
+    assert float(won.reward) == -1.0 and float(won.done) == 0.0
+
+
+@pytest.mark.shape
+def test_subgoal_test_penalty_transition(impl):
+    """A missed subgoal test stores the proposed subgoal with reward −H and done 1 (no bootstrap)."""
+    t = _alg(impl).subgoal_test_transition(
+        state=np.array([0.0, 0.0]),
+        subgoal=np.array([0.8, -0.8]),
+        next_state=np.array([0.2, -0.1]),
+        goal=np.array([1.0, -1.0]),
+        horizon=7,
+    )
+    np.testing.assert_allclose(t.action, [0.8, -0.8])
+    np.testing.assert_allclose(t.next_state, [0.2, -0.1])
+    np.testing.assert_allclose(t.goal, [1.0, -1.0])
+    assert float(t.reward) == -7.0 and float(t.done) == 1.0
+
+
+@pytest.mark.shape
+def test_episode_stores_hindsight_and_penalty_transitions(impl, device):
+    """With λ = 1 an untrained 2-level agent stores −H penalties, and level-0 actions are reached states."""
+    agent = _agent(impl, device, subgoal_test_prob=1.0, num_hindsight_goals=1, goal_threshold=0.01)
+    env = _Line(start=[0.0, 0.0], goal=[0.9, -0.9])
+    result = agent.run_episode(env)
+    assert 1 <= result["steps"] <= 25
+    top = agent.buffers[0]
+    n = len(top)
+    rewards, actions, next_states = top.rewards[:n], top.actions[:n], top.next_states[:n]
+    assert np.any(rewards == -5.0), "a missed subgoal test must store a −H penalty transition"
+    assert np.all(top.dones[:n][rewards == -5.0] == 1.0)
+    hindsight = rewards != -5.0
+    assert hindsight.sum() >= 2  # hindsight action + hindsight goal transitions
+    np.testing.assert_allclose(actions[hindsight], next_states[hindsight], atol=1e-6)
+    assert np.all(np.isin(rewards, [0.0, -1.0, -5.0]))
+    assert len(agent.buffers[1]) > 0
+
+
+# ------------------------------------------------------------------------------------------------------
+# gradients
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.gradient
+def test_critic_loss_trains_critic_only_and_actor_loss_reaches_actor(impl, device):
+    """The critic loss has gradient in the critic but not the actor; the actor loss reaches the actor."""
+    agent = _agent(impl, device, num_levels=3)
+    for level in range(3):
+        B = 8
+        batch = (
+            torch.randn(B, 2, device=device),
+            torch.rand(B, agent.output_dims[level], device=device) * 2 - 1,
+            -torch.ones(B, device=device),
+            torch.randn(B, 2, device=device),
+            torch.randn(B, agent.goal_dims[level], device=device),
+            torch.zeros(B, device=device),
+        )
+        agent.critic_loss(level, batch).backward()
+        assert all(p.grad is None or torch.all(p.grad == 0) for p in agent.actors[level].parameters())
+        grads = [p.grad for p in agent.critics[level].parameters()]
+        assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
+        assert any(gr.abs().sum() > 0 for gr in grads)
+        agent.critics[level].zero_grad()
+        agent.actor_loss(level, batch[0], batch[4]).backward()
+        assert all(
+            p.grad is not None and torch.isfinite(p.grad).all() for p in agent.actors[level].parameters()
+        )
+        assert any(p.grad.abs().sum() > 0 for p in agent.actors[level].parameters())
+
+
+@pytest.mark.gradient
+def test_update_moves_every_level(impl, device):
+    """After one episode, update() changes the actor and critic parameters of every level."""
+    agent = _agent(impl, device, num_levels=3, horizon=3)
+    agent.run_episode(_Line(start=[0.0, 0.0], goal=[0.5, 0.5]))
+    before = [[p.detach().clone() for p in net.parameters()] for net in [*agent.actors, *agent.critics]]
+    losses = agent.update(num_updates=2)
+    assert len(losses) == 3 and all(np.isfinite(v) for d in losses for v in d.values())
+    for net, old in zip([*agent.actors, *agent.critics], before, strict=True):
+        assert any(not torch.equal(p.detach(), o) for p, o in zip(net.parameters(), old, strict=True))
+
+
+# ------------------------------------------------------------------------------------------------------
+# convergence
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.convergence
+@pytest.mark.points(3)
+@pytest.mark.timeout(240)
+def test_two_levels_learn_point_mass_reaching(impl, reseed):
+    """A 2-level HAC (H = 5) reaches ≥ 50 % of random goals of the kit's point mass after 120 episodes.
+
+    Measured with the reference (seeds 0-15): 0.85-1.0 success after training, 0.0-0.1 before.
+    """
+    PointMassGoalEnv = impl.module("hierarchical_rl.environments").PointMassGoalEnv
+    for seed in (0, 1, 2):
+        reseed(seed)
+        agent = impl.HierarchicalActorCritic(
+            state_dim=2, action_dim=2, num_levels=2, horizon=5, goal_threshold=0.1, batch_size=64, seed=seed
+        )
+        # a step of 0.2 per action: far goals need several subgoals (5 steps reach 1.0 per coordinate)
+        env = PointMassGoalEnv(max_speed=2.0, distance_threshold=0.15, max_steps=25)
+        env.reset(seed=seed)
+        before = agent.evaluate(env, 20)
+        agent.train(env, 120, updates_per_episode=10)
+        after = agent.evaluate(env, 20)
+        assert after >= 0.5, f"seed {seed}: success rate {after:.2f} after training (before: {before:.2f})"
+        assert after >= before + 0.3, f"seed {seed}: success {before:.2f} -> {after:.2f}"
+
+
+# ------------------------------------------------------------------------------------------------------
+# GPU
+# ------------------------------------------------------------------------------------------------------
+@pytest.mark.gpu
+@pytest.mark.gradient
+@pytest.mark.points(0)
+def test_runs_on_cuda(impl):
+    """Networks live on CUDA; an episode, an update and select_action work there."""
+    agent = _agent(impl, "cuda", num_levels=3, horizon=3)
+    assert next(agent.actors[0].parameters()).device.type == "cuda"
+    agent.run_episode(_Line(start=[0.0, 0.0], goal=[0.5, 0.5]))
+    losses = agent.update(num_updates=2)
+    assert all(np.isfinite(v) for d in losses for v in d.values())
+    assert agent.select_action(np.zeros(2), level=2).shape == (2,)
