@@ -5,7 +5,9 @@ Hidden tests appear only as counts in the tables: their names and messages are n
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import re
 
 HINTS = {
@@ -29,6 +31,46 @@ def _short(message: str, limit: int = 2500) -> str:
     """The end of a traceback (where the assertion message is), at most ``limit`` characters."""
     message = re.sub(r"\n{3,}", "\n\n", message.strip())
     return message if len(message) <= limit else "...\n" + message[-limit:]
+
+
+def curve_png(test: dict) -> bytes | None:
+    """A PNG of a failed test's recorded learning curves against their thresholds (None without curves)."""
+    curves = test.get("curves") or []
+    if not curves:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.2), dpi=100)
+    ax = fig.add_subplot()
+    for i, c in enumerate(curves):
+        line = ax.plot(range(1, len(c["values"]) + 1), c["values"], label=c["name"])[0]
+        if c.get("threshold") is not None:
+            ax.axhline(c["threshold"], color=line.get_color(), linestyle="--", linewidth=1,
+                       label="threshold" if i == 0 else None)  # fmt: skip
+    ax.set_xlabel(curves[0].get("xlabel") or "")
+    ax.set_ylabel(curves[0].get("ylabel") or "")
+    ax.set_title(test["nodeid"].split("::", 1)[-1][:70], fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _curve_name(test: dict) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", test["nodeid"].split("::", 1)[-1])[:80] + ".png"
+
+
+def write_curves(scored: dict, folder) -> None:
+    """Save the curve plots of failed visible tests as ``folder/curves/<test>.png`` (linked from Markdown)."""
+    from pathlib import Path
+
+    for t in scored["tests"]:
+        if t["outcome"] != "passed" and not t["hidden"]:
+            png = curve_png(t)
+            if png:
+                (Path(folder) / "curves").mkdir(exist_ok=True)
+                (Path(folder) / "curves" / _curve_name(t)).write_bytes(png)
 
 
 def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
@@ -63,6 +105,8 @@ def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
         hint = _hint(t)
         if hint:
             out += [f"*Hint:* {hint}", ""]
+        if t.get("curves"):
+            out += [f"![learning curve](curves/{_curve_name(t)})", ""]
         if t.get("message"):
             out += ["```", _short(t["message"]), "```", ""]
     if hidden_failed:
@@ -87,11 +131,14 @@ def render_html(name: str, scored: dict, notes: list[str]) -> str:
         if t["outcome"] == "passed" or t["hidden"]:
             continue
         hint = _hint(t)
+        png = curve_png(t)
+        figure = f"<img alt='learning curve' src='data:image/png;base64,{base64.b64encode(png).decode()}'>" if png else ""
         failures.append(
             f"<h3>{esc(t['component'])} · {esc(t['category'])} · <code>{esc(t['nodeid'].split('::', 1)[-1])}</code>"
             f" (0/{t['points']})</h3>"
             + (f"<p><em>Checks:</em> {esc(t['doc'])}</p>" if t.get("doc") else "")
             + (f"<p><em>Hint:</em> {esc(hint)}</p>" if hint else "")
+            + figure
             + (f"<pre>{esc(_short(t['message']))}</pre>" if t.get("message") else "")
         )
     note_html = "".join(f"<li>{esc(n)}</li>" for n in notes)

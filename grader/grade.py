@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.feedback import render_html, render_markdown
+from grader.feedback import render_html, render_markdown, write_curves
 from grader.sandbox import Limits, ReportChannel, RunResult, can_drop_privileges, run_limited
 
 REPO = Path(__file__).resolve().parent.parent
@@ -255,7 +255,7 @@ def score(expected: list[dict], test_run: RunResult | None, notebook: dict | Non
             outcome, message = rec["outcome"], rec.get("message", "")
         earned = exp["points"] if outcome == "passed" else 0
         tests.append({**exp, "outcome": outcome, "message": message, "score": earned,
-                      "duration": (rec or {}).get("duration", 0.0)})  # fmt: skip
+                      "duration": (rec or {}).get("duration", 0.0), "curves": (rec or {}).get("curves", [])})  # fmt: skip
     components: dict[str, dict] = {}
     categories = {c: {"score": 0, "max_score": 0} for c in CATEGORIES}
     for t in tests:
@@ -395,6 +395,7 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
     (staging / "results.json").write_text(json.dumps(results, indent=2))
     (staging / "feedback.md").write_text(render_markdown(name, scored, notes))
     (staging / "feedback.html").write_text(render_html(name, scored, notes))
+    write_curves(scored, staging)
     (staging / "log.txt").write_text("\n".join(log))
     if final.exists():
         shutil.rmtree(final)

@@ -80,7 +80,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         state["outcome"] = "skipped"
         state["message"] = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else ""
     if report.when == "teardown":
-        _emit({"type": "test", "nodeid": report.nodeid, **_phases.pop(report.nodeid)})
+        state = _phases.pop(report.nodeid)
+        curves = [value for key, value in report.user_properties if key == "curve"]
+        if curves:
+            state["curves"] = curves[:8]
+        _emit({"type": "test", "nodeid": report.nodeid, **state})
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

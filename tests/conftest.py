@@ -194,6 +194,23 @@ def seed_all(seed: int) -> None:
 
 
 @pytest.fixture
+def curve(request: pytest.FixtureRequest):
+    """Record a learning curve for the feedback report: ``curve(name, values, threshold=None, xlabel, ylabel)``.
+
+    A failed convergence test's curves are drawn against their threshold in the student's feedback, so the
+    student sees how far learning got, not only that an assertion failed. Values are stored as floats.
+    """
+
+    def record(name: str, values, threshold: float | None = None, xlabel: str = "", ylabel: str = "") -> None:
+        ys = [float(v) for v in np.asarray(values, dtype=float).ravel()]
+        request.node.user_properties.append(
+            ("curve", {"name": name, "values": ys, "threshold": threshold, "xlabel": xlabel, "ylabel": ylabel})
+        )
+
+    return record
+
+
+@pytest.fixture
 def reseed():
     """The seeding function, for tests that loop over several fixed seeds: ``reseed(3)``."""
     return seed_all

@@ -410,7 +410,7 @@ def test_critic_regresses_onto_terminal_rewards(impl, device):
 # ------------------------------------------------------------------------------------------------------
 # convergence: bit flipping (discrete, DQN + HER) and a point-reaching task (continuous, DDPG + HER)
 # ------------------------------------------------------------------------------------------------------
-def _bit_flipping_success(impl, reseed, seed: int, her_k: int, n_bits: int = 10, episodes: int = 250):
+def _bit_flipping_success(impl, reseed, seed: int, her_k: int, n_bits: int = 10, episodes: int = 250, curve=None):
     """Greedy success rate (100 episodes) after training DQN(+HER) on n-bit flipping."""
     reseed(seed)
     env = impl.module("hierarchical_rl.bit_flipping").BitFlippingEnv(n_bits=n_bits)
@@ -429,16 +429,20 @@ def _bit_flipping_success(impl, reseed, seed: int, her_k: int, n_bits: int = 10,
         batch_size=128,
         seed=seed,
     )
-    agent.train(env, episodes, updates_per_episode=10, noise_scale=0.2, seed=seed)
+    history = agent.train(env, episodes, updates_per_episode=10, noise_scale=0.2, seed=seed)
+    if curve is not None:
+        successes = np.asarray(history["successes"], dtype=float)
+        window = np.convolve(successes, np.ones(25) / 25, mode="valid")
+        curve(f"her_k={her_k}, seed {seed}", window, threshold=0.9, xlabel="episode", ylabel="training success")
     return agent.evaluate(env, 100)
 
 
 @pytest.mark.convergence
 @pytest.mark.points(3)
 @pytest.mark.timeout(200)
-def test_her_solves_bit_flipping(impl, reseed):
+def test_her_solves_bit_flipping(impl, reseed, curve):
     """DQN + HER ('future', k=4) solves 10-bit flipping: greedy success > 0.9 (seeds 0, 1, 2)."""
-    rates = [_bit_flipping_success(impl, reseed, seed, her_k=4) for seed in (0, 1, 2)]
+    rates = [_bit_flipping_success(impl, reseed, seed, her_k=4, curve=curve) for seed in (0, 1, 2)]
     assert min(rates) > 0.9, rates
 
 

@@ -359,12 +359,14 @@ def _steps_over_training(opts, envs, seed, with_options, intra_option=False):
 @pytest.mark.convergence
 @pytest.mark.points(2)
 @pytest.mark.timeout(60)
-def test_smdp_q_learning_with_hallway_options_beats_primitive_q_learning(opts, envs):
+def test_smdp_q_learning_with_hallway_options_beats_primitive_q_learning(opts, envs, curve):
     """Over the first 40 episodes, hallway options (+primitives) need less than 60% of the primitive steps
     of plain Q-learning, on each of 3 seeds, and the last episodes are short."""
     for seed in SEEDS:
         prim = _steps_over_training(opts, envs, seed, with_options=False)
         hier = _steps_over_training(opts, envs, seed, with_options=True)
+        curve(f"options, seed {seed}", hier, xlabel="episode", ylabel="steps to goal")
+        curve(f"primitive Q-learning, seed {seed}", prim, xlabel="episode", ylabel="steps to goal")
         assert hier.sum() < 0.6 * prim.sum(), (seed, hier.sum(), prim.sum())
         assert hier[-10:].mean() < 100, (seed, hier[-10:])
 

@@ -341,3 +341,22 @@ def test_run_autograder_grades_a_fake_autograder_tree(kit: Path, tmp_path: Path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == 4 and len(results["tests"]) == 4  # 3 tests, and the notebook entry (none: 0)
+
+
+def test_failed_convergence_test_gets_its_learning_curve_plotted(tmp_path: Path) -> None:
+    """A failed test's recorded curves become a PNG in the HTML feedback and a linked file for Markdown."""
+    from grader.feedback import render_html, render_markdown, write_curves
+
+    failed = {
+        "nodeid": "tests/components/test_x.py::test_learns", "component": "X", "category": "convergence",
+        "points": 2, "hidden": False, "doc": "It learns.", "outcome": "failed", "message": "assert 0.4 > 0.9",
+        "score": 0, "curves": [{"name": "success", "values": [0.1, 0.3, 0.4], "threshold": 0.9,
+                                "xlabel": "episode", "ylabel": "success rate"}],
+    }  # fmt: skip
+    scored = {"tests": [failed], "components": {"X": {"score": 0, "max_score": 2, "passed": 0, "tests": 1}},
+              "categories": {"convergence": {"score": 0, "max_score": 2}}, "notebook": None,
+              "notebook_score": 0, "score": 0, "max_score": 2}  # fmt: skip
+    assert "data:image/png;base64," in render_html("s", scored, [])
+    assert "![learning curve](curves/test_learns.png)" in render_markdown("s", scored, [])
+    write_curves(scored, tmp_path)
+    assert (tmp_path / "curves" / "test_learns.png").read_bytes()[:4] == b"\x89PNG"
