@@ -1,0 +1,1 @@
+"""Environments used across the assignment."""

@@ -1,0 +1,1 @@
+"""Hierarchical RL: options, HAC, goal-conditioned RL with HER, FeUdal networks."""

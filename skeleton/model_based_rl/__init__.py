@@ -1,0 +1,1 @@
+"""Model-based RL: probabilistic dynamics models, ensembles, MPC and Dyna-Q."""

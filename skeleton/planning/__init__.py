@@ -1,0 +1,1 @@
+"""Planning: MCTS, model-based value expansion, world models, latent-space planning."""
