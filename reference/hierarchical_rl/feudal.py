@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from utils.checks import check_in_range, check_nonnegative_float, check_positive_float, check_positive_int
+from utils.env_utils import unpack_reset, unpack_step
 from utils.torch_utils import as_tensor, mlp, resolve_device
 
 __all__ = [
@@ -531,20 +532,13 @@ class FeudalNetwork(nn.Module):
             "return": float}``.
         """
         check_positive_int("max_steps", max_steps)
-        obs = env.reset()
-        if isinstance(obs, tuple) and len(obs) == 2 and isinstance(obs[1], dict):
-            obs = obs[0]
+        obs, _ = unpack_reset(env.reset())
         self.reset_state()
         observations, actions, rewards = [self._obs_vector(obs)], [], []
         terminal = False
         for _ in range(max_steps):
             action, _ = self.select_action(observations[-1], greedy=greedy)
-            result = env.step(action)
-            if len(result) == 5:
-                obs, reward, terminated, truncated, _ = result
-            else:
-                obs, reward, terminated, _ = result
-                truncated = False
+            obs, reward, terminated, truncated, _ = unpack_step(env.step(action))
             observations.append(self._obs_vector(obs))
             actions.append(action)
             rewards.append(float(reward))

@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 from utils.checks import check_in_range, check_nonnegative_float, check_nonnegative_int, check_positive_int
+from utils.env_utils import unpack_step
 
 __all__ = ["MCTSNode", "MonteCarloTreeSearch", "backup", "expand_node", "select_child", "ucb_score"]
 
@@ -276,20 +277,13 @@ def expand_node(node: MCTSNode, num_actions: int, step: StepFn) -> None:
 
 
 def _unpack_step(result: Sequence[Any]) -> tuple[Any, float, bool]:
-    """``(obs, reward, done)`` from an old 4-tuple or a Gymnasium 5-tuple ``step`` result."""
-    if len(result) == 5:
-        obs, reward, terminated, truncated, _ = result
-        return obs, float(reward), bool(terminated) or bool(truncated)
-    if len(result) == 4:
-        obs, reward, done, _ = result
-        return obs, float(reward), bool(done)
+    """``(obs, reward, done)`` from a model's ``(next_state, reward, done)``, an old 4-tuple or a Gymnasium
+    5-tuple ``step`` result (a truncation ends the simulated episode too)."""
     if len(result) == 3:  # a model-style (next_state, reward, done)
         obs, reward, done = result
         return obs, float(reward), bool(done)
-    raise ValueError(
-        f"env.step must return (obs, reward, done, info) or (obs, reward, terminated, truncated, info), "
-        f"got a {len(result)}-tuple"
-    )
+    obs, reward, terminated, truncated, _ = unpack_step(tuple(result))
+    return obs, reward, terminated or truncated
 
 
 def _state_holder(env: Any) -> Any | None:

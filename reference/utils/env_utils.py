@@ -19,7 +19,37 @@ import numpy as np
 
 from utils.checks import check_positive_int
 
-__all__ = ["EnvironmentUtils", "Trajectory"]
+__all__ = ["EnvironmentUtils", "Trajectory", "unpack_reset", "unpack_step"]
+
+
+def unpack_reset(result: Any) -> tuple[Any, dict]:
+    """``(obs, info)`` of a Gymnasium ``(obs, info)`` reset or an old-Gym ``obs`` reset."""
+    if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
+        return result[0], result[1]
+    return result, {}
+
+
+def unpack_step(result: Any) -> tuple[Any, float, bool, bool, dict]:
+    """``(obs, reward, terminated, truncated, info)`` of a Gymnasium 5-tuple or an old-Gym 4-tuple step.
+
+    An old-Gym ``done`` with ``info["TimeLimit.truncated"]`` is a truncation, otherwise a termination.
+
+    Raises:
+        ValueError: for a result of neither 4 nor 5 values.
+    """
+    if not isinstance(result, tuple) or len(result) not in (4, 5):
+        size = len(result) if isinstance(result, tuple) else type(result).__name__
+        raise ValueError(
+            f"env.step must return (obs, reward, terminated, truncated, info) or (obs, reward, done, info), "
+            f"got {size}"
+        )
+    if len(result) == 5:
+        obs, reward, terminated, truncated, info = result
+        return obs, float(reward), bool(terminated), bool(truncated), dict(info or {})
+    obs, reward, done, info = result
+    info = dict(info or {})
+    truncated = bool(done) and bool(info.get("TimeLimit.truncated", False))
+    return obs, float(reward), bool(done) and not truncated, truncated, info
 
 
 @dataclass
@@ -98,32 +128,16 @@ class EnvironmentUtils:
             space = getattr(env, "action_space", None)
             if space is not None and hasattr(space, "seed"):
                 space.seed(seed)
-        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], dict):
-            return result[0], result[1]
-        return result, {}
+        return unpack_reset(result)
 
     @staticmethod
     def step(env: Any, action: Any) -> tuple[Any, float, bool, bool, dict]:
-        """One step as ``(obs, reward, terminated, truncated, info)`` for both APIs.
+        """One step as ``(obs, reward, terminated, truncated, info)`` for both APIs (see :func:`unpack_step`).
 
         Raises:
             ValueError: if ``env.step`` returns neither 4 nor 5 values.
         """
-        result = env.step(_to_env_action(action))
-        if not isinstance(result, tuple) or len(result) not in (4, 5):
-            size = len(result) if isinstance(result, tuple) else type(result).__name__
-            raise ValueError(
-                f"env.step must return (obs, reward, terminated, truncated, info) or (obs, reward, done, info), "
-                f"got {size}"
-            )
-        if len(result) == 5:
-            obs, reward, terminated, truncated, info = result
-            return obs, float(reward), bool(terminated), bool(truncated), dict(info or {})
-        obs, reward, done, info = result
-        info = dict(info or {})
-        truncated = bool(done) and bool(info.get("TimeLimit.truncated", False))
-        terminated = bool(done) and not truncated
-        return obs, float(reward), terminated, truncated, info
+        return unpack_step(env.step(_to_env_action(action)))
 
     @staticmethod
     def rollout(

@@ -75,6 +75,7 @@ from utils.checks import (
     check_positive_float,
     check_positive_int,
 )
+from utils.env_utils import unpack_reset, unpack_step
 from utils.torch_utils import as_tensor, mlp, resolve_device
 
 __all__ = [
@@ -642,12 +643,8 @@ class HierarchicalActorCritic:
 
     # ---------------------------------------------------------------- episodes (Alg. 1 and 2)
     def _env_step(self, ep: _Episode, action: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        result = ep.env.step(action)
-        if len(result) == 5:
-            obs, reward, terminated, truncated, info = result
-            done = bool(terminated) or bool(truncated)
-        else:
-            obs, reward, done, info = result
+        obs, reward, terminated, truncated, info = unpack_step(ep.env.step(action))
+        done = terminated or truncated
         state, _, achieved = _parse_obs(obs)
         ep.steps += 1
         ep.env_reward += float(reward)
@@ -742,9 +739,7 @@ class HierarchicalActorCritic:
             hierarchy stops as soon as *its* test (per-coordinate ``goal_threshold``) holds, so choose a
             threshold inside the env's success region (e.g. ``r / √2`` for a Euclidean success radius ``r``).
         """
-        obs = env.reset()
-        if isinstance(obs, tuple) and len(obs) == 2 and isinstance(obs[1], dict):
-            obs = obs[0]
+        obs, _ = unpack_reset(env.reset())
         state, desired, achieved = _parse_obs(obs)
         if desired is None:
             raise ValueError(

@@ -69,6 +69,7 @@ from utils.checks import (
     check_positive_float,
     check_positive_int,
 )
+from utils.env_utils import unpack_reset, unpack_step
 from utils.torch_utils import as_tensor, mlp, resolve_device
 
 from model_based_rl.dynamics import DynamicsModel
@@ -140,30 +141,6 @@ def epsilon_greedy_action(
 # --------------------------------------------------------------------------------------------------
 # Agent
 # --------------------------------------------------------------------------------------------------
-
-
-def _unpack_reset(out: Any) -> Any:
-    """Observation of ``env.reset()`` for Gymnasium ``(obs, info)`` and old-Gym ``obs`` returns."""
-    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
-        return out[0]
-    return out
-
-
-def _unpack_step(out: tuple) -> tuple[Any, float, bool, bool]:
-    """``(obs, reward, terminated, truncated)`` of a Gymnasium 5-tuple or an old-Gym 4-tuple step.
-
-    An old-Gym ``done`` with ``info["TimeLimit.truncated"]`` is a truncation, otherwise a termination.
-    """
-    if len(out) == 5:
-        obs, reward, terminated, truncated, _ = out
-        return obs, float(reward), bool(terminated), bool(truncated)
-    if len(out) == 4:
-        obs, reward, done, info = out
-        truncated = bool(done) and bool(isinstance(info, dict) and info.get("TimeLimit.truncated", False))
-        return obs, float(reward), bool(done) and not truncated, truncated
-    raise ValueError(
-        f"env.step must return a 5-tuple (Gymnasium) or a 4-tuple (old Gym), got {len(out)} items"
-    )
 
 
 class DynaQAgent:
@@ -505,11 +482,11 @@ class DynaQAgent:
         )
         history: dict[str, list[float]] = {"returns": [], "lengths": [], "cumulative_steps": []}
         for _ in range(num_episodes):
-            state = _unpack_reset(env.reset())
+            state, _ = unpack_reset(env.reset())
             episode_return, length = 0.0, 0
             for _ in range(max_steps_per_episode):
                 action = self.get_action(state, epsilon)
-                next_state, reward, terminated, truncated = _unpack_step(env.step(action))
+                next_state, reward, terminated, truncated, _ = unpack_step(env.step(action))
                 self.store_experience(state, action, reward, next_state, terminated)
                 episode_return += reward
                 length += 1
