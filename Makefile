@@ -24,10 +24,9 @@ test:
 skeleton:
 	$(PY) -m grader.generate
 
-# Mutation run: every solution region must be caught by a graded test (minutes); records the result,
-# which a kit test checks against the current tree. Rerun after changing reference/ or tests/components/.
+# Mutation run: every solution region, stubbed alone, must make a graded test fail (a kit test runs it too).
 coverage:
-	$(PY) -m grader.generate --coverage --record --jobs $(JOBS)
+	$(PY) -m grader.generate --coverage --jobs $(JOBS)
 
 points:
 	$(PY) -m grader.generate --points

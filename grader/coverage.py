@@ -43,12 +43,19 @@ def _graded_files() -> list[Path]:
     return sorted(p for d in GRADED if d.is_dir() for p in d.rglob("test_*.py"))
 
 
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
 def relevant_files(region: Region, files: list[Path]) -> list[Path]:
-    """Test files that mention the region's class or function name (word match)."""
+    """Test files that mention the region's class or function name (word match), the component's own test
+    file (``test_<snake_case class>.py``) first, so that a region is credited to its own component."""
     names = {region.qualname.split(".")[0], region.qualname.split(".")[-1]}
     names.discard("<locals>")
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(names))) + r")\b")
-    return [f for f in files if pattern.search(f.read_text(encoding="utf-8"))]
+    near = [f for f in files if pattern.search(f.read_text(encoding="utf-8"))]
+    own = _snake(region.qualname.split(".")[0])
+    return sorted(near, key=lambda f: (own not in f.stem, str(f)))
 
 
 def _first_failure(root: Path, files: list[Path], marker: str, timeout: float) -> str | None:
@@ -107,32 +114,3 @@ def format_table(results: list[Coverage]) -> str:
     out.append(f"{caught}/{len(results)} regions caught")
     return "\n".join(out)
 
-
-RECORD = REPO / "tests" / "kit" / "coverage_record.json"
-
-
-def fingerprint(repo: Path = REPO) -> str:
-    """SHA-256 of everything a coverage run depends on: reference/ and the graded tests with their harness."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    files = sorted((repo / "reference").rglob("*.py"))
-    for folder in ("components", "hidden"):
-        files += sorted((repo / "tests" / folder).rglob("*.py"))
-    files.append(repo / "tests" / "conftest.py")
-    for path in files:
-        if "__pycache__" in path.parts:
-            continue
-        digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def write_record(results: list[Coverage], path: Path = RECORD) -> None:
-    """Store a full coverage run with the fingerprint of the tree it ran on (``make coverage``)."""
-    import json
-
-    rows = [
-        {"path": c.region.path, "qualname": c.region.qualname, "todo": c.region.todo, "caught_by": c.caught_by}
-        for c in results
-    ]
-    path.write_text(json.dumps({"fingerprint": fingerprint(), "regions": rows}, indent=1) + "\n")

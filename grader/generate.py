@@ -271,9 +271,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="parallel mutant runs for --coverage (default: 2)")
     parser.add_argument("--points", action="store_true", help="print the point budget per component and category")
     parser.add_argument("--only", default="", help="with --coverage: regions whose path:qualname contains this")
-    parser.add_argument(
-        "--record", action="store_true", help="with --coverage: store the run in tests/kit/coverage_record.json"
-    )
     args = parser.parse_args(argv)
     if not args.src.is_dir():
         parser.error(f"--src: expected the reference folder, got {str(args.src)!r}, which does not exist")
@@ -288,14 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             print(format_points(expected_tests(GradeConfig())))
             return 0
         if args.coverage:
-            from grader.coverage import coverage, format_table, write_record
+            from grader.coverage import coverage, format_table
 
             results = coverage(args.src, jobs=args.jobs, only=args.only)
             print(format_table(results))
-            if args.record:
-                if args.only or args.src.resolve() != (REPO / "reference").resolve():
-                    parser.error("--record stores a full run over reference/: drop --only and --src")
-                write_record(results)
             return 0 if all(c.caught for c in results) else 1
         if args.check:
             diff = differences(args.src, args.dst)
