@@ -100,6 +100,7 @@ TITLE = r"""# Computer Assignment 15: Advanced Deep Reinforcement Learning
 5. [Conclusion](#conclusion)"""
 
 HELPERS = r'''# Notebook helpers (given): headless figure display, seeding, threads
+import copy
 import io
 import time
 
@@ -331,54 +332,51 @@ ax_dist.set_title("distance to the goal")
 ax_dist.legend(fontsize=8)
 show(fig)'''
 
-DYNA_EXPERIMENT_MD = r"""### 2.7 Experiment: Dyna-Q planning on the Dyna maze
+DYNA_EXPERIMENT_MD = r"""### 2.7 Experiment: Dyna-Q planning in a small maze (S&B Figure 8.2 in small)
 
-The maze of Sutton & Barto's Example 8.1 (start: blue, goal: green; reward 1 at the goal, $\gamma = 0.95$), with
-one-hot observations. Two agents with the same networks and the same real experience budget: $n = 0$ planning
-steps (Q-learning with a replay buffer) and $n = 10$ (Dyna-Q: 10 extra Q-learning steps per real step on
-transitions simulated by the learned `DynamicsModel`). The termination rule (reaching the goal cell) is given to
-the agents; the model learns next states and rewards. An episode that hits the 150-step cap did not reach the
-goal.
+A 4×5 maze with a wall (agent at the start: red, goal: green; reward 1 at the goal, $\gamma = 0.95$), one-hot observations.
+As in Sutton & Barto's Figure 8.2, the first episode is a random walk (all Q-values start equal), during which
+the agent learns Q and its model. From that same agent we continue two copies for 5 more episodes with the same
+real-experience budget: $n = 0$ planning steps (Q-learning with a replay buffer) and $n = 10$ (Dyna-Q: 10 extra
+Q-learning steps per real step on transitions simulated by the learned `DynamicsModel`, from previously seen
+states and actions).
 
-*What to look for:* S&B's Figure 8.2 shows tabular Dyna-Q needing far fewer episodes than Q-learning. Compare
-steps per episode here, and the time each run took. A learned neural model is not S&B's exact table: planning
-on a poor model can mislead the agent, and replay is already a (non-parametric) model. Try more episodes, a
-larger `model_hidden_dim`, or `stochastic_planning=True`."""
+*What to look for:* with planning, the value of the goal spreads back along the path between real steps, so
+the episodes after the first get short much sooner. A learned neural model is not S&B's exact table: try the
+full `SimpleGridWorld.dyna_maze()` with more episodes, or `search_control="random"`, and see what changes."""
 
-DYNA_EXPERIMENT = r'''DYNA_EPISODES, DYNA_MAX_STEPS, DYNA_SEEDS = 10, 150, (0,)
+DYNA_EXPERIMENT = r'''DYNA_SEEDS, DYNA_EPISODES = (0, 1, 2), 5
+MAZE = dict(height=4, width=5, walls=[(0, 2), (1, 2), (2, 2)], start=(1, 0), goal=(0, 4))
 
-maze = SimpleGridWorld.dyna_maze(observation="onehot", max_steps=DYNA_MAX_STEPS, render_mode="rgb_array")
-goal_index = maze.state_to_index(maze.goal)
-
-
-def reached_goal(next_states):
-    """Known termination rule for planning: the next state is the goal cell (one-hot)."""
-    return (next_states[:, goal_index] > 0.5).float()
-
-
-steps_per_episode, seconds = {}, {}
-for n in (0, 10):
-    runs, start = [], time.process_time()
-    for seed in DYNA_SEEDS:
-        set_seed(seed)
-        maze.reset(seed=seed)
-        agent = DynaQAgent(state_dim=maze.n_states, action_dim=4, gamma=0.95, hidden_dim=64, model_hidden_dim=64,
-                           termination_fn=reached_goal)
-        history = agent.train(maze, num_episodes=DYNA_EPISODES, num_planning_steps=n,
-                              max_steps_per_episode=DYNA_MAX_STEPS, epsilon=0.1)
-        runs.append(history["lengths"])
-    steps_per_episode[f"n = {n} planning steps"] = np.array(runs)
-    seconds[n] = time.process_time() - start
-    print(f"n = {n:2d}: steps per episode {runs[0]}  (total {np.sum(runs)}, {seconds[n]:.1f} s CPU)")
+steps_per_episode = {"n = 0 planning steps": [], "n = 10 planning steps": []}
+start = time.process_time()
+for seed in DYNA_SEEDS:
+    set_seed(seed)
+    maze = SimpleGridWorld(**MAZE, observation="onehot", max_steps=None, render_mode="rgb_array")
+    maze.reset(seed=seed)
+    explorer = DynaQAgent(state_dim=maze.n_states, action_dim=4, lr=3e-3, gamma=0.95, target_update_interval=10,
+                          model_lr=1e-2, model_hidden_dim=128)
+    first = explorer.train(maze, 1, num_planning_steps=0, max_steps_per_episode=2000, epsilon=1.0)  # random walk
+    for n in (0, 10):
+        agent = copy.deepcopy(explorer)
+        set_seed(100 + seed)
+        history = agent.train(maze, DYNA_EPISODES, num_planning_steps=n, max_steps_per_episode=100, epsilon=0.1,
+                              model_updates_per_step=3 if n else 0)
+        steps_per_episode[f"n = {n} planning steps"].append(history["lengths"])
+for name, runs in steps_per_episode.items():
+    runs = np.array(runs)
+    print(f"{name:>22}: mean steps per episode {runs.mean(axis=0).round(1)}  (total {runs.sum()})")
+print(f"{time.process_time() - start:.1f} s CPU")
 
 maze.reset()
 fig, (ax_maze, ax_curve) = plt.subplots(1, 2, figsize=(13, 4), gridspec_kw={"width_ratios": [1, 1.6]})
 ax_maze.imshow(maze.render())
-ax_maze.set_title("Dyna maze (S&B Example 8.1)")
+ax_maze.set_title("4x5 maze")
 ax_maze.axis("off")
-VisualizationUtils.plot_learning_curves(steps_per_episode, xlabel="episode", ylabel="steps per episode",
+curves = {name: np.array(runs) for name, runs in steps_per_episode.items()}
+VisualizationUtils.plot_learning_curves(curves, xlabel="episode after the random walk", ylabel="steps per episode",
                                         title="Q-learning with replay (n = 0) vs Dyna-Q (n = 10)", ax=ax_curve)
-ax_curve.axhline(14, color="k", ls=":", lw=1, label="shortest path (14)")
+ax_curve.axhline(9, color="k", ls=":", lw=1, label="shortest path (9)")
 ax_curve.legend()
 show(fig)'''
 

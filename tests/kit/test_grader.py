@@ -7,6 +7,7 @@ each grading run takes seconds; the real kit is graded the same way.
 from __future__ import annotations
 
 import csv
+import os
 import json
 import shutil
 from pathlib import Path
@@ -360,3 +361,20 @@ def test_failed_convergence_test_gets_its_learning_curve_plotted(tmp_path: Path)
     assert "![learning curve](curves/test_learns.png)" in render_markdown("s", scored, [])
     write_curves(scored, tmp_path)
     assert (tmp_path / "curves" / "test_learns.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="a private network namespace needs root"
+)
+def test_tests_run_without_network(kit: Path, tmp_path: Path) -> None:
+    """Inside the sandbox the only network interface is loopback (a private network namespace)."""
+    probe = dedent(
+        """\
+        import socket
+        def double(x):
+            names = [name for _, name in socket.if_nameindex()]
+            return 2 * x if names == ["lo"] else -999
+        """
+    )
+    results, _ = _grade(kit, tmp_path, probe)
+    assert results["score"] == 4
