@@ -18,18 +18,6 @@ import time
 from pathlib import Path
 
 
-def _take_channel():
-    fd = os.environ.pop("CA15_REPORT_FD", None)
-    key = os.environ.pop("CA15_REPORT_KEY", None)
-    if fd is None or key is None:
-        return None
-    from grader.sandbox import sign
-
-    os.set_inheritable(int(fd), False)
-    stream = os.fdopen(int(fd), "wb", buffering=0)
-    return lambda record: stream.write(sign(record, key))
-
-
 def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120) -> dict:
     """Run ``path`` with ``CA15_IMPL=impl``; write the executed notebook to ``out``; return a summary dict
     ``{"cells": n_code_cells, "errors": [{"cell": i, "ename": ..., "evalue": ...}], "seconds": t}``."""
@@ -68,7 +56,9 @@ def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    emit = _take_channel()
+    from grader.sandbox import child_channel
+
+    emit = child_channel()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebook", type=Path)
     parser.add_argument("--impl", type=Path, required=True, help="implementation root (CA15_IMPL)")

@@ -95,6 +95,31 @@ class ReportChannel:
         self._thread.join(timeout)
 
 
+def child_channel():
+    """In the sandboxed child: the ``emit(record)`` function of the report pipe, or None outside a sandbox.
+
+    Takes ``CA15_REPORT_FD``/``CA15_REPORT_KEY`` out of the environment and marks the pipe close-on-exec, so
+    that neither a subprocess nor ``os.environ`` can reach them; a forked copy of the process never reports.
+    """
+    fd = os.environ.pop("CA15_REPORT_FD", None)
+    key = os.environ.pop("CA15_REPORT_KEY", None)
+    if fd is None or key is None:
+        return None
+    os.set_inheritable(int(fd), False)
+    stream = os.fdopen(int(fd), "wb", buffering=0)
+    owner = os.getpid()
+
+    def emit(record: dict) -> None:
+        if os.getpid() != owner:
+            return
+        try:
+            stream.write(sign(record, key))
+        except OSError:
+            pass
+
+    return emit
+
+
 def sign(record: dict, key: str) -> bytes:
     """One report line: ``<hex hmac> <json>\\n``."""
     body = json.dumps(record, sort_keys=True, default=str)

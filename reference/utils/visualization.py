@@ -32,6 +32,17 @@ def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Ax
     return fig, fig.add_subplot(1, 1, 1)
 
 
+def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str | None) -> Any:
+    """Label, grid and legend an axes; return its figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return fig
+
+
 class VisualizationUtils:
     """Static plotting helpers: smoothing, learning curves, uncertainty bands, grid values."""
 
@@ -108,13 +119,7 @@ class VisualizationUtils:
                 ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
             else:
                 ax.plot(xs, arr, label=name)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        if title:
-            ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        return fig
+        return _finish(fig, ax, xlabel, ylabel, title)
 
     @staticmethod
     def plot_uncertainty_band(
@@ -151,13 +156,7 @@ class VisualizationUtils:
         if observations is not None:
             ox, oy = (_as_numpy(o).reshape(-1) for o in observations)
             ax.scatter(ox, oy, s=12, color="k", label="data", zorder=3)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        if title:
-            ax.set_title(title)
-        ax.grid(True, alpha=0.3)
-        ax.legend()
-        return fig
+        return _finish(fig, ax, xlabel, ylabel, title)
 
     @staticmethod
     def plot_grid_values(
