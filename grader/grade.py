@@ -442,6 +442,12 @@ def write_gradebook(out_dir: Path) -> Path:
     return out_dir / "gradebook.csv"
 
 
+def progress_bar(done: int, total: int, width: int = 20) -> str:
+    """``[#########-----------]  9/20`` for a batch ``done`` of ``total`` submissions through."""
+    filled = round(width * done / total) if total else width
+    return f"[{'#' * filled}{'-' * (width - filled)}] {done:>{len(str(total))}}/{total}"
+
+
 def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, jobs: int = 1, echo=print) -> Path:
     """Grade every submission not graded yet (resume), ``jobs`` at a time; write the gradebook."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -461,12 +467,12 @@ def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, job
         for future in as_completed(futures):
             done += 1
             sub = futures[future]
+            bar = progress_bar(done, len(submissions))
             try:
                 row = future.result()
-                echo(f"[{done}/{len(submissions)}] {row['submission']}: {row['status']}, "
-                     f"{row['score']}/{row['max_score']}")  # fmt: skip
+                echo(f"{bar} {row['submission']}: {row['status']}, {row['score']}/{row['max_score']}")
             except Exception as exc:  # noqa: BLE001 - one submission's grader failure never stops the batch
-                echo(f"[{done}/{len(submissions)}] {submission_name(sub)}: grader error: {type(exc).__name__}: {exc}")
+                echo(f"{bar} {submission_name(sub)}: grader error: {type(exc).__name__}: {exc}")
                 _write_error(out_dir / submission_name(sub), f"internal grader error: {type(exc).__name__}: {exc}")
             write_gradebook(out_dir)
     return write_gradebook(out_dir)

@@ -378,3 +378,33 @@ def test_tests_run_without_network(kit: Path, tmp_path: Path) -> None:
     )
     results, _ = _grade(kit, tmp_path, probe)
     assert results["score"] == 4
+
+
+def test_batch_killed_with_sigkill_resumes_without_regrading(kit: Path, tmp_path: Path) -> None:
+    """A batch killed by SIGKILL mid-way leaves only complete results; the rerun grades the rest, nothing twice."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = "import time\ndef double(x):\n    time.sleep(1.5)\n    return 2 * x\n"
+    subs = [str(_submission(tmp_path / f"s{i}", slow)) for i in range(4)]
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "grader", *subs, "--out", str(out), "--no-notebook", "--kit", str(kit)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not list(out.glob("*/results.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/results.json")}
+    assert 1 <= len(first) < 4, first
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"resuming: {len(first)} of 4 already graded" in done.stdout
+    assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/results.json") if p.parent.name in first} == first
+    rows = list(csv.DictReader((out / "gradebook.csv").open()))
+    assert sorted(r["submission"] for r in rows) == ["s0", "s1", "s2", "s3"]
+    assert all(float(r["score"]) == 4 for r in rows)
+    assert not list(out.glob(".*.partial"))
