@@ -387,6 +387,14 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
             test_run = run_tests(ws, root, config)
             log += ["--- tests ---", test_run.output]
             notes += _explain(test_run, config.test_limits, "test run")
+            finished = any(r.get("type") == "finished" for r in test_run.records)
+            if not finished and not test_run.timed_out and not test_run.signal_name:
+                reported = sum(r.get("type") == "test" for r in test_run.records)
+                notes.append(
+                    f"The test process ended early (exit status {test_run.returncode}) after {reported} tests had "
+                    "reported; the rest count as failed. Likely cause: the code exits the interpreter "
+                    "(sys.exit/os._exit) or crashes when it is imported or called."
+                )
             if test_run.timed_out:
                 status = "timeout"
     scored = score(expected_tests(config), test_run, nb_summary, config)

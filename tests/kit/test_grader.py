@@ -139,6 +139,7 @@ def test_hard_exit_at_import_counts_unreported_tests_as_failed(kit: Path, tmp_pa
     results, feedback = _grade(kit, tmp_path, "import os\nos._exit(0)\n")
     assert results["score"] == 0
     assert "never reported" in json.dumps(results)
+    assert "ended early (exit status 0)" in results["output"] and "ended early" in feedback
 
 
 def test_missing_files_is_an_error_with_explanation(kit: Path, tmp_path: Path) -> None:
