@@ -37,6 +37,9 @@ EXPECTED_PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environme
 NOTEBOOK_NAME = "CA15.ipynb"
 MAX_UNPACKED_BYTES = 200 * 2**20
 CATEGORIES = ("shape", "gradient", "convergence", "property")
+#: Folders a submission may carry that are never part of it (environments, caches, version control).
+SKIPPED_DIRS = {".venv", "venv", "env", ".git", "__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".hypothesis",
+                "node_modules", "__MACOSX"}  # fmt: skip
 
 
 @dataclass
@@ -68,7 +71,7 @@ def submission_name(path: Path) -> str:
 def unpack(submission: Path, dest: Path) -> None:
     """Copy a folder or extract a zip into ``dest``; links, path escapes and archives over 200 MiB refused."""
     if submission.is_dir():
-        shutil.copytree(submission, dest, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(submission, dest, symlinks=True, ignore=shutil.ignore_patterns(*SKIPPED_DIRS, "*.pyc"))
         for path in list(dest.rglob("*")):
             if path.is_symlink():
                 path.unlink()
@@ -78,6 +81,7 @@ def unpack(submission: Path, dest: Path) -> None:
     try:
         with zipfile.ZipFile(submission) as archive:
             infos = archive.infolist()
+            infos = [i for i in infos if not SKIPPED_DIRS & set(Path(i.filename).parts)]
             if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
                 raise SubmissionError(f"the archive unpacks to more than {MAX_UNPACKED_BYTES >> 20} MiB")
             dest.mkdir(parents=True)

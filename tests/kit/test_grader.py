@@ -409,3 +409,42 @@ def test_batch_killed_with_sigkill_resumes_without_regrading(kit: Path, tmp_path
     assert sorted(r["submission"] for r in rows) == ["s0", "s1", "s2", "s3"]
     assert all(float(r["score"]) == 4 for r in rows)
     assert not list(out.glob(".*.partial"))
+
+
+def test_unpack_leaves_out_environments_caches_and_links(tmp_path: Path) -> None:
+    """A submitted virtualenv, .git, caches and symlinks are not copied; zips lose the same entries."""
+    import zipfile
+
+    from grader.grade import unpack
+
+    sub = _submission(tmp_path / "sub", GOOD)
+    (sub / ".venv" / "lib").mkdir(parents=True)
+    (sub / ".venv" / "lib" / "huge.bin").write_bytes(b"\0" * 1024)
+    (sub / ".git").mkdir()
+    (sub / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (sub / "link.py").symlink_to("/etc/hostname")
+    unpack(sub, tmp_path / "copy")
+    assert (tmp_path / "copy" / "model_based_rl" / "algorithms.py").is_file()
+    assert not (tmp_path / "copy" / ".venv").exists() and not (tmp_path / "copy" / ".git").exists()
+    assert not (tmp_path / "copy" / "link.py").exists()
+    archive = tmp_path / "sub.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("sub/model_based_rl/algorithms.py", GOOD)
+        zf.writestr("sub/.venv/lib/huge.bin", b"\0" * 1024)
+    unpack(archive, tmp_path / "fromzip")
+    assert (tmp_path / "fromzip" / "sub" / "model_based_rl" / "algorithms.py").is_file()
+    assert not (tmp_path / "fromzip" / "sub" / ".venv").exists()
+
+
+def test_zip_entries_escaping_the_submission_are_refused(tmp_path: Path) -> None:
+    """An archive entry like ../evil.py is a SubmissionError, and nothing lands outside the target."""
+    import zipfile
+
+    from grader.grade import SubmissionError, unpack
+
+    archive = tmp_path / "evil.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("../evil.py", "x = 1\n")
+    with pytest.raises(SubmissionError, match="outside"):
+        unpack(archive, tmp_path / "dest" / "inner")
+    assert not (tmp_path / "dest" / "evil.py").exists()
