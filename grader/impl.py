@@ -86,6 +86,25 @@ class Implementation:
         return getattr(self.module(PUBLIC_API[attr]), attr)
 
 
+def resolve_root(given: str | Path, *bases: Path) -> Path:
+    """The implementation root folder ``given`` names: absolute, or relative to the first of ``bases`` (then the
+    kit's folder) where it exists.
+
+    Raises:
+        ValueError: naming the argument, the folders tried, and what an implementation root holds.
+    """
+    given = Path(given)
+    kit = Path(__file__).resolve().parent.parent
+    candidates = [given] if given.is_absolute() else list(dict.fromkeys(base / given for base in (*bases, kit)))
+    for root in candidates:
+        if root.is_dir():
+            return root.resolve()
+    raise ValueError(
+        f"--impl: expected an implementation root folder (holding model_based_rl/, planning/, ...), "
+        f"got {str(given)!r}, which does not exist (looked in {[str(c) for c in candidates]})"
+    )
+
+
 def load_implementation(root: str | Path) -> Implementation:
     """Make ``root`` the implementation that ``import model_based_rl`` (etc.) resolves to.
 

@@ -21,6 +21,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.impl import resolve_root
+
 REPO = Path(__file__).resolve().parent.parent
 SEED_CELLS = REPO / "notebooks" / "seed_cells.py"
 _CELL = re.compile(r"^# %% \[cell (\d+)\]\s*$", re.MULTILINE)
@@ -93,15 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--impl", default="reference", help="implementation root (default: reference)")
     parser.add_argument("--cells", default="all", help="cells to run, e.g. '1-6,11' (default: all)")
     args = parser.parse_args(argv)
-    root = Path(args.impl)
-    root = root if root.is_absolute() else (Path.cwd() / root if (Path.cwd() / root).is_dir() else REPO / root)
-    if not root.is_dir():
-        parser.error(f"--impl: expected an implementation root folder, got {args.impl!r}")
     try:
+        root = resolve_root(args.impl, Path.cwd())
         cells = parse_selection(args.cells, list(parse_cells(SEED_CELLS.read_text())))
     except ValueError as exc:
         parser.error(str(exc))
-    results = run_cells(root.resolve(), cells)
+    results = run_cells(root, cells)
     failed = [r.number for r in results if r.error]
     print(f"===== {len(results) - len(failed)}/{len(results)} cells ran; failed: {failed or 'none'} =====")
     return 1 if failed else 0

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the kit's own package, also when it is not pip-installed
     sys.path.append(str(REPO))
 
-from grader.impl import Implementation, load_implementation
+from grader.impl import Implementation, load_implementation, resolve_root
 from grader.markers import MARKERS, category_of, marker_errors, points_of
 
 GRADED_DIRS = ("components", "hidden")
@@ -80,15 +80,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _impl_root(config: pytest.Config) -> Path:
-    given = Path(config.getoption("--impl"))
-    candidates = [given] if given.is_absolute() else [Path(config.invocation_params.dir) / given, REPO / given]
-    for root in candidates:
-        if root.is_dir():
-            return root.resolve()
-    raise pytest.UsageError(
-        f"--impl: expected an implementation root folder (holding model_based_rl/, planning/, ...), "
-        f"got {str(given)!r}, which does not exist (looked in {[str(c) for c in candidates]})"
-    )
+    try:
+        return resolve_root(config.getoption("--impl"), Path(config.invocation_params.dir))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
 
 def _is_graded(item: pytest.Item) -> bool:

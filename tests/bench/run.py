@@ -21,7 +21,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))  # bench modules share `_timing`
 
-from grader.impl import load_implementation  # noqa: E402
+from grader.impl import load_implementation, resolve_root  # noqa: E402
 
 
 def _load(path: Path):
@@ -38,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default: 1, as in grading)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    impl = load_implementation(REPO / args.impl if not Path(args.impl).is_absolute() else args.impl)
+    try:
+        impl = load_implementation(resolve_root(args.impl, Path.cwd()))
+    except ValueError as exc:
+        parser.error(str(exc))
     print(f"ca15 bench: impl={impl.root} torch={torch.__version__} threads={torch.get_num_threads()}")
     failures = 0
     for path in sorted(HERE.glob("bench_*.py")):

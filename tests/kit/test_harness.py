@@ -117,3 +117,14 @@ def test_unmarked_graded_test_is_a_collection_error(tmp_path: Path) -> None:
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "test_without_category" in proc.stdout + proc.stderr
     assert "exactly one category" in proc.stdout + proc.stderr
+
+
+def test_resolve_root_prefers_the_given_base_and_names_missing_roots(tmp_path: Path) -> None:
+    """A relative --impl resolves against the first base holding it; a missing one is a ValueError naming --impl."""
+    from grader.impl import resolve_root
+
+    (tmp_path / "mine").mkdir()
+    assert resolve_root("mine", tmp_path) == (tmp_path / "mine").resolve()
+    assert resolve_root("reference", tmp_path) == (REPO / "reference").resolve()
+    with pytest.raises(ValueError, match="--impl"):
+        resolve_root("nowhere", tmp_path)
