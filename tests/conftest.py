@@ -1,8 +1,11 @@
 """Test harness of the CA15 kit (CONVENTIONS §3).
 
 Options:
-    --impl PATH     implementation root under test (default: ``reference``)
-    --device DEV    torch device for the components (default: ``cpu``)
+    --impl PATH         implementation root under test (default: ``reference``)
+    --device DEV        torch device for the components (default: ``cpu``)
+    --isolation MODE    ``process`` (default): the implementation runs in a separate worker process and only
+                        plain data comes back (grader.remote); ``none``: the same requests in this process,
+                        with plain tracebacks (a student's quick local loop)
 
 Markers (registered here, validated at collection):
     component(name)   the graded component a test file belongs to (``pytestmark``)
@@ -11,9 +14,13 @@ Markers (registered here, validated at collection):
     gpu               needs CUDA; skipped without it
 
 Fixtures:
-    impl     the loaded :class:`grader.impl.Implementation` (``impl.DynamicsModel``, ``impl.module(...)``)
+    impl     the implementation under test, behind the judge/worker boundary
+             (:class:`grader.remote.RemoteImplementation`: ``impl.DynamicsModel(...)`` is a handle to an object
+             in the worker, ``impl.run(probe, *args)`` runs a probe there; docs/CONVENTIONS.md §5)
     device   the ``torch.device`` from ``--device``
-    seed     autouse: seeds ``random``, ``numpy`` and ``torch`` with 0 before every test; returns 0
+    seed     autouse: seeds ``random``, ``numpy`` and ``torch`` with 0 before every test (the worker too, when
+             the test uses ``impl``); returns 0
+    reseed   ``reseed(n)`` seeds the judge and the worker with ``n``
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import os
 import random
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +39,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the kit's own package, also when it is not pip-installed
     sys.path.append(str(REPO))
 
-from grader.impl import Implementation, load_implementation, resolve_root
+from grader.impl import resolve_root
 from grader.markers import MARKERS, category_of, marker_errors, points_of
+from grader.remote import LocalSession, ProcessSession, RemoteImplementation, Session, ship_by_value
 
 GRADED_DIRS = ("components", "hidden")
 
@@ -67,6 +76,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--impl", default="reference", help="implementation root under test (default: reference)")
     group.addoption("--device", default="cpu", help="torch device for the components (default: cpu)")
     group.addoption(
+        "--isolation",
+        default="process",
+        choices=("process", "none"),
+        help="process (default): the implementation runs in a separate worker process; none: in this process",
+    )
+    group.addoption(
         "--graded-only",
         action="store_true",
         help="run only graded tests that carry points (tests/components and tests/hidden, points > 0)",
@@ -86,6 +101,10 @@ def _impl_root(config: pytest.Config) -> Path:
         raise pytest.UsageError(str(exc)) from exc
 
 
+def _is_hidden(item: pytest.Item) -> bool:
+    return "hidden" in Path(str(item.fspath)).parts
+
+
 def _is_graded(item: pytest.Item) -> bool:
     """A test under tests/components/ or tests/hidden/ of the folder holding this conftest."""
     try:
@@ -97,6 +116,7 @@ def _is_graded(item: pytest.Item) -> bool:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     problems = []
+    items.sort(key=_is_hidden)  # hidden tests last (stable): they get their own worker, after the public ones
     if config.getoption("--graded-only"):
         keep = [i for i in items if _is_graded(i) and points_of(i) > 0]
         kept = set(map(id, keep))
@@ -166,10 +186,72 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"ca15: impl={config.getoption('--impl')} device={config.getoption('--device')}"]
 
 
+def _ship_test_modules() -> None:
+    """Test modules and their helpers travel to the worker by value (the worker never sees the test files)."""
+    tests = str(REPO / "tests")
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(tests):
+            ship_by_value(name)
+
+
+class Workers:
+    """The worker of this judge process: one at a time, replaced when it dies, hangs or turns unreliable,
+    and never shared between public and hidden tests (a hidden test's probes cannot reach a public test's
+    output). Under ``--isolation none`` the "worker" is this process."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.session: Session | None = None
+        self.hidden: bool | None = None
+
+    def for_test(self, item: pytest.Item) -> Session:
+        hidden = _is_hidden(item)
+        root = self.config.ca15_impl_root
+        if self.config.getoption("--isolation") == "none":
+            if self.session is None:
+                self.session = LocalSession(root)
+            return self.session
+        if self.session is not None and (not self.session.alive or self.hidden != hidden):
+            self.session.close()
+            self.session = None
+        if self.session is None:
+            self.session = ProcessSession(root, launcher=getattr(self.config, "ca15_launcher", None))
+            self.hidden = hidden
+        return self.session
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+
+
+def _timeout_of(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0])
+    return float(item.config.getini("timeout") or 120)
+
+
 @pytest.fixture(scope="session")
-def impl(request: pytest.FixtureRequest) -> Implementation:
-    """The implementation root under test (``--impl``), loaded once per session."""
-    return load_implementation(request.config.ca15_impl_root)
+def _workers(request: pytest.FixtureRequest):
+    workers = Workers(request.config)
+    yield workers
+    workers.close()
+
+
+@pytest.fixture
+def impl(request: pytest.FixtureRequest, _workers: Workers, seed: int):
+    """The implementation under test (``--impl``) behind the judge/worker boundary (docs/CONVENTIONS.md §5)."""
+    _ship_test_modules()
+    session = _workers.for_test(request.node)
+    timeout = _timeout_of(request.node)
+    session_deadline = time.monotonic() + timeout - min(5.0, 0.1 * timeout)
+    session.deadline = session_deadline if isinstance(session, ProcessSession) else None
+    session.reset(seed)
+    yield RemoteImplementation(session, request.config.ca15_impl_root)
+    output = session.take_output()
+    if output:
+        print(f"--- output of the implementation under test ---\n{output}")
+    session.deadline = None
 
 
 @pytest.fixture(scope="session")
@@ -206,9 +288,17 @@ def curve(request: pytest.FixtureRequest):
 
 
 @pytest.fixture
-def reseed():
-    """The seeding function, for tests that loop over several fixed seeds: ``reseed(3)``."""
-    return seed_all
+def reseed(request: pytest.FixtureRequest):
+    """The seeding function, for tests that loop over several fixed seeds: ``reseed(3)`` seeds this process
+    and, when the test uses ``impl``, the worker."""
+    remote = request.getfixturevalue("impl") if "impl" in request.fixturenames else None
+
+    def reseed_all(seed: int) -> None:
+        seed_all(seed)
+        if remote is not None:
+            remote.seed(seed)
+
+    return reseed_all
 
 
 @pytest.fixture(autouse=True)
