@@ -1,6 +1,6 @@
 """``ca15-grade`` / ``python -m grader``: grade submissions, or build the Gradescope autograder.
 
-    ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--no-hidden] [--wall S] [--memory MIB]
+    ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--no-hidden] [--no-sandbox] [--wall S] [--memory MIB]
     ca15-grade gradescope build [--out autograder.zip]
     ca15-grade gradescope run [--root /autograder]
 """
@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from grader.grade import GradeConfig, grade_batch
+from grader.sandbox import SandboxUnavailable
 
 
 def _grade(argv: list[str]) -> int:
@@ -23,7 +24,9 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--no-notebook", action="store_true", help="do not execute the notebooks")
     parser.add_argument("--no-hidden", action="store_true", help="public tests only")
     parser.add_argument("--wall", type=float, default=None, help="wall-clock seconds for one test run")
-    parser.add_argument("--memory", type=int, default=None, help="memory limit (MiB) of one test run")
+    parser.add_argument("--memory", type=int, default=None, help="memory limit (MiB) of one worker")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run workers without bubblewrap (rlimits only); every result is marked unsandboxed")
     parser.add_argument("--kit", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     missing = [str(s) for s in args.submissions if not s.exists()]
@@ -31,16 +34,23 @@ def _grade(argv: list[str]) -> int:
         parser.error(f"submissions: these do not exist: {', '.join(missing)}")
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
-    config = GradeConfig(run_notebook=not args.no_notebook, include_hidden=not args.no_hidden)
+    config = GradeConfig(run_notebook=not args.no_notebook, include_hidden=not args.no_hidden,
+                         sandbox="none" if args.no_sandbox else "bwrap")
     if args.kit is not None:
         config = replace(config, kit=args.kit.resolve())
     limits = config.test_limits
     if args.wall is not None:
         limits = replace(limits, wall_seconds=args.wall)
-    if args.memory is not None:
-        limits = replace(limits, memory_bytes=args.memory * 2**20)
     config = replace(config, test_limits=limits)
-    gradebook = grade_batch([s.resolve() for s in args.submissions], args.out.resolve(), config, jobs=args.jobs)
+    if args.memory is not None:
+        if args.memory < 512:
+            parser.error(f"--memory: expected at least 512 MiB (a worker imports torch), got {args.memory}")
+        config = replace(config, worker_limits=replace(config.worker_limits, memory_bytes=args.memory * 2**20))
+    try:
+        gradebook = grade_batch([s.resolve() for s in args.submissions], args.out.resolve(), config, jobs=args.jobs)
+    except SandboxUnavailable as exc:
+        print(f"ca15-grade: refusing to grade: {exc}", file=sys.stderr)
+        return 3
     print(f"\ngradebook: {gradebook}")
     print(gradebook.read_text(), end="")
     return 0

@@ -26,11 +26,12 @@ import threading
 import time
 import zipfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from grader.feedback import render_html, render_markdown, write_curves
-from grader.sandbox import Limits, ReportChannel, RunResult, can_drop_privileges, run_limited
+from grader.sandbox import (Limits, ReportChannel, RunResult, WorkerSandbox, can_drop_privileges, check_bwrap,
+                            run_limited)
 
 REPO = Path(__file__).resolve().parent.parent
 EXPECTED_PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environments")
@@ -55,6 +56,9 @@ class GradeConfig:
     run_notebook: bool = True
     include_hidden: bool = True
     unprivileged: bool = True
+    #: "bwrap": every worker in bubblewrap (checked before a batch starts); "none": --no-sandbox (rlimits only)
+    sandbox: str = "bwrap"
+    worker_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=1800, cpu_seconds=3600))
 
 
 class SubmissionError(Exception):
@@ -130,30 +134,20 @@ def _readonly(path: Path) -> None:
 
 
 def prepare_workspace(ws: Path, submission: Path, config: GradeConfig) -> tuple[Path, Path | None]:
-    """Unpack the submission and copy the kit's tests and harness beside it (never the submission's own).
-
-    Layout: ``ws/submission`` (read-only to the child), ``ws/kit`` (tests, conftest, pyproject, the harness
-    modules; read-only), ``ws/scratch`` (the child's cwd, HOME and TMPDIR; the only writable place).
-    """
+    """Unpack the submission into ``ws/submission``; ``ws/workers`` holds each worker's fresh folder and
+    ``ws/scratch`` is the notebook run's working folder. The kit's tests stay in the kit: only the judge reads
+    them, and no worker can (see :class:`grader.sandbox.WorkerSandbox`)."""
     unpack(submission, ws / "submission")
     root = find_root(ws / "submission")
     notebook = find_notebook(ws / "submission")
-    kit = ws / "kit"
-    (kit / "tests").mkdir(parents=True)
-    shutil.copy2(config.kit / "tests" / "conftest.py", kit / "tests" / "conftest.py")
-    dirs = ["components"] + (["hidden"] if config.include_hidden else [])
-    for name in dirs:
-        if (config.kit / "tests" / name).is_dir():
-            shutil.copytree(config.kit / "tests" / name, kit / "tests" / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(config.kit / "pyproject.toml", kit / "pyproject.toml")
-    shutil.copytree(config.kit / "grader", kit / "grader", ignore=shutil.ignore_patterns("__pycache__", "student"))
     scratch = ws / "scratch"
     (scratch / "tmp").mkdir(parents=True)
-    for path in (ws / "submission", kit):
-        _readonly(path)
+    (ws / "workers").mkdir()
+    (ws / "judge").mkdir()
+    _readonly(ws / "submission")
     ws.chmod(0o755)
     if config.unprivileged and can_drop_privileges(config.python):
-        for p in [scratch, scratch / "tmp"]:
+        for p in [scratch, scratch / "tmp", ws / "workers"]:
             os.chown(p, 65534, 65534)
     return root, notebook
 
@@ -162,7 +156,7 @@ def _child_env(ws: Path, config: GradeConfig) -> dict[str, str]:
     scratch = ws / "scratch"
     return {
         "PATH": f"{Path(config.python).parent}:/usr/bin:/bin",
-        "PYTHONPATH": str(ws / "kit"),
+        "PYTHONPATH": str(config.kit),
         "HOME": str(scratch),
         "TMPDIR": str(scratch / "tmp"),
         "MPLBACKEND": "Agg",
@@ -175,19 +169,29 @@ def _child_env(ws: Path, config: GradeConfig) -> dict[str, str]:
     }
 
 
+def worker_sandbox(ws: Path, config: GradeConfig) -> WorkerSandbox:
+    return WorkerSandbox(engine=config.sandbox, python=config.python, scratch=str(ws / "workers"),
+                         limits=config.worker_limits)  # fmt: skip
+
+
 def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
-    """The graded tests (public and hidden) against ``root`` in the sandbox; records come over the pipe."""
-    kit = ws / "kit"
-    targets = [str(kit / "tests" / d) for d in ("components", "hidden") if (kit / "tests" / d).is_dir()]
+    """The judge: pytest with the kit's graded tests (public, then hidden), in a trusted process that never
+    imports ``root``; every worker that runs ``root`` starts in the sandbox. Records come over the pipe."""
+    kit = config.kit
+    dirs = ["components"] + (["hidden"] if config.include_hidden else [])
+    targets = [str(kit / "tests" / d) for d in dirs if (kit / "tests" / d).is_dir()]
+    spec = ws / "judge" / "worker-sandbox.json"
+    spec.write_text(worker_sandbox(ws, config).to_json())
     cmd = [
         config.python, "-m", "pytest", *targets, "-c", str(kit / "pyproject.toml"), "--rootdir", str(kit),
-        "-p", "grader.pytest_report", "-q", "--no-header", "-p", "no:randomly",
-        f"--impl={root}", "--graded-only",
+        "-p", "grader.pytest_report", "-q", "--no-header", "-p", "no:randomly", "-p", "no:xdist",
+        f"--impl={root}", "--graded-only", "--isolation=process", f"--worker-sandbox={spec}",
     ]  # fmt: skip
     channel = ReportChannel()
+    judge_env = {**_child_env(ws, config), "HOME": str(ws / "judge"), "TMPDIR": str(ws / "judge")}
     return run_limited(
-        cmd, cwd=ws / "scratch", env=_child_env(ws, config), limits=config.test_limits, channel=channel,
-        unprivileged=config.unprivileged,
+        cmd, cwd=ws / "judge", env=judge_env, limits=replace(config.test_limits, memory_bytes=16 * 2**30),
+        channel=channel, unprivileged=False,
     )  # fmt: skip
 
 
@@ -363,8 +367,9 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
         try:
             root, notebook = prepare_workspace(ws, submission, config)
             log.append(f"implementation root: {root.relative_to(ws / 'submission')}/")
-            if config.unprivileged and not can_drop_privileges(config.python):
-                log.append("sandbox: the interpreter is not usable by 'nobody'; tests run as the grader's user")
+            log.append(f"worker sandbox: {worker_sandbox(ws, config).describe()}")
+            if config.sandbox != "bwrap":
+                status = "unsandboxed"
         except SubmissionError as exc:
             status = "error"
             notes.append(f"Not graded: {exc}.")
@@ -401,6 +406,8 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
                 )
             if test_run.timed_out:
                 status = "timeout"
+            elif config.sandbox != "bwrap":
+                status = "graded, unsandboxed"
     scored = score(expected_tests(config), test_run, nb_summary, config)
     results = gradescope_results(scored, notes, config)
     results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1)})
@@ -473,6 +480,9 @@ def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, job
     done = len(submissions) - len(todo)
     if done:
         echo(f"resuming: {done} of {len(submissions)} already graded")
+    if config.sandbox == "bwrap":
+        check_bwrap(config.python)  # fail closed: no sandbox, no grading (unless --no-sandbox)
+    echo(f"worker sandbox: {worker_sandbox(out_dir, config).describe()}")
     expected_tests(config)  # collect once, before the workers start
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(grade_one, s, out_dir, config): s for s in todo}

@@ -17,7 +17,8 @@ Test authors see one API (docs/CONVENTIONS.md §5)::
 Values come back as plain data (tensors, arrays, numbers, strings, lists, tuples, dicts); every other object
 stays in the worker and comes back as a :class:`Remote` handle. An exception the implementation raises
 comes back as a :class:`StudentError` that is also an instance of the nearest built-in exception class
-(``pytest.raises(ValueError)`` works), carrying the student's traceback as a note.
+(``pytest.raises(ValueError)`` works), carrying the student's traceback as a note. The judge's own frames
+are hidden from reports (``__tracebackhide__``): a student sees the test's line and their own traceback.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class Remote:
         object.__setattr__(self, "_name", handle.name)
 
     def __getattr__(self, name: str) -> Any:
+        __tracebackhide__ = True
         if (name.startswith("__") and name.endswith("__")) or name in Remote.__slots__:
             raise AttributeError(name)  # numpy, pytest and copy probe dunders: never a round trip
         if name in self._session.methods.get(self._type, ()):
@@ -116,24 +118,30 @@ class Remote:
         return self._session.request("getattr", self, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        __tracebackhide__ = True
         self._session.request("setattr", self, name, value)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         return self._session.request("call", self, args, kwargs)
 
     def __getitem__(self, key: Any) -> Any:
+        __tracebackhide__ = True
         return self._session.request("callattr", self, "__getitem__", (key,), {})
 
     def __setitem__(self, key: Any, value: Any) -> None:
+        __tracebackhide__ = True
         self._session.request("callattr", self, "__setitem__", (key, value), {})
 
     def __len__(self) -> int:
+        __tracebackhide__ = True
         n = self._session.request("callattr", self, "__len__", (), {})
         if type(n) is not int or n < 0:
             raise TypeError(f"len() of {self._name} returned {type(n).__name__}, not a non-negative int")
         return n
 
     def __iter__(self):
+        __tracebackhide__ = True
         items = self._session.request("run", _as_list, (self,), {})
         return iter(items)
 
@@ -157,6 +165,7 @@ class RemoteMethod:
         self._owner, self._name = owner, name
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        __tracebackhide__ = True
         return self._owner._session.request("callattr", self._owner, self._name, args, kwargs)
 
     def __repr__(self) -> str:
@@ -207,6 +216,7 @@ class Session:
         return buf.getvalue()
 
     def request(self, op: str, *args: Any) -> Any:
+        __tracebackhide__ = True
         reply = self._exchange(self.encode_request(op, args))
         try:
             value = decode(reply)
@@ -238,6 +248,7 @@ class Session:
 
     def reset(self, seed: int | None) -> None:
         """Start a test: forget every handle, seed the worker's generators."""
+        __tracebackhide__ = True
         self.generation += 1
         self.methods.clear()
         self.request("reset", seed)
@@ -247,6 +258,7 @@ class Session:
 
     def discard(self, why: str) -> None:
         """The worker can no longer be trusted to be in a known state."""
+        __tracebackhide__ = True
 
     @property
     def alive(self) -> bool:
@@ -271,6 +283,7 @@ class LocalSession(Session):
         self.dispatcher = Dispatcher(root)
 
     def _exchange(self, request: bytes) -> bytes:
+        __tracebackhide__ = True
         return self.dispatcher.handle(request)
 
     def _raise(self, info: RemoteErrorInfo) -> BaseException:
@@ -285,16 +298,13 @@ class ProcessSession(Session):
 
     isolation = "process"
 
-    def __init__(self, root: Path, python: str = sys.executable, launcher: Callable[..., subprocess.Popen] | None = None,
-                 start_timeout: float = 120.0) -> None:  # fmt: skip
+    def __init__(self, root: Path, launcher: Callable[[Path, int, int], subprocess.Popen] | None = None,
+                 start_timeout: float = 180.0) -> None:  # fmt: skip
         super().__init__()
         self.root = Path(root).resolve()
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
-        argv = [python, "-m", "grader.worker", "--root", str(self.root),
-                "--read-fd", str(to_worker_r), "--write-fd", str(from_worker_w)]  # fmt: skip
-        launch = launcher or default_launcher
-        self.proc = launch(argv, (to_worker_r, from_worker_w))
+        self.proc = (launcher or default_launcher)(self.root, to_worker_r, from_worker_w)
         os.close(to_worker_r)
         os.close(from_worker_w)
         self.deadline: float | None = None
@@ -337,6 +347,7 @@ class ProcessSession(Session):
 
     # -- framing
     def _read_exact(self, n: int, deadline: float, what: str) -> bytes:
+        __tracebackhide__ = True
         chunks, got = [], 0
         while got < n:
             left = deadline - time.monotonic()
@@ -364,6 +375,7 @@ class ProcessSession(Session):
         return b"".join(chunks)
 
     def _read_frame(self, deadline: float, what: str, limit: int = 2**31) -> bytes:
+        __tracebackhide__ = True
         (n,) = struct.unpack(">Q", self._read_exact(8, deadline, what))
         if n > limit:
             self.discard("oversized reply")
@@ -371,6 +383,7 @@ class ProcessSession(Session):
         return self._read_exact(n, deadline, what)
 
     def _exchange(self, request: bytes) -> bytes:
+        __tracebackhide__ = True
         if self.lost is not None:
             raise WorkerLost(f"the worker is gone ({self.lost}); this test cannot continue")
         self.busy = True
@@ -413,16 +426,26 @@ class ProcessSession(Session):
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        cleanup = getattr(self.proc, "ca15_cleanup", None)
+        if cleanup is not None:
+            self.proc.ca15_cleanup = None
+            cleanup()
         if self.lost is None:
             self.lost = "closed"
 
 
-def default_launcher(argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen:
-    """Start the worker as a plain child in its own session (the grader replaces this with its sandbox)."""
+def worker_argv(python: str, root: str | Path, read_fd: int, write_fd: int) -> list[str]:
+    """The worker's command line."""
+    return [python, "-m", "grader.worker", "--root", str(root), "--read-fd", str(read_fd), "--write-fd", str(write_fd)]
+
+
+def default_launcher(root: Path, read_fd: int, write_fd: int) -> subprocess.Popen:
+    """Start the worker as a plain child in its own session (the grader's launcher adds the sandbox)."""
     kit = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": kit, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    return subprocess.Popen(argv, pass_fds=pass_fds, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, env=env, cwd="/", start_new_session=True)  # fmt: skip
+    return subprocess.Popen(worker_argv(sys.executable, root, read_fd, write_fd), pass_fds=(read_fd, write_fd),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            cwd="/", start_new_session=True)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- the facade
@@ -441,6 +464,7 @@ class RemoteImplementation:
         self.isolation = session.isolation
 
     def __getattr__(self, name: str) -> Any:
+        __tracebackhide__ = True
         from grader.impl import PUBLIC_API
 
         if name.startswith("_") or name not in PUBLIC_API:
@@ -449,9 +473,11 @@ class RemoteImplementation:
 
     def module(self, name: str) -> Remote:
         """A handle to module ``name`` of the implementation root."""
+        __tracebackhide__ = True
         return self._cached("module", name)
 
     def _cached(self, op: str, name: str) -> Remote:
+        __tracebackhide__ = True
         key = (op, name)
         hit = self._names.get(key)
         if hit is None or hit._generation != self._session.generation:
@@ -460,6 +486,7 @@ class RemoteImplementation:
 
     def run(self, probe: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """``probe(worker_impl, *args, **kwargs)`` in the worker; its result as plain data (or handles)."""
+        __tracebackhide__ = True
         module = getattr(probe, "__module__", None)
         if module:
             ship_by_value(module)
@@ -467,6 +494,7 @@ class RemoteImplementation:
 
     def seed(self, seed: int) -> None:
         """Seed python, numpy and torch in the worker."""
+        __tracebackhide__ = True
         self._session.request("seed", seed)
 
     def __repr__(self) -> str:

@@ -17,8 +17,10 @@ import json
 import os
 import resource
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -348,3 +350,149 @@ def run_limited(
         records=channel.records if channel else [],
         forged_records=channel.forged if channel else 0,
     )
+
+
+# ------------------------------------------------------------------------------------------ the worker's sandbox
+#: The only kit files a worker sees: what it needs to load a root and answer the judge (no tests, no reference).
+WORKER_MODULES = ("__init__.py", "worker.py", "codec.py", "impl.py")
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/alternatives", "/etc/fonts")
+SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/mime.types")
+SANDBOX_UID = 65534
+
+
+class SandboxUnavailable(RuntimeError):
+    """bubblewrap cannot start here; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True)
+class WorkerSandbox:
+    """How the judge starts workers: ``engine`` "bwrap" (bubblewrap) or "none" (rlimits only, unsandboxed).
+
+    Each worker gets a fresh folder under ``scratch``: its own writable copy of the implementation root
+    (``/submission`` inside) and its own ``/tmp``; the system, the interpreter and the virtualenv are
+    read-only; no kit checkout, no other submission, no output folder; its own PID, IPC, UTS, user and
+    network namespaces (loopback only); a new session; uid 65534 inside; dies with the judge.
+    """
+
+    engine: str
+    python: str
+    scratch: str
+    limits: Limits = field(default_factory=Limits)
+
+    def to_json(self) -> str:
+        return json.dumps({"engine": self.engine, "python": self.python, "scratch": self.scratch,
+                           "limits": self.limits.__dict__})  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerSandbox:
+        data = json.loads(text)
+        return cls(engine=data["engine"], python=data["python"], scratch=data["scratch"], limits=Limits(**data["limits"]))
+
+    def describe(self) -> str:
+        if self.engine == "bwrap":
+            return (f"bubblewrap {bwrap_version()} ({shutil.which('bwrap')}): uid {SANDBOX_UID} inside; user, pid, "
+                    "ipc, uts, network (loopback only) and mount namespaces; read-only system and interpreter; "
+                    f"memory {self.limits.memory_bytes >> 20} MiB, CPU {self.limits.cpu_seconds} s")  # fmt: skip
+        return "unsandboxed (--no-sandbox): resource limits only; the worker shares this machine's file system"
+
+    def launch(self, root: Path, read_fd: int, write_fd: int) -> subprocess.Popen:
+        """Start one worker on a fresh copy of ``root``; the returned process cleans up after itself."""
+        base = Path(tempfile.mkdtemp(prefix="worker-", dir=self.scratch))
+        (base / "tmp").mkdir()
+        shutil.copytree(root, base / "submission", symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
+        kit = base / "opt" / "grader"
+        kit.mkdir(parents=True)
+        here = Path(__file__).resolve().parent
+        for name in WORKER_MODULES:
+            shutil.copy2(here / name, kit / name)
+        from grader.remote import worker_argv
+
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "MPLBACKEND": "Agg",
+               "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONHASHSEED": "0", "LANG": "C.UTF-8", "PYTHONPATH": "/opt/ca15"}  # fmt: skip
+        if self.engine == "bwrap":
+            argv = [*bwrap_argv(self.python, base, env), *worker_argv(self.python, "/submission", read_fd, write_fd)]
+            cwd, child_env, drop, unshare = "/", {}, None, False
+        else:
+            env.update(HOME=str(base / "tmp"), TMPDIR=str(base / "tmp"), PYTHONPATH=str(base / "opt"))
+            argv = worker_argv(self.python, base / "submission", read_fd, write_fd)
+            cwd, child_env = str(base / "tmp"), env
+            drop = NOBODY if can_drop_privileges(self.python) else None
+            if drop:
+                for p in [base, *base.rglob("*")]:
+                    os.chown(p, *NOBODY)
+            global _NETNS_OK
+            if _NETNS_OK is None and os.geteuid() == 0:
+                _NETNS_OK = _can_unshare_network()
+            unshare = bool(_NETNS_OK)
+        cgroup = PidsCgroup(self.limits.max_processes) if PidsCgroup.available() else None
+        proc = subprocess.Popen(argv, cwd=cwd, env=child_env, pass_fds=(read_fd, write_fd), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                preexec_fn=_preexec(self.limits, drop, unshare, cgroup))  # fmt: skip
+
+        def cleanup() -> None:
+            if cgroup is not None:
+                cgroup.kill_all()
+            shutil.rmtree(base, ignore_errors=True)
+
+        proc.ca15_cleanup = cleanup  # type: ignore[attr-defined]
+        return proc
+
+
+def bwrap_argv(python: str, base: Path, env: dict[str, str]) -> list[str]:
+    """bubblewrap's command line for a worker whose folder is ``base`` (``submission``, ``tmp``, ``opt``)."""
+    import sys
+
+    argv = ["bwrap", "--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--die-with-parent",
+            "--new-session", "--cap-drop", "ALL", "--clearenv"]  # fmt: skip
+    for key, value in env.items():
+        argv += ["--setenv", key, value]
+    for path in SYSTEM_DIRS:
+        if Path(path).is_dir():
+            argv += ["--ro-bind", path, path]
+    for path in SYSTEM_FILES:
+        if Path(path).is_file():
+            argv += ["--ro-bind", path, path]
+    prefixes = {str(Path(sys.base_prefix).resolve()), sys.prefix, str(Path(python).resolve().parent.parent)}
+    for prefix in sorted(p for p in prefixes if not p.startswith("/usr/") and p != "/usr"):
+        if Path(prefix).is_dir():
+            argv += ["--ro-bind", prefix, prefix]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
+             "--bind", str(base / "submission"), "/submission", "--bind", str(base / "tmp"), "/tmp",
+             "--ro-bind", str(base / "opt"), "/opt/ca15", "--chdir", "/tmp"]  # fmt: skip
+    return argv
+
+
+def bwrap_version() -> str:
+    try:
+        out = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return out.strip().removeprefix("bubblewrap ").strip() or "?"
+
+
+def check_bwrap(python: str) -> None:
+    """Start a throw-away sandbox that imports nothing; raise :class:`SandboxUnavailable` saying how to fix it."""
+    if shutil.which("bwrap") is None:
+        raise SandboxUnavailable(
+            "bubblewrap (bwrap) is not installed, and the grader runs submission code only inside it.\n"
+            "  Install it: sudo apt-get install bubblewrap   (Debian/Ubuntu; Fedora: dnf install bubblewrap)\n"
+            "  or grade without a sandbox, knowingly: ca15-grade --no-sandbox ... (results are marked unsandboxed)"
+        )
+    with tempfile.TemporaryDirectory(prefix="ca15-bwrap-check-") as tmp:
+        base = Path(tmp)
+        for sub in ("submission", "tmp", "opt"):
+            (base / sub).mkdir()
+        argv = [*bwrap_argv(python, base, {"PATH": "/usr/bin:/bin"}), python, "-c", "import os; print(os.getuid())"]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise SandboxUnavailable(f"bubblewrap could not start a sandbox: {exc}") from exc
+    if proc.returncode != 0 or proc.stdout.strip() != str(SANDBOX_UID):
+        raise SandboxUnavailable(
+            f"bubblewrap could not start a sandbox here (exit {proc.returncode}): {proc.stderr.strip()[:500]}\n"
+            "  It needs unprivileged user namespaces: sudo sysctl -w kernel.unprivileged_userns_clone=1 (Debian), "
+            "kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 24.04), or run the grader as root; in a "
+            "container, allow namespaces (e.g. docker --security-opt seccomp=unconfined).\n"
+            "  Or grade without a sandbox, knowingly: ca15-grade --no-sandbox ... (results are marked unsandboxed)"
+        )

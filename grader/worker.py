@@ -17,6 +17,7 @@ Nothing here is trusted by the judge: a worker can lie, hang or die, and the jud
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import io
 import os
@@ -151,13 +152,27 @@ class Dispatcher:
             if isinstance(exc, (KeyboardInterrupt,)):
                 raise
             self.last_exception = exc
-            text = "".join(traceback.format_exception(exc))
+            text = student_traceback(exc)
             if isinstance(exc, CodecError):
                 text = f"the value could not be sent back: {exc}"
             try:
                 return encode_error(exc, text)
             except Exception:  # noqa: BLE001 - e.g. a message that is not valid text
                 return encode_error(RuntimeError(f"an exception of type {type(exc).__name__} that cannot be shown"), "")
+
+
+def student_traceback(exc: BaseException) -> str:
+    """The formatted traceback of ``exc`` without the worker's own frames and the import machinery's."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename in _INTERNAL:
+        tb = tb.tb_next
+    frames = [f for f in traceback.extract_tb(tb) if not f.filename.startswith("<frozen importlib")
+              and f.filename not in _INTERNAL]  # fmt: skip
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)] if frames else []
+    return "".join(lines + traceback.format_exception_only(exc))
+
+
+_INTERNAL = {__file__, str(Path(__file__).with_name("impl.py")), importlib.__file__}
 
 
 # ------------------------------------------------------------------------------------------------ serving

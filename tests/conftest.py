@@ -82,6 +82,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="process (default): the implementation runs in a separate worker process; none: in this process",
     )
     group.addoption(
+        "--worker-sandbox",
+        default=None,
+        help="JSON file of a grader.sandbox.WorkerSandbox: how to start workers (the grader passes it)",
+    )
+    group.addoption(
         "--graded-only",
         action="store_true",
         help="run only graded tests that carry points (tests/components and tests/hidden, points > 0)",
@@ -92,6 +97,11 @@ def pytest_configure(config: pytest.Config) -> None:
     for line in MARKERS.values():
         config.addinivalue_line("markers", line)
     config.ca15_impl_root = _impl_root(config)
+    spec = config.getoption("--worker-sandbox")
+    if spec:
+        from grader.sandbox import WorkerSandbox
+
+        config.ca15_launcher = WorkerSandbox.from_json(Path(spec).read_text()).launch
 
 
 def _impl_root(config: pytest.Config) -> Path:

@@ -89,7 +89,8 @@ def _submission(root: Path, algorithms: str, notebook: list[str] | None = None, 
 def _config(kit: Path, **kw) -> GradeConfig:
     limits = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=2 * 2**30, max_processes=64)
     defaults = dict(
-        kit=kit, test_limits=limits, notebook_limits=limits, cell_timeout=10, notebook_points=1, run_notebook=False
+        kit=kit, test_limits=limits, notebook_limits=limits, worker_limits=limits, cell_timeout=10, notebook_points=1,
+        run_notebook=False,
     )
     return GradeConfig(**{**defaults, **kw})
 
