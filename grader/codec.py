@@ -17,7 +17,8 @@ A node is ``null``, a boolean, a number, a string, a list of nodes, or a tagged 
 tag         value
 ==========  =================================================================================
 dict        ``{"t": "dict", "v": [[key, value], ...]}`` (order kept, keys any hashable node)
-tuple       ``{"t": "tuple", "v": [...]}``; ``set`` / ``frozenset`` likewise
+tuple       ``{"t": "tuple", "v": [...]}``, a namedtuple with ``"name"`` and ``"fields"`` too (it
+            arrives as a :class:`Record`); ``set`` / ``frozenset`` likewise
 tensor      ``{"t": "tensor", "dtype": "float32", "shape": [..], "b": blob, "device": "cpu",
             "grad": bool}``: a plain strided tensor, detached (``grad`` keeps ``requires_grad``)
 ndarray     ``{"t": "ndarray", "dtype": "<f8", "shape": [..], "b": blob}`` (no object dtype)
@@ -98,8 +99,11 @@ class _Encoder:
             return [self.node(x, depth + 1) for x in v]
         if t is torch.Size:
             return {"t": "size", "v": [int(x) for x in v]}
-        if t is tuple or (isinstance(v, tuple) and hasattr(v, "_fields")):  # namedtuples travel as tuples
+        if t is tuple:
             return {"t": "tuple", "v": [self.node(x, depth + 1) for x in v]}
+        if isinstance(v, tuple) and isinstance(getattr(t, "_fields", None), tuple):  # a namedtuple: its fields too
+            return {"t": "tuple", "v": [self.node(x, depth + 1) for x in v], "name": t.__name__,
+                    "fields": [str(f) for f in t._fields]}  # fmt: skip
         if t is dict or (isinstance(v, dict) and t.__module__ in ("collections", "builtins")):
             return {"t": "dict", "v": [[self.node(k, depth + 1), self.node(x, depth + 1)] for k, x in v.items()]}
         if t is set or t is frozenset:
@@ -185,6 +189,32 @@ class RemoteErrorInfo:
         self.type, self.mro, self.message, self.traceback = type, mro, message, traceback
 
 
+class Record(tuple):
+    """A namedtuple as the judge receives it: a tuple whose fields are also attributes (``out.states``)."""
+
+    _fields: tuple[str, ...]
+    _name: str
+
+    def __new__(cls, items: list, name: str, fields: tuple[str, ...]) -> Record:
+        self = super().__new__(cls, items)
+        self._name, self._fields = name, fields
+        return self
+
+    def __getattr__(self, attr: str):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        try:
+            return self[self._fields.index(attr)]
+        except ValueError:
+            raise AttributeError(f"{self._name} has no field {attr!r} (fields: {', '.join(self._fields)})") from None
+
+    def _asdict(self) -> dict:
+        return dict(zip(self._fields, self))
+
+    def __repr__(self) -> str:
+        return f"{self._name}(" + ", ".join(f"{f}={v!r}" for f, v in zip(self._fields, self)) + ")"
+
+
 class _Decoder:
     def __init__(self, blobs: list[memoryview]) -> None:
         self.blobs = blobs
@@ -224,6 +254,8 @@ class _Decoder:
             items = v.get("v")
             self.need(type(items) is list, f"{tag} without items")
             decoded = [self.node(x, depth + 1) for x in items]
+            if tag == "tuple" and "fields" in v:
+                return self.record(v, decoded)
             try:
                 return {"tuple": tuple, "set": set, "frozenset": frozenset}[tag](decoded)
             except TypeError as exc:
@@ -282,6 +314,13 @@ class _Decoder:
                                    self.text(v, "message", MAX_MESSAGE_CHARS),
                                    self.text(v, "traceback", MAX_TRACEBACK_CHARS))  # fmt: skip
         raise CodecError(f"unknown tag {tag!r}")
+
+    def record(self, v: dict, items: list) -> Record:
+        fields, name = v.get("fields"), v.get("name")
+        self.need(type(name) is str and type(fields) is list and len(fields) == len(items), "bad namedtuple")
+        self.need(all(type(f) is str and f.isidentifier() and not f.startswith("_") for f in fields),
+                  "bad namedtuple field")  # fmt: skip
+        return Record(items, name[:100], tuple(fields))
 
     def tensor(self, v: dict) -> torch.Tensor:
         name = v.get("dtype")

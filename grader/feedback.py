@@ -87,13 +87,7 @@ def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
             out.append(f"| {cat} | {sub['score']}/{sub['max_score']} |")
     nb = scored.get("notebook")
     if nb is not None:
-        out += ["", "## Notebook", ""]
-        if not nb.get("ran"):
-            out.append(nb.get("why", "not executed"))
-        elif not nb.get("errors"):
-            out.append(f"All {nb.get('cells', 0)} code cells ran ({scored['notebook_score']} points).")
-        else:
-            out += [f"- cell {e['cell']}: `{e['ename']}`: {e['evalue']}" for e in nb["errors"]]
+        out += ["", "## Notebook", "", f"{scored['notebook_score']} points. " + notebook_text(nb)]
     failed = [t for t in scored["tests"] if t["outcome"] != "passed" and not t["hidden"]]
     hidden_failed = sum(1 for t in scored["tests"] if t["outcome"] != "passed" and t["hidden"])
     if failed or hidden_failed:
@@ -153,3 +147,19 @@ def render_html(name: str, scored: dict, notes: list[str]) -> str:
         + ("<h2>What failed</h2>" + "".join(failures) if failures else "")
         + "</body></html>\n"
     )
+
+
+def notebook_text(nb: dict) -> str:
+    """The notebook's credit in words: why it did not run, or which cells are missing, did not run or raised."""
+    if not nb or not nb.get("ran"):
+        return (nb or {}).get("why", "The notebook was not executed.")
+    parts = []
+    if nb.get("missing"):
+        parts.append(f"{len(nb['missing'])} of the assignment's code cells are missing (cell ids: "
+                     f"{', '.join(nb['missing'][:10])}); keep the cells of CA15.ipynb, add your own around them.")  # fmt: skip
+    if nb.get("not_run"):
+        parts.append("These cells did not run: " + "; ".join(nb["not_run"][:10]))
+    if nb.get("errors"):
+        parts.append("These cells raised errors:\n" + "\n".join(f"Cell {e['cell']}: {e['ename']}: {e['evalue']}"
+                                                             for e in nb["errors"]))  # fmt: skip
+    return "\n".join(parts) or f"All {nb.get('cells', 0)} code cells ran without an error."

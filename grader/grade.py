@@ -29,8 +29,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from grader.feedback import render_html, render_markdown, write_curves
-from grader.sandbox import (Limits, ReportChannel, RunResult, WorkerSandbox, can_drop_privileges, check_bwrap,
+from grader.feedback import notebook_text, render_html, render_markdown, write_curves
+from grader.sandbox import (NOBODY, Limits, ReportChannel, RunResult, WorkerSandbox, can_drop_privileges, check_bwrap,
                             run_limited)
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,6 +59,8 @@ class GradeConfig:
     #: "bwrap": every worker in bubblewrap (checked before a batch starts); "none": --no-sandbox (rlimits only)
     sandbox: str = "bwrap"
     worker_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=1800, cpu_seconds=3600))
+    #: where each submission's temporary workspace is made (default: the system's temporary folder)
+    workspace_root: Path | None = None
 
 
 class SubmissionError(Exception):
@@ -134,31 +136,29 @@ def _readonly(path: Path) -> None:
 
 
 def prepare_workspace(ws: Path, submission: Path, config: GradeConfig) -> tuple[Path, Path | None]:
-    """Unpack the submission into ``ws/submission``; ``ws/workers`` holds each worker's fresh folder and
-    ``ws/scratch`` is the notebook run's working folder. The kit's tests stay in the kit: only the judge reads
-    them, and no worker can (see :class:`grader.sandbox.WorkerSandbox`)."""
+    """Unpack the submission into ``ws/submission`` (read-only). ``ws/workers`` holds one fresh folder per
+    sandboxed run (each worker, the notebook), ``ws/judge`` is the judge's home, ``ws/scratch`` keeps what the
+    grader copies out (the executed notebook). The kit's tests stay in the kit: only the judge reads them,
+    and no sandboxed run can (see :class:`grader.sandbox.WorkerSandbox`)."""
     unpack(submission, ws / "submission")
     root = find_root(ws / "submission")
     notebook = find_notebook(ws / "submission")
-    scratch = ws / "scratch"
-    (scratch / "tmp").mkdir(parents=True)
-    (ws / "workers").mkdir()
-    (ws / "judge").mkdir()
+    for sub in ("scratch", "workers", "judge"):
+        (ws / sub).mkdir()
     _readonly(ws / "submission")
     ws.chmod(0o755)
-    if config.unprivileged and can_drop_privileges(config.python):
-        for p in [scratch, scratch / "tmp", ws / "workers"]:
-            os.chown(p, 65534, 65534)
+    if config.sandbox != "bwrap" and config.unprivileged and can_drop_privileges(config.python):
+        os.chown(ws / "workers", *NOBODY)
     return root, notebook
 
 
-def _child_env(ws: Path, config: GradeConfig) -> dict[str, str]:
-    scratch = ws / "scratch"
+def _judge_env(ws: Path, config: GradeConfig) -> dict[str, str]:
+    """The judge's environment: the kit on the path, its own home and temporary folder."""
     return {
         "PATH": f"{Path(config.python).parent}:/usr/bin:/bin",
         "PYTHONPATH": str(config.kit),
-        "HOME": str(scratch),
-        "TMPDIR": str(scratch / "tmp"),
+        "HOME": str(ws / "judge"),
+        "TMPDIR": str(ws / "judge"),
         "MPLBACKEND": "Agg",
         "CI": "1",
         "OMP_NUM_THREADS": "1",
@@ -188,24 +188,46 @@ def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
         f"--impl={root}", "--graded-only", "--isolation=process", f"--worker-sandbox={spec}",
     ]  # fmt: skip
     channel = ReportChannel()
-    judge_env = {**_child_env(ws, config), "HOME": str(ws / "judge"), "TMPDIR": str(ws / "judge")}
     return run_limited(
-        cmd, cwd=ws / "judge", env=judge_env, limits=replace(config.test_limits, memory_bytes=16 * 2**30),
+        cmd, cwd=ws / "judge", env=_judge_env(ws, config), limits=replace(config.test_limits, memory_bytes=16 * 2**30),
         channel=channel, unprivileged=False,
     )  # fmt: skip
 
 
-def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> RunResult:
-    """Execute the submission's notebook against ``root`` in the sandbox."""
-    cmd = [
-        config.python, "-m", "grader.notebook", str(notebook), "--impl", str(root),
-        "--out", str(ws / "scratch" / "executed.ipynb"), "--cell-timeout", str(config.cell_timeout),
-    ]  # fmt: skip
-    channel = ReportChannel()
-    return run_limited(
-        cmd, cwd=ws / "scratch", env=_child_env(ws, config), limits=config.notebook_limits, channel=channel,
-        unprivileged=config.unprivileged,
-    )  # fmt: skip
+NOTEBOOK_MODULES = ("__init__.py", "notebook.py")
+
+
+def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> tuple[RunResult, dict]:
+    """Execute the submission's notebook against a fresh copy of ``root`` in the sandbox (kernel and all), then
+    credit the executed notebook as data (:func:`grader.notebook.credit`). Nothing the notebook writes is
+    visible to the test run: its folder is removed before the tests start."""
+    from grader.notebook import credit
+
+    sandbox = WorkerSandbox(engine=config.sandbox, python=config.python, scratch=str(ws / "workers"),
+                            limits=config.notebook_limits)  # fmt: skip
+    base = sandbox.stage(ws / "submission", NOTEBOOK_MODULES)  # the whole submission: the notebook's own folder
+    rel_root, rel_book = root.relative_to(ws / "submission"), notebook.relative_to(ws / "submission")
+    argv, cwd, env, _, _ = sandbox.command(base, lambda sub, tmp: [
+        config.python, "-m", "grader.notebook", f"{sub}/{rel_book}", "--impl", f"{sub}/{rel_root}",
+        "--out", f"{tmp}/executed.ipynb", "--cell-timeout", str(config.cell_timeout)])  # fmt: skip
+    try:
+        result = run_limited(argv, cwd=Path(cwd), env=env, limits=config.notebook_limits,
+                             unprivileged=config.sandbox != "bwrap")  # fmt: skip
+        executed = base / "tmp" / "executed.ipynb"
+        summary: dict = {"ran": False, "why": "The notebook run stopped before writing the executed notebook."}
+        if executed.is_file() and not executed.is_symlink() and executed.stat().st_size < 50 * 2**20:
+            try:
+                book = json.loads(executed.read_text(encoding="utf-8"))
+            except (ValueError, UnicodeDecodeError):
+                book = None
+            assignment = config.kit / "notebooks" / NOTEBOOK_NAME
+            wanted = json.loads(assignment.read_text()) if assignment.is_file() else None
+            summary = credit(book, wanted) if book is not None else {"ran": False, "why": "The executed notebook is not valid JSON."}
+            if book is not None:
+                shutil.copy2(executed, ws / "scratch" / "executed.ipynb")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    return result, summary
 
 
 # --------------------------------------------------------------------------------------------- expectations
@@ -276,7 +298,8 @@ def score(expected: list[dict], test_run: RunResult | None, notebook: dict | Non
         categories[t["category"]]["max_score"] += t["points"]
     nb_score = 0
     if notebook is not None and config.notebook_points:
-        nb_score = config.notebook_points if notebook.get("ran") and not notebook.get("errors") else 0
+        complete = not notebook.get("errors") and not notebook.get("missing") and not notebook.get("not_run")
+        nb_score = config.notebook_points if notebook.get("ran") and complete else 0
     total = sum(t["score"] for t in tests) + nb_score
     max_total = sum(t["points"] for t in tests) + (config.notebook_points if config.run_notebook else 0)
     return {
@@ -315,7 +338,7 @@ def gradescope_results(scored: dict, notes: list[str], config: GradeConfig) -> d
             "name": "Notebook runs from start to finish", "number": str(len(entries) + 1),
             "score": scored["notebook_score"], "max_score": config.notebook_points, "visibility": "visible",
             "status": "passed" if scored["notebook_score"] else "failed",
-            "output": _notebook_text(nb),
+            "output": notebook_text(nb),
         })  # fmt: skip
     return {
         "score": scored["score"],
@@ -325,15 +348,6 @@ def gradescope_results(scored: dict, notes: list[str], config: GradeConfig) -> d
         "tests": entries,
         "extra_data": {"components": scored["components"], "categories": scored["categories"]},
     }
-
-
-def _notebook_text(nb: dict) -> str:
-    if not nb or not nb.get("ran"):
-        return (nb or {}).get("why", "The notebook was not executed.")
-    if not nb.get("errors"):
-        return f"All {nb.get('cells', 0)} code cells ran without an error."
-    lines = [f"Cell {e['cell']}: {e['ename']}: {e['evalue']}" for e in nb["errors"]]
-    return "These cells raised errors:\n" + "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------------------ one submission
@@ -362,7 +376,7 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
     notes: list[str] = []
     status = "graded"
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ca15-ws-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ca15-ws-", dir=config.workspace_root) as tmp:
         ws = Path(tmp)
         try:
             root, notebook = prepare_workspace(ws, submission, config)
@@ -380,13 +394,8 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
                 nb_summary = {"ran": False, "why": f"No notebook found (expected {NOTEBOOK_NAME} in the submission)."}
                 notes.append(nb_summary["why"])
             else:
-                nb_run = run_notebook(ws, root, notebook, config)
+                nb_run, nb_summary = run_notebook(ws, root, notebook, config)
                 log += ["--- notebook ---", nb_run.output]
-                recs = [r for r in nb_run.records if r.get("type") == "notebook"]
-                if recs:
-                    nb_summary = {"ran": True, **recs[0]}
-                else:
-                    nb_summary = {"ran": False, "why": "The notebook run stopped before reporting."}
                 notes += _explain(nb_run, config.notebook_limits, "notebook run")
                 executed = ws / "scratch" / "executed.ipynb"
                 if executed.is_file() and executed.stat().st_size < 50 * 2**20:

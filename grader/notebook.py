@@ -4,8 +4,9 @@
 
 The notebook runs in a fresh kernel with ``CA15_IMPL=ROOT``, every cell even after an error (as a TA's
 "Run All" would show), each cell limited to ``--cell-timeout`` seconds. The executed copy (outputs, figures,
-errors) is written to ``--out``. A summary of the cells that raised goes to stdout and, inside the grader's
-sandbox, over the signed report pipe. Exit status: 0 when no cell raised, 1 otherwise, 2 when the notebook
+errors) is written to ``--out``; a summary of the cells that raised goes to stdout. The grader runs this
+inside its sandbox and then credits the executed notebook itself (:func:`credit`), reading it as data.
+Exit status: 0 when no cell raised, 1 otherwise, 2 when the notebook
 could not be read.
 """
 
@@ -55,10 +56,50 @@ def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120) -> dict:
     return {"cells": len(code_cells), "errors": errors, "seconds": round(time.monotonic() - start, 2)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from grader.sandbox import child_channel
+def credit(executed: dict, assignment: dict | None) -> dict:
+    """What the grader credits, read from an executed notebook as data (the grader never trusts a summary
+    written inside the sandbox): the assignment's code cells (by their stable ids, from the kit's
+    ``CA15.ipynb``) must all be present, executed, and free of errors.
 
-    emit = child_channel()
+    Returns ``{"ran", "cells", "missing": [ids], "not_run": [labels], "errors": [{"cell", "ename",
+    "evalue"}], "why"}``; a cell is labelled as the notebook shows it: ``[7] first line``.
+    """
+    cells = executed.get("cells") if isinstance(executed, dict) else None
+    if not isinstance(cells, list):
+        return {"ran": False, "why": "The executed notebook could not be read."}
+    code = [c for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
+    wanted = [c.get("id") for c in (assignment or {}).get("cells", []) if c.get("cell_type") == "code"]
+    present = {c.get("id") for c in code}
+    missing = [i for i in wanted if i not in present]
+    errors, not_run = [], []
+    for cell in code:
+        label = cell_label(cell)
+        if cell.get("id") in wanted and cell.get("execution_count") is None:
+            not_run.append(label)
+        for output in cell.get("outputs") or []:
+            if isinstance(output, dict) and output.get("output_type") == "error":
+                errors.append({"cell": label, "ename": str(output.get("ename"))[:100],
+                               "evalue": str(output.get("evalue", ""))[:500]})  # fmt: skip
+                break
+    summary = {"ran": True, "cells": len(code), "missing": missing, "not_run": not_run, "errors": errors}
+    if wanted and len(missing) == len(wanted):
+        summary["ran"] = False
+        summary["why"] = (f"This is not the assignment's notebook: none of its {len(wanted)} code cells "
+                          f"(ids {wanted[0]} ... {wanted[-1]}) is in it. Submit the CA15.ipynb you were given, "
+                          "with your work in it.")  # fmt: skip
+    return summary
+
+
+def cell_label(cell: dict) -> str:
+    """``[7] first line of the cell`` (``[ ]`` when it never ran), as Jupyter shows it."""
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    first = next((line.strip() for line in source.splitlines() if line.strip()), "(empty cell)")
+    count = cell.get("execution_count")
+    return f"[{count if isinstance(count, int) else ' '}] {first[:80]}"
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebook", type=Path)
     parser.add_argument("--impl", type=Path, required=True, help="implementation root (CA15_IMPL)")
@@ -68,13 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = execute(args.notebook, args.impl.resolve(), args.out, args.cell_timeout)
     except Exception as exc:  # noqa: BLE001 - unreadable notebook: report, do not crash the grader
-        summary = {"cells": 0, "errors": [{"cell": None, "ename": type(exc).__name__, "evalue": str(exc)[:500]}]}
-        if emit:
-            emit({"type": "notebook", **summary})
         print(f"could not execute {args.notebook}: {type(exc).__name__}: {exc}")
         return 2
-    if emit:
-        emit({"type": "notebook", **summary})
     for err in summary["errors"]:
         print(f"cell {err['cell']}: {err['ename']}: {err['evalue']}")
     print(f"{summary['cells']} code cells, {len(summary['errors'])} with errors, {summary['seconds']} s")

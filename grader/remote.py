@@ -39,7 +39,7 @@ from typing import Any
 
 import cloudpickle
 
-from grader.codec import CodecError, Handle, RemoteErrorInfo, decode, encode
+from grader.codec import CodecError, Handle, Record, RemoteErrorInfo, decode
 from grader.worker import HANDLE_TAG
 
 #: Worker output kept per test for the report (the rest is counted, not kept).
@@ -148,6 +148,15 @@ class Remote:
     def __bool__(self) -> bool:
         return True
 
+    def __eq__(self, other: object) -> bool:
+        """Two handles are equal when they name the same object in the worker (the worker keeps one id per
+        object); a handle never equals data."""
+        return (type(other) is Remote and other._session is self._session and other._generation == self._generation
+                and other._id == self._id)  # fmt: skip
+
+    def __hash__(self) -> int:
+        return hash((id(self._session), self._generation, self._id))
+
     def __repr__(self) -> str:
         return f"<{self._name} in the worker>"
 
@@ -242,6 +251,8 @@ class Session:
             return [self._wrap(v) for v in value]
         if t is tuple:
             return tuple(self._wrap(v) for v in value)
+        if t is Record:
+            return Record([self._wrap(v) for v in value], value._name, value._fields)
         if t is dict:
             return {k: self._wrap(v) for k, v in value.items()}
         return value

@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -395,38 +395,45 @@ class WorkerSandbox:
                     f"memory {self.limits.memory_bytes >> 20} MiB, CPU {self.limits.cpu_seconds} s")  # fmt: skip
         return "unsandboxed (--no-sandbox): resource limits only; the worker shares this machine's file system"
 
-    def launch(self, root: Path, read_fd: int, write_fd: int) -> subprocess.Popen:
-        """Start one worker on a fresh copy of ``root``; the returned process cleans up after itself."""
-        base = Path(tempfile.mkdtemp(prefix="worker-", dir=self.scratch))
+    def stage(self, root: Path, modules: tuple[str, ...] = WORKER_MODULES) -> Path:
+        """A fresh folder for one sandboxed run: ``submission/`` (a writable copy of the folder ``root``),
+        ``tmp/``, and ``opt/grader/`` holding only ``modules`` of the kit."""
+        base = Path(tempfile.mkdtemp(prefix="run-", dir=self.scratch))
         (base / "tmp").mkdir()
         shutil.copytree(root, base / "submission", symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
         kit = base / "opt" / "grader"
         kit.mkdir(parents=True)
         here = Path(__file__).resolve().parent
-        for name in WORKER_MODULES:
+        for name in modules:
             shutil.copy2(here / name, kit / name)
-        from grader.remote import worker_argv
+        return base
 
+    def command(self, base: Path, tail: Callable[[str, str], list[str]]) -> tuple[list[str], str, dict, tuple | None, bool]:
+        """``(argv, cwd, env, drop_to, unshare_net)`` to run ``tail(submission_dir, tmp_dir)`` on ``base``."""
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "MPLBACKEND": "Agg",
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONHASHSEED": "0", "LANG": "C.UTF-8", "PYTHONPATH": "/opt/ca15"}  # fmt: skip
         if self.engine == "bwrap":
-            argv = [*bwrap_argv(self.python, base, env), *worker_argv(self.python, "/submission", read_fd, write_fd)]
-            cwd, child_env, drop, unshare = "/", {}, None, False
-        else:
-            env.update(HOME=str(base / "tmp"), TMPDIR=str(base / "tmp"), PYTHONPATH=str(base / "opt"))
-            argv = worker_argv(self.python, base / "submission", read_fd, write_fd)
-            cwd, child_env = str(base / "tmp"), env
-            drop = NOBODY if can_drop_privileges(self.python) else None
-            if drop:
-                for p in [base, *base.rglob("*")]:
-                    os.chown(p, *NOBODY)
-            global _NETNS_OK
-            if _NETNS_OK is None and os.geteuid() == 0:
-                _NETNS_OK = _can_unshare_network()
-            unshare = bool(_NETNS_OK)
+            return [*bwrap_argv(self.python, base, env), *tail("/submission", "/tmp")], "/", {}, None, False
+        tmp = str(base / "tmp")
+        env.update(HOME=tmp, TMPDIR=tmp, PYTHONPATH=str(base / "opt"))
+        drop = NOBODY if can_drop_privileges(self.python) else None
+        if drop:
+            for p in [base, *base.rglob("*")]:
+                os.chown(p, *NOBODY)
+        global _NETNS_OK
+        if _NETNS_OK is None and os.geteuid() == 0:
+            _NETNS_OK = _can_unshare_network()
+        return tail(str(base / "submission"), tmp), tmp, env, drop, bool(_NETNS_OK)
+
+    def launch(self, root: Path, read_fd: int, write_fd: int) -> subprocess.Popen:
+        """Start one worker on a fresh copy of ``root``; the returned process cleans up after itself."""
+        from grader.remote import worker_argv
+
+        base = self.stage(root)
+        argv, cwd, env, drop, unshare = self.command(base, lambda sub, tmp: worker_argv(self.python, sub, read_fd, write_fd))
         cgroup = PidsCgroup(self.limits.max_processes) if PidsCgroup.available() else None
-        proc = subprocess.Popen(argv, cwd=cwd, env=child_env, pass_fds=(read_fd, write_fd), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, pass_fds=(read_fd, write_fd), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 preexec_fn=_preexec(self.limits, drop, unshare, cgroup))  # fmt: skip
 

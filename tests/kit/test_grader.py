@@ -37,6 +37,9 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pyproject = (REPO / "pyproject.toml").read_text().replace("timeout = 120", "timeout = 10")
     (root / "pyproject.toml").write_text(pyproject)
     _submission(root / "reference", GOOD)
+    (root / "notebooks").mkdir()
+    assignment = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(double(21))", id="mk-1")])
+    nbformat.write(assignment, root / "notebooks" / "CA15.ipynb")
     (root / "tests" / "components" / "test_double.py").write_text(
         dedent(
             '''
@@ -77,9 +80,9 @@ def _submission(root: Path, algorithms: str, notebook: list[str] | None = None, 
         (root / name).mkdir(parents=True, exist_ok=True)
         (root / name / "__init__.py").write_text("")
     (root / "model_based_rl" / "algorithms.py").write_text(dedent(algorithms))
-    if notebook is not None:
-        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src) for src in notebook])
-        nbformat.write(nb, root / "CA15.ipynb")
+    if notebook is not None:  # the assignment's cells carry ids mk-1, mk-2, ... (the minikit's CA15.ipynb: mk-1)
+        cells = [nbformat.v4.new_code_cell(src, id=f"mk-{i}") for i, src in enumerate(notebook, start=1)]
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), root / "CA15.ipynb")
     for rel, text in (extra or {}).items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(dedent(text))
@@ -272,7 +275,8 @@ def test_notebook_errors_and_hangs_are_recorded_per_cell(kit: Path, tmp_path: Pa
     ]
     results, feedback = _grade(kit, tmp_path, GOOD, notebook=cells, run_notebook=True)
     nb = [t for t in results["tests"] if t["name"].startswith("Notebook")][0]
-    assert nb["score"] == 0 and "Cell 2: ZeroDivisionError" in nb["output"]
+    assert nb["score"] == 0 and "Cell [2] 1 / 0: ZeroDivisionError" in nb["output"]
+    assert "Cell [3] while True:: KeyboardInterrupt" in nb["output"] or "while True" in nb["output"]
     assert results["score"] == 4  # the tests' 4 points, the notebook's 1 point lost
 
 
@@ -286,6 +290,33 @@ def test_clean_notebook_earns_its_points(kit: Path, tmp_path: Path) -> None:
     assert results["score"] == 5
     executed = nbformat.read(out / "carol" / "notebook.ipynb", as_version=4)
     assert "42" in executed.cells[0].outputs[0]["text"]
+
+
+@pytest.mark.parametrize("cells", [[], ["print('unrelated')"]], ids=["no cells", "other cells"])
+def test_a_notebook_without_the_assignments_cells_earns_nothing(kit: Path, tmp_path: Path, cells: list[str]) -> None:
+    """An empty or unrelated notebook (no cell of CA15.ipynb by id) gets 0 notebook points and says why."""
+    sub = _submission(tmp_path / "dave", GOOD)
+    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src, id="other-1") for src in cells])
+    nbformat.write(book, sub / "CA15.ipynb")
+    out = tmp_path / "out"
+    out.mkdir()
+    grade_one(sub, out, _config(kit, run_notebook=True))
+    results = json.loads((out / "dave" / "results.json").read_text())
+    nb = [t for t in results["tests"] if t["name"].startswith("Notebook")][0]
+    assert nb["score"] == 0 and "not the assignment's notebook" in nb["output"] and "mk-1" in nb["output"]
+
+
+def test_what_the_notebook_writes_is_not_seen_by_the_tests(kit: Path, tmp_path: Path) -> None:
+    """A notebook cell that writes pytest.py and edits the submission's code changes nothing in the test run."""
+    cells = [
+        "from model_based_rl.algorithms import double\nprint(double(21))",
+        "import os, pathlib\n"
+        "for folder in {os.getcwd(), os.environ.get('TMPDIR', '/tmp'), os.path.expanduser('~')}:\n"
+        "    pathlib.Path(folder, 'pytest.py').write_text('raise SystemExit(0)')\n"
+        "pathlib.Path('model_based_rl/algorithms.py').write_text('def double(x):\\n    return 0\\n')",
+    ]
+    results, _ = _grade(kit, tmp_path, GOOD, notebook=cells, run_notebook=True)
+    assert results["score"] == 5, results
 
 
 def test_batch_grades_all_and_resumes_without_regrading(kit: Path, tmp_path: Path) -> None:
