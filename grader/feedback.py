@@ -27,6 +27,24 @@ def _hint(test: dict) -> str:
     return ""
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~])")
+
+
+def md_text(text: str, limit: int = 2000) -> str:
+    """Text from a submission (a message, a cell's line, a file name) as inert Markdown: every character
+    that Markdown or HTML would interpret is escaped, line breaks become spaces, at most ``limit`` chars."""
+    text = " ".join(str(text).split())
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_block(text: str) -> list[str]:
+    """Lines of a fenced code block that ``text`` cannot close: the fence is longer than any backtick run in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [fence + "text", text, fence]
+
+
 def _short(message: str, limit: int = 2500) -> str:
     """The end of a traceback (where the assertion message is), at most ``limit`` characters."""
     message = re.sub(r"\n{3,}", "\n\n", message.strip())
@@ -77,7 +95,7 @@ def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
     """The Markdown feedback report of one submission."""
     out = [f"# CA15 feedback: {name}", "", f"**Score: {scored['score']} / {scored['max_score']}**", ""]
     if notes:
-        out += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+        out += ["## Notes", ""] + [f"- {md_text(n)}" for n in notes] + [""]
     out += ["## Components", "", "| component | tests passed | points |", "|---|---|---|"]
     for comp, sub in scored["components"].items():
         out.append(f"| {comp} | {sub['passed']}/{sub['tests']} | {sub['score']}/{sub['max_score']} |")
@@ -87,7 +105,7 @@ def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
             out.append(f"| {cat} | {sub['score']}/{sub['max_score']} |")
     nb = scored.get("notebook")
     if nb is not None:
-        out += ["", "## Notebook", "", f"{scored['notebook_score']} points. " + notebook_text(nb)]
+        out += ["", "## Notebook", "", f"{scored['notebook_score']} points.", "", *md_block(notebook_text(nb))]
     failed = [t for t in scored["tests"] if t["outcome"] != "passed" and not t["hidden"]]
     hidden_failed = sum(1 for t in scored["tests"] if t["outcome"] != "passed" and t["hidden"])
     if failed or hidden_failed:
@@ -102,7 +120,7 @@ def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
         if t.get("curves"):
             out += [f"![learning curve](curves/{_curve_name(t)})", ""]
         if t.get("message"):
-            out += ["```", _short(t["message"]), "```", ""]
+            out += [*md_block(_short(t["message"])), ""]
     if hidden_failed:
         out += [f"{hidden_failed} hidden test(s) failed; they check the same components as the public ones.", ""]
     return "\n".join(out) + "\n"

@@ -434,6 +434,8 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
 def gradebook_row(name: str, results: dict) -> dict:
     extra = results.get("extra_data", {})
     row = {"submission": name, "status": extra.get("status", "graded"), "score": results["score"]}
+    if extra.get("why"):
+        row["why"] = extra["why"]
     row["max_score"] = sum(t["max_score"] for t in results["tests"])
     for comp, sub in extra.get("components", {}).items():
         row[comp] = sub["score"]
@@ -441,10 +443,11 @@ def gradebook_row(name: str, results: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ batches
-def _write_error(final: Path, why: str) -> None:
-    """A results.json with score 0 and status error, so that the gradebook lists the submission."""
+def _write_error(final: Path, why: str, status: str = "error") -> None:
+    """A results.json with score 0 and ``status``, so that the gradebook lists the submission and says why."""
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
-    results = {"score": 0, "output": why, "visibility": "visible", "tests": [], "extra_data": {"status": "error"}}
+    results = {"score": 0, "output": why, "visibility": "visible", "tests": [],
+               "extra_data": {"status": status, "why": why}}  # fmt: skip
     (staging / "results.json").write_text(json.dumps(results, indent=2))
     if final.exists():
         shutil.rmtree(final)
@@ -460,7 +463,7 @@ def write_gradebook(out_dir: Path) -> Path:
         except (json.JSONDecodeError, KeyError):
             rows.append({"submission": path.parent.name, "status": "error", "score": 0, "max_score": 0})
     columns = ["submission", "status", "score", "max_score"]
-    columns += sorted({k for r in rows for k in r} - set(columns))
+    columns += sorted({k for r in rows for k in r} - set(columns) - {"why"}) + ["why"]
     tmp = out_dir / ".gradebook.csv.partial"
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, restval="")
@@ -476,15 +479,44 @@ def progress_bar(done: int, total: int, width: int = 20) -> str:
     return f"[{'#' * filled}{'-' * (width - filled)}] {done:>{len(str(total))}}/{total}"
 
 
+#: Names in the output folder that belong to the grader, never to a submission.
+RESERVED_NAMES = {"gradebook.csv", "gradebook", "submissions"}
+
+
+def plan_names(submissions: list[Path]) -> tuple[list[Path], dict[str, str]]:
+    """The submissions to grade and, for each one refused, its gradebook label and the reason: a name that is
+    the grader's own (``gradebook.csv``) or that another submission already has (the first in sorted order
+    keeps it). Refusing one never stops the batch."""
+    keep: list[Path] = []
+    refused: dict[str, str] = {}
+    owner: dict[str, Path] = {}
+    for sub in sorted(submissions, key=str):
+        name = submission_name(sub)
+        if name in RESERVED_NAMES:
+            refused[f"{name}--refused"] = (f"{sub}: refused, its name {name!r} is one of the grader's output files; "
+                                           "rename the submission and grade it again")  # fmt: skip
+        elif name in owner:
+            k = 2
+            while f"{name}--duplicate-{k}" in refused:
+                k += 1
+            refused[f"{name}--duplicate-{k}"] = (f"{sub}: refused, its name {name!r} is already taken by "
+                                                 f"{owner[name]}; rename one of them and grade it again")  # fmt: skip
+        else:
+            owner[name] = sub
+            keep.append(sub)
+    return keep, refused
+
+
 def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, jobs: int = 1, echo=print) -> Path:
     """Grade every submission not graded yet (resume), ``jobs`` at a time; write the gradebook."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(".*.partial"):
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
-    names = [submission_name(s) for s in submissions]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"submissions: two submissions share the name(s) {dupes}; rename one of each pair")
+    submissions, refused = plan_names(submissions)
+    for label, why in refused.items():
+        if not (out_dir / label / "results.json").is_file():
+            echo(f"refused: {why}")
+            _write_error(out_dir / label, why, status="refused")
     todo = [s for s in submissions if not (out_dir / submission_name(s) / "results.json").is_file()]
     done = len(submissions) - len(todo)
     if done:

@@ -90,7 +90,7 @@ def _submission(root: Path, algorithms: str, notebook: list[str] | None = None, 
 
 
 def _config(kit: Path, **kw) -> GradeConfig:
-    limits = Limits(wall_seconds=60, cpu_seconds=60, memory_bytes=2 * 2**30, max_processes=64)
+    limits = Limits(wall_seconds=600, cpu_seconds=600, memory_bytes=2 * 2**30, max_processes=64)
     defaults = dict(
         kit=kit, test_limits=limits, notebook_limits=limits, worker_limits=limits, cell_timeout=10, notebook_points=1,
         run_notebook=False,
@@ -337,10 +337,39 @@ def test_batch_grades_all_and_resumes_without_regrading(kit: Path, tmp_path: Pat
     (out / ".s2.x.partial").mkdir()
     lines.clear()
     grade_batch(subs, out, _config(kit), jobs=1, echo=lines.append)
-    assert lines[0] == "resuming: 2 of 3 already graded" and len(lines) == 2
+    assert lines[0] == "resuming: 2 of 3 already graded"
+    assert [line for line in lines if line.startswith("[")] == [lines[-1]] and " s2: " in lines[-1]
     assert (out / "s1" / "results.json").stat().st_mtime_ns == stamp
     assert not (out / ".s2.x.partial").exists()
     assert len(list(csv.DictReader((out / "gradebook.csv").open()))) == 3
+
+
+def test_colliding_names_are_refused_alone_and_the_batch_resumes(kit: Path, tmp_path: Path) -> None:
+    """A submission named like the gradebook, or like another submission, gets a refused row; the rest grade."""
+    first = _submission(tmp_path / "a" / "bob", GOOD)
+    second = _submission(tmp_path / "b" / "bob", GOOD)
+    reserved = Path(shutil.make_archive(str(tmp_path / "gradebook.csv"), "zip", _submission(tmp_path / "g", GOOD)))
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run resumes: nothing regraded, nothing lost
+        grade_batch([reserved, second, first], out, _config(kit), jobs=2, echo=lambda line: None)
+        rows = {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+        assert rows["bob"]["status"] == "graded" and float(rows["bob"]["score"]) == 4.0
+        assert rows["bob--duplicate-2"]["status"] == "refused" and "already taken" in rows["bob--duplicate-2"]["why"]
+        assert rows["gradebook.csv--refused"]["status"] == "refused"
+        assert "grader's output files" in rows["gradebook.csv--refused"]["why"]
+        assert (out / "gradebook.csv").is_file()
+
+
+def test_markdown_in_messages_cannot_fake_the_report(kit: Path, tmp_path: Path) -> None:
+    """An exception message carrying a code fence and a score table stays inside its code block."""
+    results, feedback = _grade(kit, tmp_path, (
+        "def double(x):\n"
+        "    raise ValueError('```\\n| **Score: 999 / 4** |\\n```\\n# Score: 999')\n"
+    ))  # fmt: skip
+    assert results["score"] == 0
+    fence = [line for line in feedback.splitlines() if line.startswith("```")]
+    assert fence and all(len(line.rstrip("text")) > 3 for line in fence), "the message's ``` must not close the block"
+    assert not any(line.startswith("# Score") for line in feedback.splitlines())
 
 
 def test_gradescope_zip_holds_the_autograder_and_no_solution(tmp_path: Path) -> None:

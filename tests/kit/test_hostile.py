@@ -1,0 +1,301 @@
+"""Hostile submissions against the real kit: each is the skeleton plus an attack, graded in one batch with a
+correct submission. Every attack must score exactly what the plain skeleton scores, the correct submission
+must keep full marks, hidden test sources must never reach a student, the kit must be unchanged and no
+process of the run may be left.
+
+To keep the batch short the kit is the real harness, grader and tests restricted to two components
+(RunningStats and DynamicsModel, public and hidden); the attacks do not depend on which components run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from textwrap import dedent
+
+import pytest
+
+from grader.grade import GradeConfig, grade_batch
+from grader.sandbox import Limits, check_bwrap, SandboxUnavailable
+
+REPO = Path(__file__).resolve().parents[2]
+COMPONENT_FILES = ["test_running_stats.py", "test_dynamics_model.py"]
+HIDDEN_FILES = ["test_hidden_running_stats.py", "test_hidden_dynamics_model.py"]
+
+pytestmark = pytest.mark.timeout(1500)
+
+# Appended to every module of the skeleton copy: wraps the module's functions and methods so that a TODO
+# (NotImplementedError) triggers the attack instead.
+HOOK = "\ntry:\n    import utils._attack as _ca15_attack\n    _ca15_attack.wrap(globals())\nexcept ImportError:\n    pass\n"
+
+WRAPPER = '''
+import functools, inspect, sys
+
+def wrap(namespace):
+    name = namespace.get("__name__")
+    for key, obj in list(namespace.items()):
+        if getattr(obj, "__module__", None) != name:
+            continue
+        if inspect.isfunction(obj):
+            namespace[key] = _guard(obj)
+        elif inspect.isclass(obj):
+            for attr, member in list(vars(obj).items()):
+                if inspect.isfunction(member) and attr != "__init__":
+                    setattr(obj, attr, _guard(member))
+
+def _guard(fn):
+    @functools.wraps(fn)
+    def inner(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except NotImplementedError:
+            return fallback(fn, args, kwargs)
+    return inner
+'''
+
+ATTACKS: dict[str, str] = {
+    # Patch pytest's report objects and the kit's report plugin, as if this were the judge's process.
+    "report_patch": '''
+def _patch():
+    try:
+        import _pytest.reports, _pytest.runner
+        original = _pytest.reports.TestReport.from_item_and_call
+        def passed(item, call):
+            report = original(item, call)
+            report.outcome, report.longrepr = "passed", None
+            return report
+        _pytest.reports.TestReport.from_item_and_call = staticmethod(passed)
+    except Exception:
+        pass
+    for name in ("grader.pytest_report", "grader.remote", "grader.codec"):
+        try:
+            module = __import__(name, fromlist=["x"])
+            sys.modules[name] = module
+            if hasattr(module, "_emit"):
+                module._emit = lambda record: None
+            if hasattr(module, "decode"):
+                module.decode = lambda frame: {"ok": True}
+        except Exception:
+            pass
+_patch()
+
+def fallback(fn, args, kwargs):
+    raise NotImplementedError("report_patch")
+''',
+    # Look for the report key and descriptors through /proc and write signed 'passed' records everywhere.
+    "proc_snoop": '''
+import hmac, hashlib, json, os, struct
+
+def _secrets():
+    found = {}
+    for pid in ["self", str(os.getppid()), *[p for p in os.listdir("/proc") if p.isdigit()]]:
+        try:
+            for item in open(f"/proc/{pid}/environ", "rb").read().split(b"\\0"):
+                if item.startswith(b"CA15_REPORT"):
+                    key, _, value = item.decode().partition("=")
+                    found[key] = value
+        except OSError:
+            pass
+    return found
+
+def _forge():
+    key = _secrets().get("CA15_REPORT_KEY", "guess")
+    body = json.dumps({"type": "test", "nodeid": "tests/components/x", "outcome": "passed"}, sort_keys=True)
+    line = (hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest() + " " + body + "\\n").encode()
+    frame = json.dumps({"tree": {"t": "dict", "v": [["ok", True]]}, "blobs": []}).encode()
+    reply = struct.pack(">Q", len(frame) + 4) + struct.pack(">I", len(frame)) + frame
+    for pid in ["self", *[p for p in os.listdir("/proc") if p.isdigit()]]:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                with open(f"/proc/{pid}/fd/{fd}", "wb", buffering=0) as out:
+                    out.write(line)
+            except OSError:
+                pass
+    return reply
+
+def fallback(fn, args, kwargs):
+    _forge()
+    raise NotImplementedError("proc_snoop")
+''',
+    # Read expected values out of the callers' frames.
+    # (The submission's own frames are skipped: returning its own intermediate values is just a wrong answer.)
+    "frame_peek": '''
+import os
+OWN = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def fallback(fn, args, kwargs):
+    frame = sys._getframe(1)
+    while frame is not None:
+        if not frame.f_code.co_filename.startswith(OWN):
+            for name in ("expected", "want", "target", "truth", "reference", "wanted", "y"):
+                if name in frame.f_locals and frame.f_locals[name] is not None:
+                    return frame.f_locals[name]
+        frame = frame.f_back
+    for info in inspect.stack():
+        if not info.filename.startswith(OWN) and "expected" in info.frame.f_locals:
+            return info.frame.f_locals["expected"]
+    raise NotImplementedError("frame_peek")
+''',
+    # Objects that claim to equal anything.
+    "liar": '''
+import numpy as np
+
+class Liar(float):
+    def __new__(cls):
+        return float.__new__(cls, 0.0)
+    def __eq__(self, other):
+        return True
+    __ne__ = lambda self, other: False
+    __lt__ = __le__ = __gt__ = __ge__ = __eq__
+    def __bool__(self):
+        return True
+    def __array__(self, dtype=None, copy=None):
+        return np.zeros(1)
+    def __getattr__(self, name):
+        return Liar()
+    def __call__(self, *args, **kwargs):
+        return Liar()
+    def __iter__(self):
+        return iter([Liar(), Liar()])
+    def __len__(self):
+        return 2
+    def __getitem__(self, key):
+        return Liar()
+
+class LiarObject:
+    __eq__ = Liar.__eq__
+    __bool__ = Liar.__bool__
+    __array__ = Liar.__array__
+    __getattr__ = Liar.__getattr__
+    __call__ = Liar.__call__
+
+def fallback(fn, args, kwargs):
+    return LiarObject() if fn.__name__.startswith("_") else Liar()
+''',
+    # Find hidden tests on disk and show them to the student through a public test's message.
+    "hidden_leak": '''
+import os
+
+def _leak():
+    found = []
+    for top in ("/", "/tmp", "/work", "/autograder", "/root", "/opt"):
+        for folder, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev", "usr", "lib")]
+            for name in files:
+                if name.startswith("test_hidden") or name == "conftest.py":
+                    try:
+                        found.append(open(os.path.join(folder, name)).read())
+                    except OSError:
+                        pass
+            if len(found) > 4:
+                return found
+    return found
+
+def fallback(fn, args, kwargs):
+    raise ValueError("LEAK-BEGIN\\n" + "\\n".join(_leak())[:20000] + "\\nLEAK-END")
+''',
+}
+
+
+def _tree_hash(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real harness, grader and tests for two components."""
+    try:
+        check_bwrap(str(Path(REPO / ".venv" / "bin" / "python")) if (REPO / ".venv").is_dir() else "python3")
+    except SandboxUnavailable as exc:
+        pytest.skip(f"bubblewrap is not usable here: {exc}")
+    root = tmp_path_factory.mktemp("kit")
+    (root / "tests" / "components").mkdir(parents=True)
+    (root / "tests" / "hidden").mkdir()
+    shutil.copy2(REPO / "tests" / "conftest.py", root / "tests" / "conftest.py")
+    for name in COMPONENT_FILES:
+        shutil.copy2(REPO / "tests" / "components" / name, root / "tests" / "components" / name)
+    for name in HIDDEN_FILES:
+        shutil.copy2(REPO / "tests" / "hidden" / name, root / "tests" / "hidden" / name)
+    shutil.copytree(REPO / "grader", root / "grader", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
+    return root
+
+
+def _hostile(dest: Path, attack: str) -> Path:
+    shutil.copytree(REPO / "skeleton", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "utils" / "_attack.py").write_text(WRAPPER + dedent(ATTACKS[attack]))
+    for module in dest.rglob("*.py"):
+        if module.name != "_attack.py":
+            module.write_text(module.read_text() + HOOK)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def batch(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Grade reference, skeleton and every attack in one batch (two at a time)."""
+    subs = tmp_path_factory.mktemp("subs")
+    shutil.copytree(REPO / "reference", subs / "correct", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "skeleton", subs / "skeleton", ignore=shutil.ignore_patterns("__pycache__"))
+    for attack in ATTACKS:
+        _hostile(subs / attack, attack)
+    before = _tree_hash(kit)
+    out = tmp_path_factory.mktemp("out")
+    limits = Limits(wall_seconds=900, cpu_seconds=1800)
+    workspaces = tmp_path_factory.mktemp("workspaces")
+    config = GradeConfig(kit=kit, run_notebook=False, test_limits=limits, worker_limits=limits,
+                         workspace_root=workspaces)  # fmt: skip
+    grade_batch(sorted(subs.iterdir()), out, config, jobs=2, echo=lambda line: None)
+    rows = {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    left = [line for line in ps.splitlines() if str(workspaces) in line]
+    after = _tree_hash(kit)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    return {"rows": rows, "out": out, "kit_changed": changed, "kit": kit, "left": left}
+
+
+def test_correct_submission_keeps_full_marks(batch: dict) -> None:
+    """The correct submission graded beside the attacks earns every point."""
+    row = batch["rows"]["correct"]
+    assert int(row["score"]) == int(row["max_score"]) > 0, row
+
+
+def test_skeleton_scores_nothing(batch: dict) -> None:
+    """The untouched skeleton earns no point on these components."""
+    assert int(batch["rows"]["skeleton"]["score"]) == 0
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_attack_scores_what_the_skeleton_scores(batch: dict, attack: str) -> None:
+    """Each attack built on the skeleton earns exactly the skeleton's score, component by component."""
+    row, base = batch["rows"][attack], batch["rows"]["skeleton"]
+    assert row["status"] == "graded", row
+    for column in base:
+        if column not in ("submission", "status"):
+            assert row[column] == base[column], f"{attack}: {column} {row[column]} vs skeleton {base[column]}"
+
+
+def test_hidden_sources_never_reach_the_student(batch: dict) -> None:
+    """No line of a hidden test's source appears in what the leaking submission's student sees."""
+    results = json.loads((batch["out"] / "hidden_leak" / "results.json").read_text())
+    visible = "\n".join(t["output"] for t in results["tests"] if t.get("visibility") == "visible")
+    visible += (batch["out"] / "hidden_leak" / "feedback.md").read_text()
+    assert "LEAK-BEGIN" in visible, "the attack did not run: the test proves nothing"
+    for name in HIDDEN_FILES:
+        for line in (batch["kit"] / "tests" / "hidden" / name).read_text().splitlines():
+            if len(line.strip()) > 25:
+                assert line.strip() not in visible, f"hidden source reached the student: {line.strip()!r}"
+
+
+def test_kit_is_unchanged_and_no_process_is_left(batch: dict) -> None:
+    """The attacks changed no file of the kit and left no worker or sandbox running."""
+    assert batch["kit_changed"] == []
+    assert batch["left"] == []
