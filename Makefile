@@ -10,10 +10,12 @@ JOBS   ?= 2
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# The pinned grading environment (constraints.txt) plus the kit itself, editable.
+# The pinned grading environment (constraints.txt) plus the kit itself, editable; and bubblewrap, the sandbox
+# every run of submission code needs (installed with apt-get when we are root on Debian/Ubuntu, else explained).
 install: $(PY)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	@sh grader/install_bwrap.sh
 
 # Graded tests against IMPL (default: reference), plus the kit's own tests.
 test:
