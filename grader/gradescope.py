@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 import shutil
 import sys
 import tempfile
@@ -25,13 +26,18 @@ from grader.grade import GradeConfig, grade_one
 REPO = Path(__file__).resolve().parent.parent
 
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope setup: the pinned grading environment (CPU build of torch) in /autograder/venv.
+# Gradescope setup: the pinned grading environment (CPU build of torch) in /autograder/venv, bubblewrap, and
+# the unprivileged user that runs submission code where the container allows no namespaces. The kit (tests,
+# harness, grader) is made readable by root only: submission code never runs as root.
 set -euo pipefail
-apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-dev > /dev/null
+apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-dev bubblewrap > /dev/null
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install --quiet --upgrade pip
 /autograder/venv/bin/pip install --quiet --extra-index-url https://download.pytorch.org/whl/cpu \\
-    -c /autograder/source/ca15-kit/constraints.txt -e '/autograder/source/ca15-kit[test]'
+    -c /autograder/source/ca15-kit/constraints.txt '/autograder/source/ca15-kit[test]'
+id -u ca15-worker >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin ca15-worker
+chmod -R go-rwx /autograder/source
+chmod -R a+rX /autograder/venv
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -76,9 +82,29 @@ def build(out: Path, kit: Path = REPO) -> Path:
     return out
 
 
+def choose_sandbox(python: str) -> str:
+    """bubblewrap where the container allows it, else the unprivileged user that setup.sh made, else none."""
+    import pwd
+
+    from grader.sandbox import SANDBOX_USER, SandboxUnavailable, check_bwrap
+
+    try:
+        check_bwrap(python)
+        return "bwrap"
+    except SandboxUnavailable:
+        pass
+    try:
+        pwd.getpwnam(SANDBOX_USER)
+        return "user"
+    except KeyError:
+        return "none"
+
+
 def run(root: Path, config: GradeConfig | None = None) -> Path:
-    """Grade ``root/submission`` and write ``root/results/results.json`` (Gradescope's contract)."""
+    """Grade ``root/submission`` and write ``root/results/results.json`` (Gradescope's contract), as root,
+    after every sandboxed run of the submission is over."""
     config = config or GradeConfig(kit=Path.cwd())
+    config = replace(config, sandbox=choose_sandbox(config.python))
     results_dir = root / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ca15-gs-out-") as tmp:

@@ -358,6 +358,8 @@ WORKER_MODULES = ("__init__.py", "worker.py", "codec.py", "impl.py")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc/alternatives", "/etc/fonts")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/etc/mime.types")
 SANDBOX_UID = 65534
+#: The unprivileged user of the "user" engine (created by the Gradescope setup.sh).
+SANDBOX_USER = "ca15-worker"
 
 
 class SandboxUnavailable(RuntimeError):
@@ -366,7 +368,8 @@ class SandboxUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class WorkerSandbox:
-    """How the judge starts workers: ``engine`` "bwrap" (bubblewrap) or "none" (rlimits only, unsandboxed).
+    """How the judge starts workers: ``engine`` "bwrap" (bubblewrap), "user" (the dedicated unprivileged user
+    ``ca15-worker``, for containers without namespaces: Gradescope) or "none" (rlimits only, unsandboxed).
 
     Each worker gets a fresh folder under ``scratch``: its own writable copy of the implementation root
     (``/submission`` inside) and its own ``/tmp``; the system, the interpreter and the virtualenv are
@@ -393,6 +396,9 @@ class WorkerSandbox:
             return (f"bubblewrap {bwrap_version()} ({shutil.which('bwrap')}): uid {SANDBOX_UID} inside; user, pid, "
                     "ipc, uts, network (loopback only) and mount namespaces; read-only system and interpreter; "
                     f"memory {self.limits.memory_bytes >> 20} MiB, CPU {self.limits.cpu_seconds} s")  # fmt: skip
+        if self.engine == "user":
+            return (f"user {SANDBOX_USER} (no namespaces here): the kit is readable by root only; resource limits, "
+                    "a private network namespace where allowed")  # fmt: skip
         return "unsandboxed (--no-sandbox): resource limits only; the worker shares this machine's file system"
 
     def stage(self, root: Path, modules: tuple[str, ...] = WORKER_MODULES) -> Path:
@@ -417,10 +423,16 @@ class WorkerSandbox:
             return [*bwrap_argv(self.python, base, env), *tail("/submission", "/tmp")], "/", {}, None, False
         tmp = str(base / "tmp")
         env.update(HOME=tmp, TMPDIR=tmp, PYTHONPATH=str(base / "opt"))
-        drop = NOBODY if can_drop_privileges(self.python) else None
+        if self.engine == "user":  # Gradescope without namespaces: a dedicated unprivileged user (setup.sh)
+            import pwd
+
+            entry = pwd.getpwnam(SANDBOX_USER)
+            drop: tuple[int, int] | None = (entry.pw_uid, entry.pw_gid)
+        else:
+            drop = NOBODY if can_drop_privileges(self.python) else None
         if drop:
             for p in [base, *base.rglob("*")]:
-                os.chown(p, *NOBODY)
+                os.chown(p, *drop)
         global _NETNS_OK
         if _NETNS_OK is None and os.geteuid() == 0:
             _NETNS_OK = _can_unshare_network()

@@ -86,6 +86,17 @@ class Dispatcher:
         self.next_id = 1
         self.last_exception: BaseException | None = None
 
+    def warm(self) -> None:
+        """Import the root's public modules before the first test, so that import time never counts against a
+        test's time limit. Best effort: a module that fails to import fails again, visibly, when a test asks."""
+        from grader.impl import PUBLIC_API
+
+        for module in dict.fromkeys(PUBLIC_API.values()):
+            try:
+                self.impl.module(module)
+            except BaseException:  # noqa: BLE001 - reported by the test that needs the module
+                pass
+
     # -- handles
     def register(self, obj: object) -> dict:
         hid = self.ids.get(id(obj))
@@ -202,6 +213,7 @@ def serve(root: str, read_fd: int, write_fd: int) -> int:
     os.set_inheritable(write_fd, False)
     try:
         dispatcher = Dispatcher(root)
+        dispatcher.warm()
         ready = b"ready"
     except BaseException as exc:  # noqa: BLE001 - the root does not import: say so in the handshake
         dispatcher = None

@@ -41,7 +41,7 @@ if str(REPO) not in sys.path:  # the kit's own package, also when it is not pip-
 
 from grader.impl import resolve_root
 from grader.markers import MARKERS, category_of, marker_errors, points_of
-from grader.remote import LocalSession, ProcessSession, RemoteImplementation, Session, ship_by_value
+from grader.remote import LocalSession, ProcessSession, RemoteImplementation, Session, WorkerLost, ship_by_value
 
 GRADED_DIRS = ("components", "hidden")
 
@@ -213,6 +213,8 @@ class Workers:
         self.config = config
         self.session: Session | None = None
         self.hidden: bool | None = None
+        self.failed_starts: dict[bool, int] = {}
+        self.last_failure = ""
 
     def for_test(self, item: pytest.Item) -> Session:
         hidden = _is_hidden(item)
@@ -225,7 +227,15 @@ class Workers:
             self.session.close()
             self.session = None
         if self.session is None:
-            self.session = ProcessSession(root, launcher=getattr(self.config, "ca15_launcher", None))
+            if self.failed_starts.get(hidden, 0) >= 2:  # it died twice while importing: it will again
+                raise WorkerLost(f"the implementation's worker could not start (twice): {self.last_failure}")
+            try:
+                self.session = ProcessSession(root, launcher=getattr(self.config, "ca15_launcher", None))
+            except WorkerLost as exc:
+                self.failed_starts[hidden] = self.failed_starts.get(hidden, 0) + 1
+                self.last_failure = str(exc)
+                raise
+            self.failed_starts[hidden] = 0
             self.hidden = hidden
         return self.session
 

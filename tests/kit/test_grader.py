@@ -387,7 +387,7 @@ def test_gradescope_zip_holds_the_autograder_and_no_solution(tmp_path: Path) -> 
 
 
 def test_run_autograder_grades_a_fake_autograder_tree(kit: Path, tmp_path: Path) -> None:
-    """run_autograder, unzipped into a fake /autograder, writes results/results.json for the submission."""
+    """run_autograder in a fake /autograder grades the submission; its worker cannot read the kit's tests."""
     import os
     import subprocess
     import sys
@@ -398,12 +398,24 @@ def test_run_autograder_grades_a_fake_autograder_tree(kit: Path, tmp_path: Path)
     root = tmp_path / "autograder"
     zipfile.ZipFile(build(tmp_path / "autograder.zip", kit=kit)).extractall(root / "source")
     (root / "source" / "run_autograder").chmod(0o755)
-    _submission(root / "submission", GOOD)
+    hidden = root / "source" / "ca15-kit" / "tests" / "hidden" / "test_double_hidden.py"
+    snoop = f"""
+def double(x):
+    for path in ({str(hidden)!r}, {str(root / "source")!r}):
+        try:
+            raise ValueError("READ THE KIT: " + (open(path).read() if path.endswith(".py") else str(__import__("os").listdir(path))))
+        except (FileNotFoundError, PermissionError, NotADirectoryError):
+            pass
+    return 2 * x
+"""
+    _submission(root / "submission", snoop)
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "CA15_PYTHON": sys.executable}
     proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((root / "results" / "results.json").read_text())
-    assert results["score"] == 4 and len(results["tests"]) == 4  # 3 tests, and the notebook entry (none: 0)
+    # full marks: the worker could read neither the kit's hidden tests nor the kit's folder
+    assert results["score"] == 4 and len(results["tests"]) == 4, results  # 3 tests and the notebook entry (none: 0)
+    assert "READ THE KIT" not in json.dumps(results)
 
 
 def test_failed_convergence_test_gets_its_learning_curve_plotted(tmp_path: Path) -> None:
