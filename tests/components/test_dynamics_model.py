@@ -91,7 +91,6 @@ def test_loss_is_the_nll_plus_bound_regulariser(impl, model, device):
     torch.testing.assert_close(model.loss(s, a, ns, r[:, None]), loss)
 
 
-@pytest.mark.gradient
 def _loss_grad_norms(impl, model, batch):
     """In the worker: backpropagate the loss; the summed |grad| of every named parameter (None: no grad)."""
     model.loss(*batch).backward()
@@ -158,9 +157,9 @@ def test_soft_bound_log_std_stays_in_bounds(impl, raw, low, width):
 @pytest.mark.property
 @settings(max_examples=5)
 @given(scale=st.floats(0.5, 2.0))
-def test_samples_follow_the_predicted_gaussian(impl, device, scale):
+def test_samples_follow_the_predicted_gaussian(impl, device, reseed, scale):
     """Many samples at one input have the forward's mean and std (within sampling error)."""
-    torch.manual_seed(0)
+    reseed(0)  # every hypothesis example starts from the same seed, in the judge and the worker
     m = impl.DynamicsModel(state_dim=2, action_dim=1, hidden_dim=16, device=device)
     n = 20000
     s = scale * torch.ones(n, 2, device=device)
@@ -200,9 +199,8 @@ def test_recovers_noisy_linear_system(impl, device, reseed, seed):
     for _ in range(600):
         idx = torch.randint(0, 4096, (256,), device=device)
         m.train_step(S_[idx], A_b[idx], NS[idx], R[idx])
-    s, a, _, _ = data(2000)
-    with torch.no_grad():
-        out = m(s.to(device), a.to(device))
+    s, a, _, _ = data(2000)  # fresh inputs, drawn by the judge after training
+    out = m(s.to(device), a.to(device))
     true_mean = (s @ A_.T + a @ B_.T).to(device)
     true_r = (s[:, 0] - a[:, 0]).to(device)
     assert (out["next_state_mean"] - true_mean).abs().mean() < 0.5 * sig

@@ -41,11 +41,29 @@ class OldStyleChain:
         return np.array([self.pos], dtype=np.float32), float(at_goal), at_goal or timeout, info
 
 
+class BrokenStepChain(OldStyleChain):
+    """An OldStyleChain whose step returns only 3 values."""
+
+    def step(self, action):
+        return super().step(action)[:3]
+
+
+def _in_worker(impl, factory, *args, **kwargs):
+    """In the worker: ``factory(*args, **kwargs)``, kept there (the judge gets a handle), so that the calls
+    of EnvironmentUtils act on one environment object whose state the judge can then read."""
+    return factory(*args, **kwargs)
+
+
+def _gym_make(impl, name):
+    """In the worker: ``gymnasium.make(name)`` (the judge gets a handle)."""
+    return gym.make(name)
+
+
 @pytest.mark.shape
 @pytest.mark.points(0)
 def test_gymnasium_reset_and_step(impl):
     """On CartPole-v1, reset gives (obs, info) and step gives a 5-tuple of the right types; seeds reproduce."""
-    env = gym.make("CartPole-v1")
+    env = impl.run(_gym_make, "CartPole-v1")
     E = impl.EnvironmentUtils
     obs, info = E.reset(env, seed=3)
     obs2, _ = E.reset(env, seed=3)
@@ -63,7 +81,7 @@ def test_gymnasium_reset_and_step(impl):
 def test_old_style_env_reset_and_step(impl):
     """A 4-tuple env: reset(seed) falls back to env.seed; done maps to terminated, or to truncated on timeout."""
     E = impl.EnvironmentUtils
-    env = OldStyleChain(length=2, limit=3)
+    env = impl.run(_in_worker, OldStyleChain, length=2, limit=3)
     obs, info = E.reset(env, seed=7)
     assert env.seeded_with == 7 and obs.tolist() == [0.0] and info == {}
     assert E.step(env, 1)[2:4] == (False, False)
@@ -94,7 +112,7 @@ def test_rollout_records_the_episode(impl):
 def test_evaluate_is_seeded_and_summarises(impl):
     """evaluate on CartPole returns mean/std return and length; the same seed gives the same numbers."""
     E = impl.EnvironmentUtils
-    env = gym.make("CartPole-v1")
+    env = impl.run(_gym_make, "CartPole-v1")
     policy = lambda obs: int(obs[2] + obs[3] > 0)
     a = E.evaluate(env, policy, num_episodes=3, seed=11, max_steps=100)
     b = E.evaluate(env, policy, num_episodes=3, seed=11, max_steps=100)
@@ -113,13 +131,8 @@ def test_evaluate_is_seeded_and_summarises(impl):
 @pytest.mark.points(0)
 def test_step_rejects_malformed_returns_and_reports_dims(impl):
     """A step returning 3 values raises ValueError; space_dims reads CartPole's (4, 2, discrete)."""
-
-    class Broken(OldStyleChain):
-        def step(self, action):
-            return super().step(action)[:3]
-
-    env = Broken()
+    env = impl.run(_in_worker, BrokenStepChain)
     env.reset()
     with pytest.raises(ValueError, match="env.step"):
         impl.EnvironmentUtils.step(env, 1)
-    assert impl.EnvironmentUtils.space_dims(gym.make("CartPole-v1")) == (4, 2, True)
+    assert impl.EnvironmentUtils.space_dims(impl.run(_gym_make, "CartPole-v1")) == (4, 2, True)

@@ -23,12 +23,12 @@ def value_iteration(P: np.ndarray, R: np.ndarray, gamma: float, tol: float = 1e-
     return V
 
 
-@pytest.mark.shape
-@pytest.mark.points(0)
-@pytest.mark.parametrize("observation", ["coords", "onehot", "index"])
-@pytest.mark.parametrize("render_mode", [None, "ansi", "rgb_array"])
-def test_passes_gymnasium_env_checker(impl, observation, render_mode):
-    """gymnasium's check_env accepts the env for every observation and render mode."""
+def _check_env(impl, observation, render_mode):
+    """In the worker: gymnasium's check_env on a walled, slippery grid and on dyna_maze (raises on a problem).
+
+    check_env needs the environment object itself (an instance of gymnasium.Env, its generators and
+    spaces), so it runs where the environment lives; a failed check comes back as the exception it raised.
+    """
     import warnings
 
     from gymnasium.utils.env_checker import check_env
@@ -40,6 +40,26 @@ def test_passes_gymnasium_env_checker(impl, observation, render_mode):
         warnings.simplefilter("ignore")  # "not able to test alternative render modes": no gym.make spec
         check_env(env, skip_render_check=render_mode is None)
         check_env(impl.SimpleGridWorld.dyna_maze(observation=observation, render_mode=render_mode))
+
+
+def _slip_landings(impl, env, action, draws, seed):
+    """In the worker: the index of the cell ``action`` reaches from the start, once after each of ``draws``
+    resets."""
+    env.reset(seed=seed)
+    landings = []
+    for _ in range(draws):
+        env.reset()
+        landings.append(env.state_to_index(env.step(action)[4]["position"]))
+    return landings
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+@pytest.mark.parametrize("observation", ["coords", "onehot", "index"])
+@pytest.mark.parametrize("render_mode", [None, "ansi", "rgb_array"])
+def test_passes_gymnasium_env_checker(impl, observation, render_mode):
+    """gymnasium's check_env accepts the env for every observation and render mode."""
+    assert impl.run(_check_env, observation, render_mode) is None
 
 
 @pytest.mark.shape
@@ -167,10 +187,8 @@ def test_slip_matches_transition_table_statistically(impl):
     P, _, _ = env.transition_table()
     s = env.state_to_index((1, 1))
     counts = np.zeros(env.n_states)
-    env.reset(seed=123)
-    for _ in range(4000):
-        env.reset()
-        counts[env.state_to_index(env.step(RIGHT)[4]["position"])] += 1
+    for index in impl.run(_slip_landings, env, RIGHT, 4000, seed=123):
+        counts[index] += 1
     freq = counts / 4000
     sigma = np.sqrt(P[s, RIGHT] * (1 - P[s, RIGHT]) / 4000)
     assert np.all(np.abs(freq - P[s, RIGHT]) <= 4 * sigma + 1e-9)

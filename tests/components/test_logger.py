@@ -4,12 +4,48 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 pytestmark = pytest.mark.component("Logger")
+
+
+def _make_dir(impl):
+    """In the worker: a fresh temporary folder (its path as a string)."""
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="ca15-logger-")
+
+
+def _remove_dir(impl, path):
+    """In the worker: remove the folder ``path`` and what it holds."""
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _is_file(impl, path):
+    """In the worker: whether ``path`` is a file there."""
+    return Path(path).is_file()
+
+
+def _read_text(impl, path):
+    """In the worker: the text of the file ``path``."""
+    return Path(path).read_text()
+
+
+@pytest.fixture
+def log_dir(impl):
+    """A fresh folder in the worker's file system (the worker may not see the judge's tmp_path)."""
+    path = Path(impl.run(_make_dir))
+    yield path
+    try:
+        impl.run(_remove_dir, str(path))
+    except Exception:  # noqa: BLE001 - a lost worker takes its files with it
+        pass
 
 
 @pytest.mark.shape
@@ -31,14 +67,14 @@ def test_in_memory_get_and_names(impl):
 @pytest.mark.shape
 @pytest.mark.points(0)
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
-def test_files_round_trip(impl, tmp_path, suffix):
+def test_files_round_trip(impl, log_dir, suffix):
     """What is logged to log_dir reloads with Logger.load from the JSON-lines or the CSV file."""
-    logger = impl.Logger(tmp_path / "run", name="metrics")
+    logger = impl.Logger(log_dir / "run", name="metrics")
     for step in range(5):
         logger.log(step * 10, loss=1.0 / (step + 1), episode_return=float(step) ** 2)
     logger.log_scalar("eval", 0.125, step=40)
-    path = tmp_path / "run" / f"metrics{suffix}"
-    assert path.exists()
+    path = log_dir / "run" / f"metrics{suffix}"
+    assert impl.run(_is_file, path)
     loaded = impl.Logger.load(path)
     for name in ("loss", "episode_return", "eval"):
         assert loaded.get(name) == logger.get(name)
@@ -46,13 +82,15 @@ def test_files_round_trip(impl, tmp_path, suffix):
 
 @pytest.mark.shape
 @pytest.mark.points(0)
-def test_file_formats(impl, tmp_path):
+def test_file_formats(impl, log_dir):
     """The CSV is long format step,name,value; each JSON line holds the step and the scalars of one call."""
-    logger = impl.Logger(tmp_path)
+    logger = impl.Logger(log_dir)
     logger.log(3, a=1.5, b=-2.0)
-    assert logger.csv_path.read_text().splitlines() == ["step,name,value", "3,a,1.5", "3,b,-2.0"]
-    assert json.loads(logger.jsonl_path.read_text().splitlines()[0]) == {"step": 3, "a": 1.5, "b": -2.0}
-    assert impl.Logger.load(tmp_path).get("b") == ([3], [-2.0])  # a folder loads its .jsonl
+    csv_text = impl.run(_read_text, logger.csv_path)
+    assert csv_text.splitlines() == ["step,name,value", "3,a,1.5", "3,b,-2.0"]
+    jsonl_text = impl.run(_read_text, logger.jsonl_path)
+    assert json.loads(jsonl_text.splitlines()[0]) == {"step": 3, "a": 1.5, "b": -2.0}
+    assert impl.Logger.load(log_dir).get("b") == ([3], [-2.0])  # a folder loads its .jsonl
 
 
 @pytest.mark.shape
@@ -70,7 +108,7 @@ def test_summary(impl):
 
 @pytest.mark.shape
 @pytest.mark.points(0)
-def test_bad_arguments(impl, tmp_path):
+def test_bad_arguments(impl, log_dir):
     """Non-scalar values, non-integer steps and missing files raise ValueError naming the problem."""
     logger = impl.Logger()
     with pytest.raises(ValueError, match="loss"):
@@ -80,4 +118,4 @@ def test_bad_arguments(impl, tmp_path):
     with pytest.raises(ValueError, match="loss"):
         logger.log(0, loss="high")
     with pytest.raises(ValueError, match="path"):
-        impl.Logger.load(tmp_path / "nope.jsonl")
+        impl.Logger.load(log_dir / "nope.jsonl")

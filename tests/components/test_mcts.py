@@ -4,6 +4,7 @@ expand_node."""
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -77,12 +78,51 @@ def delayed_reward_tree(state, action):
     return path, reward, True
 
 
-def _walk(node):
-    stack = [node]
+def _new(impl, cls, *args, **kwargs):
+    """In the worker: an instance of a test-owned class; its handle comes back, so that the judge can give that
+    very object to the implementation and read its state afterwards."""
+    return cls(*args, **kwargs)
+
+
+def _attach(impl, parent, children):
+    """In the worker: hang ``children`` (action -> node) under ``parent.children`` (trees built by hand)."""
+    for action, child in children.items():
+        parent.children[action] = child
+
+
+def _ids(impl, *objs):
+    """In the worker: ``id()`` of each object; the judge compares them for identity."""
+    return [id(o) for o in objs]
+
+
+def _tree(impl, root):
+    """In the worker: every node reachable from ``root`` as plain data, the root first. Nodes refer to each
+    other by ``id``: ``children`` maps action -> child id, ``parent`` is the parent's id (None for no parent)."""
+    rows, stack, seen = [], [root], set()
     while stack:
         n = stack.pop()
-        yield n
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        parent = n.parent
+        rows.append({
+            "id": id(n), "parent": None if parent is None else id(parent), "state": n.state, "action": n.action,
+            "reward": n.reward, "terminal": n.terminal, "visit_count": n.visit_count, "value_sum": n.value_sum,
+            "value": n.value, "depth": getattr(n, "depth", None),
+            "children": {a: id(ch) for a, ch in n.children.items()},
+        })  # fmt: skip
         stack.extend(n.children.values())
+    return rows
+
+
+def _tree_nodes(impl, root):
+    """The tree under the handle ``root``, read once from the worker: judge-side nodes (the fields of
+    :func:`_tree`, ``children`` as action -> node), the root first."""
+    rows = impl.run(_tree, root)
+    nodes = {row["id"]: SimpleNamespace(**row) for row in rows}
+    for node in nodes.values():
+        node.children = {a: nodes[i] for a, i in node.children.items()}
+    return list(nodes.values())
 
 
 # ----------------------------------------------------------------------------------------------- ucb / backup
@@ -119,12 +159,13 @@ def test_node_ucb_score_both_forms(impl):
     """parent.ucb_score(child, c) and child.ucb_score(parent_visits, c) both give reward + value + bonus."""
     root = impl.MCTSNode(0)
     child = impl.MCTSNode(1, parent=root, action=0, reward=1.0)
-    root.children[0] = child
+    impl.run(_attach, root, {0: child})
     root.visit_count, child.visit_count, child.value_sum = 9, 3, 6.0
     expected = 1.0 + 2.0 + 1.2 * math.sqrt(math.log(9) / 3)
     assert root.ucb_score(child, 1.2) == pytest.approx(expected)
     assert child.ucb_score(9, 1.2) == pytest.approx(expected)
-    assert root.best_child(1.2) is child
+    best_id, child_id = impl.run(_ids, root.best_child(1.2), child)
+    assert best_id == child_id
 
 
 @pytest.mark.shape
@@ -163,12 +204,12 @@ def test_select_child_hand_computed(impl):
     for a, (r, n, vs) in stats.items():
         ch = impl.MCTSNode(a, parent=root, action=a, reward=r)
         ch.visit_count, ch.value_sum = n, vs
-        root.children[a] = ch
+        impl.run(_attach, root, {a: ch})
     # c = 0: Q = 0 + 0.5 * 1 = 0.5, 1 + 0 = 1.0, 0 -> action 1.
     assert alg.select_child(root, 0.0, 0.5).action == 1
     # c = 2: bonus 2 sqrt(ln 10 / n): action 2 (n = 1) gets 3.03 against 1.86 and 2.52.
     assert alg.select_child(root, 2.0, 0.5).action == 2
-    root.children[3] = impl.MCTSNode(3, parent=root, action=3, reward=-10.0)
+    impl.run(_attach, root, {3: impl.MCTSNode(3, parent=root, action=3, reward=-10.0)})
     assert alg.select_child(root, 0.0, 0.5, np.random.default_rng(0)).action == 3
 
 
@@ -178,9 +219,10 @@ def test_expand_node_one_child_per_action_and_never_terminal(impl):
     alg = _alg(impl)
     root = impl.MCTSNode(5)
     alg.expand_node(root, 3, lambda node, a: (node.state + a, float(a) * 2, a == 2, None))
-    assert sorted(root.children) == [0, 1, 2]
-    for a, ch in root.children.items():
-        assert (ch.state, ch.reward, ch.terminal, ch.action, ch.parent) == (5 + a, 2.0 * a, a == 2, a, root)
+    top = _tree_nodes(impl, root)[0]
+    assert sorted(top.children) == [0, 1, 2]
+    for a, ch in top.children.items():
+        assert (ch.state, ch.reward, ch.terminal, ch.action, ch.parent) == (5 + a, 2.0 * a, a == 2, a, top.id)
         assert ch.visit_count == 0
     with pytest.raises(ValueError, match="terminal"):
         alg.expand_node(root.children[2], 3, lambda node, a: (0, 0.0, False, None))
@@ -194,7 +236,7 @@ def test_expand_node_one_child_per_action_and_never_terminal(impl):
 def test_notebook_cell_returns_action_2(impl):
     """The notebook's call (with num_actions=3) picks action 2 (towards the goal) for several seeds."""
     for seed in range(5):
-        env = SimpleMCTSEnv()
+        env = impl.run(_new, SimpleMCTSEnv)  # the env the planner gets, watched by the judge
         mcts = impl.MonteCarloTreeSearch(
             env=env, num_simulations=50, exploration_constant=1.4, max_depth=20, num_actions=3, seed=seed
         )
@@ -247,9 +289,9 @@ def test_node_values_are_means_of_backed_up_returns(impl):
     mcts = impl.MonteCarloTreeSearch(
         model=model, num_actions=2, num_simulations=40, max_depth=6, gamma=gamma, value_fn=value_fn, seed=1
     )
-    root = mcts.search(())
-    assert any(n.terminal and n.visit_count > 1 for n in _walk(root))
-    for node in _walk(root):
+    nodes = _tree_nodes(impl, mcts.search(()))
+    assert any(n.terminal and n.visit_count > 1 for n in nodes)
+    for node in nodes:
         if node.visit_count == 0:
             continue
         own = 0.0 if node.terminal else value_fn(node.state)
@@ -269,12 +311,13 @@ def test_terminal_nodes_are_never_expanded(impl):
     """Terminal nodes get visits but never children, and no node lies deeper than max_depth."""
     env = TwoGoalChain(five_tuple=True)
     mcts = impl.MonteCarloTreeSearch(env=env, num_simulations=200, max_depth=5, gamma=0.9, seed=0)
-    root = mcts.search(2)
-    terminals = [n for n in _walk(root) if n.terminal]
+    nodes = _tree_nodes(impl, mcts.search(2))
+    terminals = [n for n in nodes if n.terminal]
     assert any(n.visit_count > 0 for n in terminals)
     assert all(not n.children for n in terminals)
     assert all(n.state in (0, 6) for n in terminals)
-    assert max(n.depth for n in _walk(root)) <= 5
+    assert all(n.depth is not None for n in nodes), "MCTSNode.depth is missing"
+    assert max(n.depth for n in nodes) <= 5
 
 
 @pytest.mark.convergence
@@ -284,7 +327,7 @@ def test_four_and_five_tuple_envs_find_the_far_goal(impl):
     simulations for several seeds, through env.action_space.n, without stepping the original env."""
     for five in (True, False):
         for seed in range(3):
-            env = TwoGoalChain(five_tuple=five)
+            env = impl.run(_new, TwoGoalChain, five_tuple=five)  # the env the planner gets, watched by the judge
             mcts = impl.MonteCarloTreeSearch(
                 env=env, num_simulations=150, max_depth=12, gamma=0.9, rollout_depth=None, seed=seed
             )
@@ -316,5 +359,6 @@ def test_tree_reuse_keeps_the_subtree(impl):
     child = root.children[2]
     before = child.visit_count
     new_root = mcts.search(child.state)
-    assert new_root is child and new_root.parent is None
+    new_id, child_id = impl.run(_ids, new_root, child)
+    assert new_id == child_id and new_root.parent is None
     assert new_root.visit_count == before + 30

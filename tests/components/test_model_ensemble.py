@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -49,23 +50,36 @@ def test_ensemble_linear_matches_member_by_member(impl):
         torch.testing.assert_close(y[e], x[e] @ layer.weight[e] + layer.bias[e].reshape(1, 4))
 
 
+def _net_layers(impl, ens):
+    """In the worker: the layers of ``ens.net`` in order: ``("ensemble_linear", in, out, weight, bias)`` for
+    an EnsembleLinear, ``("module", handle)`` for any other layer (applied in the worker by the judge)."""
+    EnsembleLinear = impl.module("model_based_rl.algorithms").EnsembleLinear
+    return [
+        ("ensemble_linear", mod.in_features, mod.out_features, mod.weight.detach(), mod.bias.detach())
+        if isinstance(mod, EnsembleLinear) else ("module", mod)
+        for mod in ens.net
+    ]  # fmt: skip
+
+
 @pytest.mark.shape
 def test_ensemble_network_matches_sliced_single_networks(impl, ens, device):
     """The ensemble's network equals, member by member, a plain MLP built from that member's weight slices."""
     x = torch.randn(9, S + A, device=device)
     batched = ens.net(x.unsqueeze(0).expand(E, -1, -1))
-    EnsembleLinear = _alg(impl).EnsembleLinear
+    layers = impl.run(_net_layers, ens)
+    assert any(layer[0] == "ensemble_linear" for layer in layers), "ens.net holds no EnsembleLinear layer"
     for e in range(E):
-        layers = []
-        for mod in ens.net:
-            if isinstance(mod, EnsembleLinear):
-                lin = nn.Linear(mod.in_features, mod.out_features).to(device)
-                lin.weight.data = mod.weight.data[e].T.clone()
-                lin.bias.data = mod.bias.data[e, 0].clone()
-                layers.append(lin)
-            else:
-                layers.append(mod)
-        torch.testing.assert_close(batched[e], nn.Sequential(*layers)(x), rtol=1e-5, atol=1e-5)
+        h = x
+        for layer in layers:
+            if layer[0] == "ensemble_linear":
+                _, n_in, n_out, weight, bias = layer
+                lin = nn.Linear(n_in, n_out).to(device)
+                lin.weight.data = weight[e].T.clone().to(device)
+                lin.bias.data = bias[e, 0].clone().to(device)
+                h = lin(h).detach()
+            else:  # an activation (or other parameter-free layer) of the student's network
+                h = layer[1](h)
+        torch.testing.assert_close(batched[e], h, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.shape
@@ -136,11 +150,33 @@ def test_combined_variance_is_the_mixture_variance(impl, mus, sig):
     assert (ale**2 + epi**2).item() == pytest.approx(mix_var.item(), rel=1e-6, abs=1e-9)
 
 
+PREDICTION_FIELDS = (
+    "next_state_mean",
+    "reward_mean",
+    "aleatoric_std",
+    "epistemic_std",
+    "reward_aleatoric_std",
+    "reward_epistemic_std",
+)
+
+
+def _predict(impl, ens, states, actions):
+    """In the worker: ``ens.predict(states, actions)``, its named fields read by name (a namedtuple would
+    otherwise come back as a plain tuple)."""
+    p = ens.predict(states, actions)
+    return {name: getattr(p, name) for name in PREDICTION_FIELDS}
+
+
+def _prediction(impl, ens, states, actions) -> SimpleNamespace:
+    """The judge's view of ``ens.predict(states, actions)``: its fields as attributes."""
+    return SimpleNamespace(**impl.run(_predict, ens, states, actions))
+
+
 @pytest.mark.shape
-def test_predict_returns_named_moments(ens, device):
+def test_predict_returns_named_moments(impl, ens, device):
     """predict gives EnsemblePrediction with (B,S) state moments and (B,) reward moments from the members."""
     s, a = torch.randn(8, S, device=device), torch.randn(8, A, device=device)
-    p = ens.predict(s, a)
+    p = _prediction(impl, ens, s, a)
     assert p.next_state_mean.shape == p.aleatoric_std.shape == p.epistemic_std.shape == (8, S)
     assert p.reward_mean.shape == p.reward_aleatoric_std.shape == p.reward_epistemic_std.shape == (8,)
     out = ens(s, a)
@@ -209,18 +245,34 @@ def test_train_step_seed_cell_and_loss_decreases(impl, device):
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.1
 
 
+def _member_grad_norms(impl, ens, batch):
+    """In the worker: backpropagate the ensemble loss; the loss and, per named parameter, None (no grad),
+    the per-member summed |grad| of an (E, in, out) weight, or the summed |grad| of any other parameter."""
+    loss = ens.loss(*batch)
+    loss.backward()
+    norms = {}
+    for name, p in ens.named_parameters():
+        if p.grad is None:
+            norms[name] = None
+        elif p.dim() == 3:
+            norms[name] = p.grad.abs().sum(dim=(1, 2)).tolist()
+        else:
+            norms[name] = float(p.grad.abs().sum())
+    return loss.detach(), norms
+
+
 @pytest.mark.gradient
-def test_gradient_reaches_every_member(ens, device):
+def test_gradient_reaches_every_member(impl, ens, device):
     """The ensemble loss on bootstrapped batches gives every member's weight slice a non-zero gradient."""
     idx = torch.randint(0, 16, (E, 16), device=device)
     s, a, ns, r = (torch.randn(16, d, device=device) for d in (S, A, S, 1))
-    loss = ens.loss(s[idx], a[idx], ns[idx], r[idx])
+    loss, norms = impl.run(_member_grad_norms, ens, (s[idx], a[idx], ns[idx], r[idx]))
     assert loss.shape == ()
-    loss.backward()
-    for name, p in ens.named_parameters():
-        assert p.grad is not None, f"no gradient reaches {name}"
-        if p.dim() == 3:  # (E, in, out) weights: each member's slice gets a gradient
-            assert (p.grad.abs().sum(dim=(1, 2)) > 0).all(), f"a member of {name} gets no gradient"
+    assert norms, "the ensemble has no parameters"
+    for name, norm in norms.items():
+        assert norm is not None, f"no gradient reaches {name}"
+        if isinstance(norm, list):  # (E, in, out) weights: each member's slice gets a gradient
+            assert len(norm) == E and all(n > 0 for n in norm), f"a member of {name} gets no gradient"
 
 
 @pytest.mark.convergence
@@ -243,8 +295,8 @@ def test_epistemic_std_grows_off_distribution(impl, device, reseed, seed):
     s_in = torch.rand(200, 2) * 2 - 1
     s_out = 4.0 * torch.nn.functional.normalize(torch.randn(200, 2), dim=-1)
     a_t = torch.rand(200, 1) * 2 - 1
-    epi_in = ens.predict(s_in, a_t).epistemic_std.mean().item()
-    epi_out = ens.predict(s_out, a_t).epistemic_std.mean().item()
+    epi_in = _prediction(impl, ens, s_in, a_t).epistemic_std.mean().item()  # fresh inputs, drawn by the judge
+    epi_out = _prediction(impl, ens, s_out, a_t).epistemic_std.mean().item()
     assert epi_out > 3.0 * epi_in, f"epistemic std off-distribution {epi_out:.4f} vs on {epi_in:.4f}"
 
 

@@ -42,14 +42,20 @@ def test_cem_update_hand_example(impl):
     torch.testing.assert_close(s, torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
 
 
+def _shift_plan_and_input(impl, plan, fill):
+    """In the worker: ``shift_plan(plan, fill)`` and the ``plan`` it was given, as it is after the call."""
+    out = impl.module("model_based_rl.algorithms").shift_plan(plan, fill)
+    return out, plan
+
+
 @pytest.mark.shape
 def test_shift_plan_drops_first_step(impl):
     """shift_plan([[1,2],[3,4],[5,6]], fill) = [[3,4],[5,6],[fill,fill]], input unchanged."""
     plan = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
     before = plan.clone()
-    out = _alg(impl).shift_plan(plan, 0.0)
+    out, plan_after = impl.run(_shift_plan_and_input, plan, 0.0)  # the input as the worker's call left it
     torch.testing.assert_close(out, torch.tensor([[3.0, 4.0], [5.0, 6.0], [0.0, 0.0]]))
-    torch.testing.assert_close(plan, before)
+    torch.testing.assert_close(plan_after, before, msg="shift_plan changed the plan it was given")
     out = _alg(impl).shift_plan(plan, torch.tensor([-1.0, 1.0]))
     torch.testing.assert_close(out[-1], torch.tensor([-1.0, 1.0]))
 

@@ -53,6 +53,67 @@ def chain_model(s, a):
     return torch.nn.functional.one_hot(nxt, 6).float(), (idx + 1).float(), (nxt == 3).float()
 
 
+class LinearModel(torch.nn.Module):
+    """A learnable dynamics model (linear in [s, a]) in the DynamicsModel output format: S = 4, A = 2."""
+
+    def __init__(self):
+        super().__init__()
+        self.action_dim = 2
+        self.f = torch.nn.Linear(4 + 2, 5)
+
+    def forward(self, s, a):
+        out = self.f(torch.cat([s, a], dim=-1))
+        return {"next_state_mean": out[:, :4], "reward_mean": out[:, 4:]}
+
+
+def critic_network():
+    """A small value network on S = 4 states."""
+    return torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+
+
+# ----------------------------------------------------------------------------------------------- probes
+
+
+def _new(impl, make, *args, device=None, **kwargs):
+    """In the worker: ``make(*args, **kwargs)`` (moved to ``device``); its handle comes back, so that the judge
+    can give that very object to the implementation and read it afterwards."""
+    obj = make(*args, **kwargs)
+    return obj if device is None else obj.to(device)
+
+
+def _params(impl, module):
+    """In the worker: ``[(name, value, grad or None)]`` of every parameter of ``module``."""
+    return [
+        (name, p.detach().clone(), None if p.grad is None else p.grad.detach().clone())
+        for name, p in module.named_parameters()
+    ]
+
+
+def _loss_and_grads(impl, values, targets, mask):
+    """In the worker: mve_loss of fresh leaf tensors, backpropagated: (loss, values.grad, targets.grad)."""
+    values = values.detach().clone().requires_grad_(True)
+    targets = targets.detach().clone().requires_grad_(True)
+    loss = impl.module("planning.algorithms").mve_loss(values, targets, mask)
+    loss.backward()
+    return loss.detach(), values.grad, targets.grad
+
+
+def _imagined(impl, mve, *args):
+    """In the worker: ``mve.imagine(*args)`` as a dict of its named fields states, rewards, dones."""
+    ro = mve.imagine(*args)
+    return {"states": ro.states, "rewards": ro.rewards, "dones": ro.dones}
+
+
+def _train_and_watch(impl, mve, net, steps, *batch):
+    """In the worker: ``steps`` calls of ``mve.train_step(*batch)``; the weight row of the linear value network
+    ``net`` after each, ``(steps, N)`` (the judge evaluates the values itself)."""
+    weights = []
+    for _ in range(steps):
+        mve.train_step(*batch)
+        weights.append(net.weight.detach().reshape(-1).clone())
+    return torch.stack(weights)
+
+
 # ----------------------------------------------------------------------------------------------- pure helpers
 
 
@@ -105,11 +166,11 @@ def test_mve_loss_hand_computed_and_masked(impl):
     targets = torch.tensor([[0.0, 0.0], [2.0, 1.0]], requires_grad=True)
     assert loss_fn(values, targets).item() == pytest.approx((1 + 4 + 4 + 16) / 4)
     mask = torch.tensor([[1.0, 1.0], [1.0, 0.0]])
-    loss = loss_fn(values, targets, mask)
+    assert loss_fn(values, targets, mask).item() == pytest.approx((1 + 4 + 4) / 3)
+    loss, values_grad, targets_grad = impl.run(_loss_and_grads, values, targets, mask)  # backward in the worker
     assert loss.item() == pytest.approx((1 + 4 + 4) / 3)
-    loss.backward()
-    assert targets.grad is None or torch.all(targets.grad == 0)
-    torch.testing.assert_close(values.grad, torch.tensor([[2 * 1 / 3, 2 * 2 / 3], [2 * -2 / 3, 0.0]]))
+    assert targets_grad is None or torch.all(targets_grad == 0)
+    torch.testing.assert_close(values_grad, torch.tensor([[2 * 1 / 3, 2 * 2 / 3], [2 * -2 / 3, 0.0]]))
 
 
 # ----------------------------------------------------------------------------------------------- the agent
@@ -122,12 +183,12 @@ def test_imagine_and_expand_value_shapes(impl, device):
     mve = impl.ModelBasedValueExpansion(
         model, tabular(torch.zeros(N), device), horizon=3, policy=policy, device=device
     )
-    ro = mve.imagine(states[:4])
-    assert ro.states.shape == (4, 4, N) and ro.rewards.shape == (4, 3) and ro.dones.shape == (4, 3)
-    torch.testing.assert_close(ro.states[:, 3], states[3:7])
+    ro = impl.run(_imagined, mve, states[:4])
+    assert ro["states"].shape == (4, 4, N) and ro["rewards"].shape == (4, 3) and ro["dones"].shape == (4, 3)
+    torch.testing.assert_close(ro["states"][:, 3], states[3:7])
     assert mve.expand_value(states[:4]).shape == (4,)
     assert mve.expand_value(states[0]).shape == ()
-    assert mve.imagine(states[:2], 0).states.shape == (2, 1, N)
+    assert impl.run(_imagined, mve, states[:2], 0)["states"].shape == (2, 1, N)
 
 
 @pytest.mark.shape
@@ -194,28 +255,19 @@ def test_real_transition_then_imagined_steps(impl):
 @pytest.mark.gradient
 def test_gradient_reaches_the_value_network_only(impl, device):
     """train_step changes the critic and leaves a learnable dynamics model untouched (no grad, same weights)."""
-
-    class LinearModel(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.action_dim = 2
-            self.f = torch.nn.Linear(4 + 2, 5)
-
-        def forward(self, s, a):
-            out = self.f(torch.cat([s, a], dim=-1))
-            return {"next_state_mean": out[:, :4], "reward_mean": out[:, 4:]}
-
-    model = LinearModel().to(device)
-    before = [p.detach().clone() for p in model.parameters()]
-    critic = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).to(device)
-    critic_before = [p.detach().clone() for p in critic.parameters()]
+    model = impl.run(_new, LinearModel, device=device)  # both live in the worker; the judge reads them there
+    critic = impl.run(_new, critic_network, device=device)
+    before, critic_before = impl.run(_params, model), impl.run(_params, critic)
     mve = impl.ModelBasedValueExpansion(model, critic, horizon=3, lr=1e-2, device=device)  # default policy
     loss = mve.train_step(torch.randn(8, 4, device=device))
     assert isinstance(loss, float) and math.isfinite(loss)
-    assert all(p.grad is None or torch.all(p.grad == 0) for p in model.parameters())
-    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
-    assert any(not torch.equal(p, q) for p, q in zip(critic.parameters(), critic_before, strict=True))
-    assert all(p.grad is not None for p in critic.parameters())
+    after, critic_after = impl.run(_params, model), impl.run(_params, critic)
+    assert [n for n, _, _ in after] == [n for n, _, _ in before] and len(after) == 2
+    assert all(g is None or torch.all(g == 0) for _, _, g in after)
+    assert all(torch.equal(p, q) for (_, p, _), (_, q, _) in zip(after, before, strict=True))
+    assert [n for n, _, _ in critic_after] == [n for n, _, _ in critic_before] and len(critic_after) == 4
+    assert any(not torch.equal(p, q) for (_, p, _), (_, q, _) in zip(critic_after, critic_before, strict=True))
+    assert all(g is not None for _, _, g in critic_after)
 
 
 @pytest.mark.convergence
@@ -227,17 +279,26 @@ def test_mve_critic_converges_in_fewer_updates_than_td0(impl, reseed):
     model, policy, states, r, v_true = ring()
     nxt = torch.roll(states, -1, dims=0)
 
-    def updates_to_converge(h, seed, limit=800):
+    def error(weight):  # the judge evaluates the linear value network on the ring's states itself
+        return (torch.nn.functional.linear(states, weight.reshape(1, N)).squeeze(1) - v_true).abs().max()
+
+    def updates_to_converge(h, seed, limit=800, chunk=25):
         reseed(seed)
-        net = torch.nn.Linear(N, 1, bias=False)
+        net = impl.run(_new, torch.nn.Linear, N, 1, bias=False)  # the critic lives in the worker
         mve = impl.ModelBasedValueExpansion(
             model, net, horizon=h, gamma=GAMMA, lr=0.1, policy=policy, tau=0.1
         )
-        for it in range(limit):
-            with torch.no_grad():
-                if (net(states).squeeze(1) - v_true).abs().max() < 0.1:
+        if error(impl.run(_params, net)[0][1]) < 0.1:
+            return 0
+        done = 0
+        while done < limit - 1:
+            steps = min(chunk, limit - 1 - done)
+            weights = impl.run(_train_and_watch, mve, net, steps, states, r, nxt)  # weights after each update
+            assert weights.shape == (steps, N)
+            for it, w in enumerate(weights, start=done + 1):
+                if error(w) < 0.1:
                     return it
-            mve.train_step(states, r, nxt)
+            done += steps
         return limit
 
     for seed in range(3):

@@ -6,13 +6,45 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.collections import PolyCollection
-from matplotlib.figure import Figure
 
 pytestmark = pytest.mark.component("VisualizationUtils")
 
 
-def _bands(ax) -> list:
-    return [c for c in ax.collections if isinstance(c, PolyCollection)]
+def _axes_facts(ax) -> dict:
+    """What an Axes shows: its lines' data, band and collection counts, title, legend, images, texts."""
+    legend = ax.get_legend()
+    return {
+        "lines": [
+            {"x": np.asarray(line.get_xdata(), dtype=float), "y": np.asarray(line.get_ydata(), dtype=float)}
+            for line in ax.get_lines()
+        ],
+        "bands": sum(isinstance(c, PolyCollection) for c in ax.collections),
+        "collections": len(ax.collections),
+        "title": ax.get_title(),
+        "legend": None if legend is None else [t.get_text() for t in legend.get_texts()],
+        "images": [np.asarray(image.get_array(), dtype=float) for image in ax.images],
+        "texts": len(ax.texts),
+    }
+
+
+def _figure_facts(impl, fig) -> dict:
+    """In the worker: the classes of ``fig`` (its MRO, as qualified names) and the facts of each Axes."""
+    return {
+        "classes": [f"{c.__module__}.{c.__qualname__}" for c in type(fig).__mro__],
+        "axes": [_axes_facts(ax) for ax in fig.axes],
+    }
+
+
+def _new_axes(impl):
+    """In the worker: an Axes of a fresh Figure (the judge gets a handle)."""
+    from matplotlib.figure import Figure
+
+    return Figure().add_subplot(1, 1, 1)
+
+
+def _figure_ids(impl, returned, ax):
+    """In the worker: the ids of a returned object and of ``ax.figure``, and the facts of ``ax``."""
+    return id(returned), id(ax.figure), _axes_facts(ax)
 
 
 @pytest.mark.shape
@@ -41,13 +73,14 @@ def test_learning_curves_lines_and_bands(impl):
         smoothing=5,
         title="Returns",
     )
-    assert isinstance(fig, Figure)
-    (ax,) = fig.axes
-    assert len(ax.get_lines()) == 3
-    assert len(_bands(ax)) == 1
-    assert ax.get_title() == "Returns"
-    assert [t.get_text() for t in ax.get_legend().get_texts()][1:] == ["q", "mpc"]
-    assert len(ax.get_lines()[2].get_xdata()) == 40
+    facts = impl.run(_figure_facts, fig)
+    assert "matplotlib.figure.Figure" in facts["classes"]
+    (ax,) = facts["axes"]
+    assert len(ax["lines"]) == 3
+    assert ax["bands"] == 1
+    assert ax["title"] == "Returns"
+    assert ax["legend"] is not None and ax["legend"][1:] == ["q", "mpc"]
+    assert len(ax["lines"][2]["x"]) == 40
     with pytest.raises(ValueError, match="curves"):
         impl.VisualizationUtils.plot_learning_curves({})
 
@@ -60,10 +93,10 @@ def test_uncertainty_band(impl):
     fig = impl.VisualizationUtils.plot_uncertainty_band(
         x, np.sin(x), 0.1 + x**2, observations=(x[::5], np.sin(x[::5])), title="ensemble"
     )
-    (ax,) = fig.axes
-    assert len(ax.get_lines()) == 1 and len(_bands(ax)) == 1
-    assert len(ax.collections) == 2  # band + scatter
-    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), np.sin(x))
+    (ax,) = impl.run(_figure_facts, fig)["axes"]
+    assert len(ax["lines"]) == 1 and ax["bands"] == 1
+    assert ax["collections"] == 2  # band + scatter
+    np.testing.assert_allclose(ax["lines"][0]["y"], np.sin(x))
     with pytest.raises(ValueError, match="same length"):
         impl.VisualizationUtils.plot_uncertainty_band(x, np.sin(x), np.ones(3))
 
@@ -74,9 +107,10 @@ def test_grid_values_and_given_axes(impl):
     """plot_grid_values shows an image (plus colour bar) and annotates each cell; ax= draws into a given Axes."""
     values = np.arange(12.0).reshape(3, 4)
     fig = impl.VisualizationUtils.plot_grid_values(values, title="V(s)")
-    ax = fig.axes[0]
-    assert len(ax.images) == 1 and len(ax.texts) == 12
-    np.testing.assert_array_equal(ax.images[0].get_array(), values)
-    target = Figure().add_subplot(1, 1, 1)
+    ax = impl.run(_figure_facts, fig)["axes"][0]
+    assert len(ax["images"]) == 1 and ax["texts"] == 12
+    np.testing.assert_array_equal(ax["images"][0], values)
+    target = impl.run(_new_axes)
     out = impl.VisualizationUtils.plot_learning_curves({"a": [1, 2, 3]}, ax=target)
-    assert out is target.figure and len(target.get_lines()) == 1
+    out_id, target_figure_id, target_facts = impl.run(_figure_ids, out, target)
+    assert out_id == target_figure_id and len(target_facts["lines"]) == 1

@@ -26,8 +26,8 @@ def _point_mass_batch(n: int, generator: torch.Generator | None = None):
     return s, a, -s2.norm(dim=-1), s2
 
 
-def _sharp_encoder(wm) -> None:
-    """Make the encoder's log-variance output constant -30 (clamped to -10): z ≈ mean up to σ = e^-5."""
+def _sharp_encoder(impl, wm) -> None:
+    """Probe: the encoder's log-variance output made constant -30 (clamped to -10): z ≈ mean, σ = e^-5."""
     last = wm.encoder[-1]
     with torch.no_grad():
         last.weight[wm.latent_dim :].zero_()
@@ -103,18 +103,17 @@ def test_reparameterize_statistics(impl):
 def test_loss_parts_and_total(impl):
     """loss() = rec + β·KL + latent + reward, with rec and latent summed over features and batch-averaged."""
     wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16, beta=0.5)
-    _sharp_encoder(wm)
+    impl.run(_sharp_encoder, wm)
     s, a, s2 = torch.randn(32, 3), torch.randn(32, 2), torch.randn(32, 3)
     r = torch.randn(32)
     total, parts = wm.loss(s, a, r, s2)
     assert set(parts) >= {"reconstruction", "kl", "latent", "reward"}
     assert total.shape == ()
-    with torch.no_grad():
-        mean, log_var = wm.encode(s)
-        rec = (wm.decode(mean) - s).pow(2).sum(-1).mean()
-        kl = (-0.5 * (1 + log_var - mean**2 - log_var.exp()).sum(-1)).mean()
-        lat = (wm.predict_next_latent(mean, a) - wm.encode(s2)[0]).pow(2).sum(-1).mean()
-        rew = (wm.predict_reward(mean, a).squeeze(-1) - r).pow(2).mean()
+    mean, log_var = wm.encode(s)
+    rec = (wm.decode(mean) - s).pow(2).sum(-1).mean()
+    kl = (-0.5 * (1 + log_var - mean**2 - log_var.exp()).sum(-1)).mean()
+    lat = (wm.predict_next_latent(mean, a) - wm.encode(s2)[0]).pow(2).sum(-1).mean()
+    rew = (wm.predict_reward(mean, a).squeeze(-1) - r).pow(2).mean()
     assert parts["reconstruction"].item() == pytest.approx(rec.item(), rel=0.02)
     assert parts["kl"].item() == pytest.approx(kl.item(), rel=1e-4)
     assert parts["latent"].item() == pytest.approx(lat.item(), rel=0.02)
@@ -127,7 +126,7 @@ def test_loss_parts_and_total(impl):
 def test_loss_accepts_column_rewards(impl):
     """Rewards of shape (B, 1) give the same loss parts as rewards of shape (B,)."""
     wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16)
-    _sharp_encoder(wm)
+    impl.run(_sharp_encoder, wm)
     s, a, s2, r = torch.randn(8, 3), torch.randn(8, 2), torch.randn(8, 3), torch.randn(8)
     _, flat = wm.loss(s, a, r, s2)
     _, column = wm.loss(s, a, r.unsqueeze(-1), s2)
@@ -139,14 +138,13 @@ def test_imagine_matches_stepwise_rollout(impl):
     """imagine(z, a) returns (B, T, Z) latents z_1..z_T and (B, T) rewards r̂(z_t, a_t), as stepping by hand."""
     wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=5, hidden_dim=16)
     z0, actions = torch.randn(4, 5), torch.randn(4, 3, 2)
-    with torch.no_grad():
-        latents, rewards = wm.imagine(z0, actions)
-        assert latents.shape == (4, 3, 5) and rewards.shape == (4, 3)
-        z = z0
-        for t in range(3):
-            assert torch.allclose(rewards[:, t], wm.predict_reward(z, actions[:, t]).squeeze(-1), atol=1e-6)
-            z = wm.predict_next_latent(z, actions[:, t])
-            assert torch.allclose(latents[:, t], z, atol=1e-6)
+    latents, rewards = wm.imagine(z0, actions)
+    assert latents.shape == (4, 3, 5) and rewards.shape == (4, 3)
+    z = z0
+    for t in range(3):
+        assert torch.allclose(rewards[:, t], wm.predict_reward(z, actions[:, t]).squeeze(-1), atol=1e-6)
+        z = wm.predict_next_latent(z, actions[:, t])
+        assert torch.allclose(latents[:, t], z, atol=1e-6)
 
 
 @pytest.mark.shape
@@ -164,57 +162,111 @@ def test_constructor_rejects_bad_arguments(impl):
 
 
 # ---------------------------------------------------------------------------------------------- gradients
+def _reparameterize_grads(impl, wm, mean, log_var):
+    """Probe: z = reparameterize(μ, log σ²) with μ and log σ² as leaves; z and the gradients of z.sum()."""
+    mean = mean.clone().requires_grad_(True)
+    log_var = log_var.clone().requires_grad_(True)
+    z = wm.reparameterize(mean, log_var)
+    z.sum().backward()
+    return z, mean.grad, log_var.grad
+
+
+def _network_grad_sums(impl, wm, batch):
+    """Probe: backward of the total loss; per network, Σ|grad| of each parameter (None: no gradient)."""
+    total, _ = wm.loss(*batch)
+    total.backward()
+    return {
+        name: [None if p.grad is None else float(p.grad.abs().sum()) for p in getattr(wm, name).parameters()]
+        for name in ("encoder", "decoder", "transition", "reward_head")
+    }
+
+
+def _next_state_grad(impl, wm, s, a, r, s2):
+    """Probe: the loss with s' as a leaf; the latent part and the gradient that reaches s' (None: none)."""
+    s2 = s2.clone().requires_grad_(True)
+    total, parts = wm.loss(s, a, r, s2)
+    latent = parts["latent"].detach().item()
+    total.backward()
+    return latent, s2.grad
+
+
 @pytest.mark.gradient
 def test_reparameterize_passes_gradients(impl):
     """∂z/∂μ = 1 and ∂z/∂log σ² = ½ σ ε = ½ (z − μ)."""
     wm = impl.WorldModel(state_dim=2, action_dim=1, latent_dim=3, hidden_dim=8)
-    mean = torch.randn(5, 3, requires_grad=True)
-    log_var = torch.randn(5, 3, requires_grad=True)
-    z = wm.reparameterize(mean, log_var)
-    z.sum().backward()
-    assert torch.allclose(mean.grad, torch.ones_like(mean))
-    assert torch.allclose(log_var.grad, 0.5 * (z - mean).detach(), atol=1e-5)
+    mean = torch.randn(5, 3)
+    log_var = torch.randn(5, 3)
+    z, mean_grad, log_var_grad = impl.run(_reparameterize_grads, wm, mean, log_var)
+    assert mean_grad is not None and log_var_grad is not None
+    assert torch.allclose(mean_grad, torch.ones_like(mean))
+    assert torch.allclose(log_var_grad, 0.5 * (z - mean), atol=1e-5)
 
 
 @pytest.mark.gradient
 def test_loss_gradients_reach_every_network(impl):
     """The total loss has non-zero gradients in the encoder, decoder, transition and reward networks."""
     wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16)
-    s, a, r, s2 = torch.randn(16, 3), torch.randn(16, 2), torch.randn(16), torch.randn(16, 3)
-    total, _ = wm.loss(s, a, r, s2)
-    total.backward()
+    batch = (torch.randn(16, 3), torch.randn(16, 2), torch.randn(16), torch.randn(16, 3))
+    sums = impl.run(_network_grad_sums, wm, batch)
     for name in ("encoder", "decoder", "transition", "reward_head"):
-        grads = [p.grad for p in getattr(wm, name).parameters()]
+        grads = sums[name]
         assert all(g is not None for g in grads), name
-        assert sum(g.abs().sum().item() for g in grads) > 0, name
+        assert sum(grads) > 0, name
 
 
 @pytest.mark.gradient
 def test_latent_target_is_stop_gradient(impl):
     """No gradient flows into the next-state encoding (the latent-dynamics target is detached)."""
     wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16)
-    s, a, r = torch.randn(16, 3), torch.randn(16, 2), torch.randn(16)
-    s2 = torch.randn(16, 3, requires_grad=True)
-    total, parts = wm.loss(s, a, r, s2)
-    assert parts["latent"].item() > 0
-    total.backward()
-    assert s2.grad is None or torch.count_nonzero(s2.grad) == 0
+    s, a, r, s2 = torch.randn(16, 3), torch.randn(16, 2), torch.randn(16), torch.randn(16, 3)
+    latent, s2_grad = impl.run(_next_state_grad, wm, s, a, r, s2)
+    assert latent > 0
+    assert s2_grad is None or torch.count_nonzero(s2_grad) == 0
 
 
 # ---------------------------------------------------------------------------------------------- convergence
-@pytest.fixture(scope="module", params=[1, 2], ids=lambda s: f"seed{s}")
-def trained_point_mass(request, impl):
-    """A WorldModel trained 1200 steps on the point mass (β = 0.01, Adam 2e-3, then 5e-4 for the last 30 %)."""
-    torch.manual_seed(request.param)
-    wm = impl.WorldModel(state_dim=2, action_dim=2, latent_dim=8, hidden_dim=64, beta=0.01, lr=2e-3)
-    steps = 1200
+TRAIN_STEPS = 1200
+
+#: seed -> what the judge saw of the WorldModel trained with that seed (trained once, shared by the tests).
+_TRAINED: dict[int, dict] = {}
+
+
+def _train_world_model(impl, wm, batches, lr_drop_at, lower_lr):
+    """Probe: wm.train_step on each judge-made batch (Adam lr lowered at lr_drop_at); its return values."""
+    states, actions, rewards, next_states = batches
     history = []
-    for i in range(steps):
-        if i == int(0.7 * steps):
+    for i in range(states.shape[0]):
+        if i == lr_drop_at:
             for group in wm.optimizer.param_groups:
-                group["lr"] = 5e-4
-        history.append(wm.train_step(*_point_mass_batch(128)))
-    return wm, history
+                group["lr"] = lower_lr
+        history.append(wm.train_step(states[i], actions[i], rewards[i], next_states[i]))
+    return history
+
+
+@pytest.fixture(params=[1, 2], ids=lambda s: f"seed{s}")
+def trained_point_mass(request, impl, reseed):
+    """A WorldModel trained 1200 steps on the point mass (β = 0.01, Adam 2e-3, then 5e-4 for the last 30 %),
+    then asked by the judge for reconstructions and 5-step imaginations of 1000 held-out states."""
+    seed = request.param
+    if seed not in _TRAINED:
+        reseed(seed)
+        wm = impl.WorldModel(state_dim=2, action_dim=2, latent_dim=8, hidden_dim=64, beta=0.01, lr=2e-3)
+        batches = [torch.stack(part) for part in zip(*(_point_mass_batch(128) for _ in range(TRAIN_STEPS)))]
+        history = impl.run(_train_world_model, wm, batches, int(0.7 * TRAIN_STEPS), 5e-4)
+        g = torch.Generator().manual_seed(100)
+        s, _, _, _ = _point_mass_batch(1000, g)
+        actions = torch.rand(1000, 5, 2, generator=g) * 2 - 1
+        mean = wm.encode(s)[0]
+        latents, rewards = wm.imagine(mean, actions)
+        _TRAINED[seed] = {
+            "history": history,
+            "states": s,
+            "actions": actions,
+            "reconstructions": wm.decode(mean),
+            "imagined_states": wm.decode(latents),
+            "imagined_rewards": rewards,
+        }
+    return _TRAINED[seed]
 
 
 @pytest.mark.convergence
@@ -222,13 +274,12 @@ def trained_point_mass(request, impl):
 @pytest.mark.timeout(120)
 def test_reconstruction_error_falls(trained_point_mass):
     """After training, decode(encode(s).mean) reconstructs held-out states with MSE < 0.01 (state var 1/3)."""
-    wm, history = trained_point_mass
+    history, s = trained_point_mass["history"], trained_point_mass["states"]
     assert set(history[-1]) >= {"total", "reconstruction", "kl", "latent", "reward"}
     assert all(math.isfinite(v) for v in history[-1].values())
     assert history[-1]["total"] < history[0]["total"]
-    s, _, _, _ = _point_mass_batch(1000, torch.Generator().manual_seed(100))
-    with torch.no_grad():
-        mse = (wm.decode(wm.encode(s)[0]) - s).pow(2).mean().item()
+    mse = (trained_point_mass["reconstructions"] - s).pow(2).mean().item()
+    # measured on the reference, seeds 1-10: 0.00016-0.00035
     assert mse < 0.01
 
 
@@ -237,22 +288,24 @@ def test_reconstruction_error_falls(trained_point_mass):
 @pytest.mark.timeout(120)
 def test_k_step_latent_prediction(trained_point_mass):
     """5-step imagined states beat the 'nothing moves' guess by 2x; imagined rewards have MSE < 0.01."""
-    wm, _ = trained_point_mass
-    g = torch.Generator().manual_seed(100)
-    s, _, _, _ = _point_mass_batch(1000, g)
-    actions = torch.rand(1000, 5, 2, generator=g) * 2 - 1
+    s, actions = trained_point_mass["states"], trained_point_mass["actions"]
     true_states = s.unsqueeze(1) + 0.1 * actions.cumsum(1)  # s_1..s_5
     true_rewards = -true_states.norm(dim=-1)  # r(s_t, a_t) = -||s_{t+1}||
-    with torch.no_grad():
-        latents, rewards = wm.imagine(wm.encode(s)[0], actions)
-        predicted = wm.decode(latents)
+    predicted, rewards = trained_point_mass["imagined_states"], trained_point_mass["imagined_rewards"]
+    assert predicted.shape == (1000, 5, 2) and rewards.shape == (1000, 5)
     k_step_mse = (predicted[:, -1] - true_states[:, -1]).pow(2).mean().item()
     still_mse = (s - true_states[:, -1]).pow(2).mean().item()  # about 0.0167
+    # measured on the reference, seeds 1-10: k_step_mse / still_mse 0.04-0.16, reward MSE 0.0003-0.0012
     assert k_step_mse < 0.5 * still_mse
     assert (rewards - true_rewards).pow(2).mean().item() < 0.01
 
 
 # ---------------------------------------------------------------------------------------------- device
+def _parameter_devices(impl, wm):
+    """Probe: the device type of every parameter of wm."""
+    return [p.device.type for p in wm.parameters()]
+
+
 @pytest.mark.gpu
 @pytest.mark.points(0)
 @pytest.mark.gradient
@@ -261,7 +314,8 @@ def test_train_step_on_device(impl, device):
     if device.type != "cuda":
         pytest.skip("run with --device cuda")
     wm = impl.WorldModel(state_dim=2, action_dim=2, latent_dim=4, hidden_dim=16, device=device)
-    assert all(p.device.type == "cuda" for p in wm.parameters())
+    devices = impl.run(_parameter_devices, wm)
+    assert devices and all(d == "cuda" for d in devices)
     batch = [t.to(device) for t in _point_mass_batch(32)]
     out = wm.train_step(*batch)
     assert all(math.isfinite(v) for v in out.values())
