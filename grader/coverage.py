@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ def _first_failure(root: Path, files: list[Path], marker: str, timeout: float) -
     cmd = [
         sys.executable, "-m", "pytest", "-x", "-q", "--no-header", "-rf", "--graded-only",
         "-p", "no:randomly", f"--impl={root}", "-m", marker, *map(str, files),
+        "--isolation=none",  # the mutants are the kit's own code: the same requests and codec, without a worker
     ]  # fmt: skip
     env = {**os.environ, "CI": "1"}
     try:
@@ -78,13 +80,17 @@ def _first_failure(root: Path, files: list[Path], marker: str, timeout: float) -
     raise RuntimeError(f"pytest could not run for the mutant (exit {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
 
 
+_PARSE_LOCK = threading.Lock()
+
+
 def check_region(src: Path, region: Region, timeout: float = 900) -> Coverage:
     """Build the mutant of ``src`` with only ``region`` stubbed and find a graded test that fails on it."""
     with tempfile.TemporaryDirectory(prefix="ca15-mutant-") as tmp:
         root = Path(tmp) / "impl"
         shutil.copytree(src, root, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         target = root / region.path
-        target.write_text(strip_source(target.read_text(encoding="utf-8"), region.path, only=region))
+        with _PARSE_LOCK:  # CPython 3.11's ast.parse is not thread-safe (python/cpython#106905)
+            target.write_text(strip_source(target.read_text(encoding="utf-8"), region.path, only=region))
         files = _graded_files()
         near = relevant_files(region, files)
         rest = [f for f in files if f not in near]

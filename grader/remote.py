@@ -193,8 +193,8 @@ class _Pickler(cloudpickle.Pickler):
             if obj._session is not self.session or obj._generation != self.session.generation:
                 raise ValueError(f"{obj!r} belongs to an earlier test; handles live for one test")
             return (HANDLE_TAG, obj._id)
-        if type(obj) is RemoteMethod:
-            raise TypeError(f"{obj!r} cannot be sent to the worker; send the object and call the method there")
+        if type(obj) is RemoteMethod:  # a bound method of a worker object: the worker looks it up again
+            return (HANDLE_TAG, self.persistent_id(obj._owner)[1], obj._name)
         return None
 
 

@@ -48,14 +48,16 @@ class _Unpickler(pickle.Unpickler):
         self.table = table
 
     def persistent_load(self, pid: Any) -> object:
-        if not (isinstance(pid, tuple) and len(pid) == 2 and pid[0] == HANDLE_TAG):
+        """``(tag, id)`` is a handle's object; ``(tag, id, name)`` its bound method ``name``."""
+        if not (isinstance(pid, tuple) and len(pid) in (2, 3) and pid[0] == HANDLE_TAG):
             raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
         if pid[1] not in self.table:
             raise LookupError(
                 f"handle #{pid[1]} is no longer alive in the worker (handles live for one test; "
                 "create the object again in this test)"
             )
-        return self.table[pid[1]]
+        obj = self.table[pid[1]]
+        return getattr(obj, pid[2]) if len(pid) == 3 else obj
 
 
 def _methods(kind: type) -> list[str]:

@@ -10,6 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.episodes import rollout
+
 pytestmark = pytest.mark.component("FeudalNetwork")
 
 
@@ -61,6 +63,69 @@ class Corridor:
         return self._obs(), 1.0 if done else 0.0, done, self.t >= self.max_steps, {}
 
 
+# probes: they run in the worker and return raw observations (tensors, numbers) for the judge to check
+def _unroll(impl, net, inputs):
+    """Goals and logits of net.step over the inputs, from the network's initial state."""
+    state = net.initial_state(inputs[0].shape[0])
+    outs = []
+    for x in inputs:
+        out, state = net.step(x, state)
+        outs.append({"goal": out.goal, "logits": out.logits})
+    return outs
+
+
+def _transition_policy_grads(impl, states, goals, adv, c):
+    """Gradients of fun_transition_policy_loss with respect to states, goals and advantages (None if none)."""
+    states, goals, adv = (t.clone().requires_grad_() for t in (states, goals, adv))
+    impl.module("hierarchical_rl.algorithms").fun_transition_policy_loss(states, goals, adv, c).backward()
+    return {"states": states.grad, "goals": goals.grad, "adv": adv.grad}
+
+
+def _worker_loss(impl, *args, **kwargs):
+    """fun_worker_loss's (policy, value, entropy), read by name."""
+    out = impl.module("hierarchical_rl.algorithms").fun_worker_loss(*args, **kwargs)
+    return {"policy": out.policy, "value": out.value, "entropy": out.entropy}
+
+
+def _worker_loss_grads(impl, log_probs, entropies, values, rewards, intrinsic, alpha, gamma):
+    """d(policy loss) and d(value loss) with respect to log π and V (None where none arrives)."""
+    log_probs, values = log_probs.clone().requires_grad_(), values.clone().requires_grad_()
+    out = impl.module("hierarchical_rl.algorithms").fun_worker_loss(
+        log_probs, entropies, values, rewards, intrinsic, alpha=alpha, gamma=gamma
+    )
+    policy = torch.autograd.grad(out.policy, [log_probs, values], allow_unused=True, retain_graph=True)
+    value = torch.autograd.grad(out.value, [log_probs, values], allow_unused=True)
+    return {"policy": list(policy), "value": list(value)}
+
+
+def _module_grads(impl, net, episode, loss_name, modules):
+    """Backward of compute_losses(...)[loss_name] from zero gradients: {module: [|grad| sum or None, ...]}."""
+    net.zero_grad()
+    losses = net.compute_losses(*episode, terminal=False)
+    losses[loss_name].backward()
+    return {
+        m: [None if p.grad is None else float(p.grad.abs().sum()) for p in getattr(net, m).parameters()]
+        for m in modules
+    }
+
+
+def _params(impl, net):
+    return [p.detach().clone() for p in net.parameters()]
+
+
+def _param_devices(impl, net):
+    return sorted({p.device.type for p in net.parameters()})
+
+
+def _fresh_episode(net):
+    """The judge's reset for rollouts: a new episode for the env and for the network's recurrent state."""
+    return lambda env: (net.reset_state(), env.reset()[0])[1]
+
+
+def _sampled_action(net):
+    return lambda obs: net.select_action(obs)[0]
+
+
 # ------------------------------------------------------------------------------------------------------
 # API contract
 # ------------------------------------------------------------------------------------------------------
@@ -109,15 +174,15 @@ def test_dilated_lstm_updates_one_state_per_step(impl, device):
 @pytest.mark.property
 @pytest.mark.points(0)
 @given(st.integers(1, 5), st.integers(0, 2**16))
-def test_goals_have_unit_norm(impl, batch, data_seed):
+def test_goals_have_unit_norm(impl, reseed, batch, data_seed):
     """Every goal g_t the Manager emits has unit norm, for any input and any step."""
-    torch.manual_seed(data_seed)
+    reseed(data_seed)
     net = _net(impl, "cpu")
-    state = net.initial_state(batch)
-    for _ in range(4):
-        out, state = net.step(5 * torch.randn(batch, 4), state)
-        torch.testing.assert_close(out.goal.norm(dim=-1), torch.ones(batch), atol=1e-5, rtol=0)
-        assert out.logits.shape == (batch, 3)
+    outs = impl.run(_unroll, net, [5 * torch.randn(batch, 4) for _ in range(4)])
+    assert len(outs) == 4
+    for out in outs:
+        torch.testing.assert_close(out["goal"].norm(dim=-1), torch.ones(batch), atol=1e-5, rtol=0)
+        assert out["logits"].shape == (batch, 3)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -168,16 +233,16 @@ def test_transition_policy_loss_hand_computed(impl):
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_transition_policy_gradient_turns_goal_towards_or_away(impl, sign):
     """A step on L_M turns g_t towards s_{t+c} − s_t for A > 0, away for A < 0; no grad to s or A."""
-    states = torch.tensor([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]], requires_grad=True)
-    goals = torch.tensor([[1.0, 0.0]], requires_grad=True)
-    adv = torch.tensor([sign], requires_grad=True)
-    loss = _alg(impl).fun_transition_policy_loss(states, goals, adv, 2)
-    loss.backward()
-    assert states.grad is None or torch.all(states.grad == 0)
-    assert adv.grad is None or torch.all(adv.grad == 0)
+    states = torch.tensor([[0.0, 0.0], [0.5, 0.5], [1.0, 1.0]])
+    goals = torch.tensor([[1.0, 0.0]])
+    adv = torch.tensor([sign])
+    grads = impl.run(_transition_policy_grads, states, goals, adv, 2)
+    assert grads["states"] is None or torch.all(grads["states"] == 0)
+    assert grads["adv"] is None or torch.all(grads["adv"] == 0)
+    assert grads["goals"] is not None, "no gradient reaches the goals"
     direction = torch.tensor([1.0, 1.0])
-    before = torch.nn.functional.cosine_similarity(goals.detach(), direction[None])
-    after = torch.nn.functional.cosine_similarity(goals.detach() - 0.1 * goals.grad, direction[None])
+    before = torch.nn.functional.cosine_similarity(goals, direction[None])
+    after = torch.nn.functional.cosine_similarity(goals - 0.1 * grads["goals"], direction[None])
     assert float(sign * (after - before)) > 1e-3
 
 
@@ -204,13 +269,13 @@ def test_policy_logits_pool_goals_then_project(impl):
 @pytest.mark.shape
 def test_worker_loss_hand_computed(impl):
     """Returns of r + α r^I with γ_W, A = R − V; policy, value and entropy losses hand-computed."""
-    fn = _alg(impl).fun_worker_loss
     log_probs = torch.log(torch.tensor([0.5, 0.25]))
     entropies = torch.tensor([1.0, 0.5])
     values = torch.tensor([1.0, 1.0])
     rewards, intrinsic = torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.5])
     # mixed rewards (0.5, 1.25); R_1 = 1.25, R_0 = 0.5 + 0.5·1.25 = 1.125; A = (0.125, 0.25)
-    out = fn(
+    out = impl.run(
+        _worker_loss,
         log_probs,
         entropies,
         values,
@@ -222,11 +287,12 @@ def test_worker_loss_hand_computed(impl):
         entropy_coef=0.1,
     )
     policy = -(0.125 * math.log(0.5) + 0.25 * math.log(0.25)) / 2.0 - 0.1 * 0.75
-    assert abs(float(out.policy) - policy) < 1e-5
-    assert abs(float(out.value) - 0.5 * (0.125**2 + 0.25**2) / 2.0) < 1e-6
-    assert abs(float(out.entropy) - 0.75) < 1e-6
+    assert abs(float(out["policy"]) - policy) < 1e-5
+    assert abs(float(out["value"]) - 0.5 * (0.125**2 + 0.25**2) / 2.0) < 1e-6
+    assert abs(float(out["entropy"]) - 0.75) < 1e-6
     # bootstrapping from V(x_T) = 2: R_1 = 2.25, R_0 = 1.625
-    boot = fn(
+    boot = impl.run(
+        _worker_loss,
         log_probs,
         entropies,
         values,
@@ -237,27 +303,26 @@ def test_worker_loss_hand_computed(impl):
         bootstrap=2.0,
         entropy_coef=0.0,
     )
-    assert abs(float(boot.value) - 0.5 * (0.625**2 + 1.25**2) / 2.0) < 1e-5
+    assert abs(float(boot["value"]) - 0.5 * (0.625**2 + 1.25**2) / 2.0) < 1e-5
 
 
 @pytest.mark.gradient
 def test_worker_loss_advantage_is_constant_in_policy_loss(impl):
     """The policy loss sends no gradient into V, the value loss none into log π; both reach their inputs."""
-    log_probs = torch.log(torch.tensor([0.5, 0.25, 0.6])).requires_grad_()
-    values = torch.tensor([0.2, -0.1, 0.4], requires_grad=True)
-    out = _alg(impl).fun_worker_loss(
-        log_probs,
+    grads = impl.run(
+        _worker_loss_grads,
+        torch.log(torch.tensor([0.5, 0.25, 0.6])),
         torch.ones(3),
-        values,
+        torch.tensor([0.2, -0.1, 0.4]),
         torch.tensor([0.0, 0.0, 1.0]),
         torch.tensor([0.3, -0.2, 0.1]),
-        alpha=0.5,
-        gamma=0.9,
+        0.5,
+        0.9,
     )
-    gl, gv = torch.autograd.grad(out.policy, [log_probs, values], allow_unused=True)
+    gl, gv = grads["policy"]
     assert gv is None or torch.all(gv == 0)
     assert gl is not None and gl.abs().sum() > 0
-    gl, gv = torch.autograd.grad(out.value, [log_probs, values], allow_unused=True)
+    gl, gv = grads["value"]
     assert gl is None or torch.all(gl == 0)
     assert gv is not None and gv.abs().sum() > 0
 
@@ -278,14 +343,8 @@ def test_gradient_reaches_manager_and_worker(impl, device):
     """The total loss reaches every module; the Worker's policy loss never reaches the Manager's core."""
     net = _net(impl, device)
     obs, actions, rewards = _episode(8)
-    losses = net.compute_losses(
-        torch.tensor(obs, device=device),
-        torch.tensor(actions, device=device),
-        torch.tensor(rewards, device=device),
-        terminal=False,
-    )
-    losses["loss"].backward()
-    for name in [
+    episode = tuple(torch.tensor(x, device=device) for x in (obs, actions, rewards))
+    modules = [
         "percept",
         "manager_space",
         "manager_rnn",
@@ -294,41 +353,33 @@ def test_gradient_reaches_manager_and_worker(impl, device):
         "phi",
         "manager_value_head",
         "worker_value_head",
-    ]:
-        grads = [p.grad for p in getattr(net, name).parameters()]
-        assert all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0, name
-    net.zero_grad()
-    losses = net.compute_losses(
-        torch.tensor(obs, device=device),
-        torch.tensor(actions, device=device),
-        torch.tensor(rewards, device=device),
-        terminal=False,
+    ]
+    total = impl.run(_module_grads, net, episode, "loss", modules)
+    for name in modules:
+        grads = total[name]
+        assert grads and all(g is not None for g in grads) and sum(grads) > 0, name
+    worker = impl.run(
+        _module_grads, net, episode, "worker_policy", ["manager_rnn", "manager_space", "worker_rnn"]
     )
-    losses["worker_policy"].backward()
     for name in ["manager_rnn", "manager_space"]:
-        assert all(p.grad is None or torch.all(p.grad == 0) for p in getattr(net, name).parameters()), name
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.worker_rnn.parameters())
-    net.zero_grad()
-    losses = net.compute_losses(
-        torch.tensor(obs, device=device),
-        torch.tensor(actions, device=device),
-        torch.tensor(rewards, device=device),
-        terminal=False,
-    )
-    losses["manager"].backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.manager_rnn.parameters())
-    assert all(p.grad is None or torch.all(p.grad == 0) for p in net.worker_rnn.parameters())
+        assert all(g is None or g == 0 for g in worker[name]), name
+    assert any(g is not None and g > 0 for g in worker["worker_rnn"])
+    manager = impl.run(_module_grads, net, episode, "manager", ["manager_rnn", "worker_rnn"])
+    assert any(g is not None and g > 0 for g in manager["manager_rnn"])
+    assert all(g is None or g == 0 for g in manager["worker_rnn"])
 
 
 @pytest.mark.shape
 def test_train_history_and_update(impl, device):
     """train() returns one history entry per episode and changes the parameters."""
     net = _net(impl, device, state_dim=5, action_dim=4)
-    before = [p.detach().clone() for p in net.parameters()]
+    before = impl.run(_params, net)
     hist = net.train(Corridor(n=5, max_steps=6), num_episodes=3, max_steps=10)
     assert len(hist["returns"]) == 3 and all(1 <= n <= 6 for n in hist["lengths"])
     assert all(np.isfinite(hist["manager_loss"])) and all(np.isfinite(hist["worker_loss"]))
-    assert any(not torch.equal(p.detach(), b) for p, b in zip(net.parameters(), before, strict=True))
+    after = impl.run(_params, net)
+    assert len(after) == len(before) > 0
+    assert any(not torch.equal(p, b) for p, b in zip(after, before, strict=True))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -340,7 +391,8 @@ def test_train_history_and_update(impl, device):
 def test_learns_to_walk_down_a_corridor(impl, reseed):
     """After 100 episodes FuN reaches the end of an 8-cell corridor in ≥ 70 % of episodes (random: ≤ 25 %).
 
-    Measured with the reference (seeds 0-9, 20 sampled episodes): 1.0 after training, 0.0-0.25 before.
+    Measured with the reference (seeds 0-9, 20 sampled episodes judged on the test's Corridor): 1.0 after
+    training, 0.0-0.25 before.
     """
     for seed in (0, 1, 2):
         reseed(seed)
@@ -356,9 +408,10 @@ def test_learns_to_walk_down_a_corridor(impl, reseed):
             alpha=0.1,
             gamma_worker=0.9,
         )
-        before = np.mean([net.run_episode(env, max_steps=30)["return"] for _ in range(20)])
+        judge = dict(act=_sampled_action(net), episodes=20, max_steps=30, reset=_fresh_episode(net))
+        before = rollout(Corridor(n=8, max_steps=30), **judge).success_rate
         net.train(env, 100, max_steps=30)
-        after = np.mean([net.run_episode(env, max_steps=30)["return"] for _ in range(20)])
+        after = rollout(Corridor(n=8, max_steps=30), **judge).success_rate
         assert after >= 0.7, f"seed {seed}: success rate {after:.2f} after training (before: {before:.2f})"
         assert after >= before + 0.4, f"seed {seed}: success {before:.2f} -> {after:.2f}"
 
@@ -372,7 +425,7 @@ def test_learns_to_walk_down_a_corridor(impl, reseed):
 def test_runs_on_cuda(impl):
     """Parameters live on CUDA; acting and a training episode work there."""
     net = _net(impl, "cuda", state_dim=5, action_dim=4)
-    assert next(net.parameters()).device.type == "cuda"
+    assert impl.run(_param_devices, net) == ["cuda"]
     action, goal = net.select_action(np.zeros(5))
     assert 0 <= action < 4 and goal.shape == (8,)
     hist = net.train(Corridor(n=5, max_steps=6), num_episodes=2, max_steps=10)

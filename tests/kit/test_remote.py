@@ -181,6 +181,17 @@ def test_run_ships_a_probe_that_receives_the_handles_objects(session) -> None:
     assert impl.run(_twice, counter) == (1, 2)
 
 
+def _call_twice(impl, method):
+    return method(1), method(1)
+
+
+def test_a_bound_method_of_a_handle_travels_back_as_that_method(session) -> None:
+    """counter.add sent to the worker is the worker object's own bound method."""
+    impl = RemoteImplementation(session, Path("."))
+    counter = impl.module("model_based_rl.algorithms").Counter()
+    assert impl.run(_call_twice, counter.add) == (1, 2) and counter.n == 2
+
+
 def test_student_exceptions_match_builtin_classes(session) -> None:
     """An exception raised by student code is a StudentError and an instance of its nearest built-in class."""
     counter = _algorithms(session).Counter()
