@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pytest
 import torch
@@ -15,17 +13,70 @@ def _helpers(impl):
     return impl.module("model_based_rl.algorithms")
 
 
-def _fill(agent, n: int, rng: np.random.Generator, done_every: int = 0) -> None:
-    """Store ``n`` random transitions (integer actions, rewards in [-1, 1])."""
+def _transitions(n: int, rng: np.random.Generator, state_dim: int, action_dim: int, done_every: int = 0):
+    """``n`` random transitions (integer actions, rewards in [-1, 1]), generated in the judge."""
+    out = []
     for i in range(n):
         done = bool(done_every) and i % done_every == 0
-        agent.store_experience(
-            rng.standard_normal(agent.state_dim),
-            int(rng.integers(agent.action_dim)),
-            float(rng.uniform(-1, 1)),
-            rng.standard_normal(agent.state_dim),
-            done,
-        )
+        out.append((rng.standard_normal(state_dim), int(rng.integers(action_dim)), float(rng.uniform(-1, 1)),
+                    rng.standard_normal(state_dim), done))  # fmt: skip
+    return out
+
+
+class _Maze:
+    """A deterministic grid maze owned by the tests (Gymnasium API, one-hot observations of row*width + col).
+
+    Actions 0 = up, 1 = right, 2 = down, 3 = left; a move into a wall or off the grid stays put. Entering the
+    goal gives reward 1 and terminates; every other step gives 0. Episodes are truncated after ``max_steps``.
+    """
+
+    MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))
+
+    def __init__(self, height, width, walls=(), start=(0, 0), goal=None, max_steps=None):
+        self.height, self.width = height, width
+        self.walls = frozenset(tuple(w) for w in walls)
+        self.start = tuple(start)
+        self.goal = (height - 1, width - 1) if goal is None else tuple(goal)
+        self.max_steps = max_steps
+        self.n_states = height * width
+        self.pos, self.steps, self.done = self.start, 0, True
+
+    def _obs(self):
+        obs = np.zeros(self.n_states, dtype=np.float32)
+        obs[self.pos[0] * self.width + self.pos[1]] = 1.0
+        return obs
+
+    def reset(self, *, seed=None, options=None):
+        self.pos, self.steps, self.done = self.start, 0, False
+        return self._obs(), {}
+
+    def step(self, action):
+        if isinstance(action, bool) or not isinstance(action, (int, np.integer)) or not 0 <= action < 4:
+            raise AssertionError(f"the agent chose {action!r}, not an action in {{0, 1, 2, 3}}")
+        if self.done:
+            raise AssertionError("step() after the end of the episode")
+        row, col = self.pos[0] + self.MOVES[action][0], self.pos[1] + self.MOVES[action][1]
+        if 0 <= row < self.height and 0 <= col < self.width and (row, col) not in self.walls:
+            self.pos = (row, col)
+        self.steps += 1
+        terminated = self.pos == self.goal
+        truncated = not terminated and self.max_steps is not None and self.steps >= self.max_steps
+        self.done = terminated or truncated
+        return self._obs(), float(terminated), terminated, truncated, {}
+
+
+class _OldGym:
+    """Old Gym API over a :class:`_Maze`: reset() -> obs, step() -> (obs, reward, done, info)."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def reset(self):
+        return self.env.reset(seed=0)[0]
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated or truncated, {**info, "TimeLimit.truncated": truncated}
 
 
 class _KnownModel(torch.nn.Module):
@@ -53,10 +104,103 @@ class _KnownModel(torch.nn.Module):
         return out["next_state_mean"], out["reward_mean"].squeeze(-1)
 
 
+def _always_terminal(next_states):
+    """A known termination rule: every simulated transition ends the episode."""
+    return torch.ones(next_states.shape[0], device=next_states.device)
+
+
 def _no_real_batches(*args, **kwargs):
     raise AssertionError(
         "planning_step sampled the real replay buffer; it must use model-simulated transitions"
     )
+
+
+# ----------------------------------------------------------------------------------------------- probes
+# (they run in the worker and return raw observations; the tests judge them)
+
+
+def _store_all(impl, agent, transitions):
+    for transition in transitions:
+        agent.store_experience(*transition)
+
+
+def _call_n(impl, obj, method, n):
+    """Call ``obj.method()`` ``n`` times; the return values."""
+    return [getattr(obj, method)() for _ in range(n)]
+
+
+def _named_params(impl, module):
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def _named_grads(impl, module):
+    return {name: None if p.grad is None else p.grad.detach().clone()
+            for name, p in module.named_parameters()}  # fmt: skip
+
+
+def _param_devices(impl, module):
+    return [str(p.device) for p in module.parameters()]
+
+
+def _loss_and_grad(impl, q_values, actions, targets):
+    q = q_values.detach().clone().requires_grad_(True)
+    loss = impl.module("model_based_rl.algorithms").q_learning_loss(q, actions, targets)
+    loss.backward()
+    return loss, q.grad
+
+
+def _epsilon_greedy_draws(impl, q_values, epsilon, n):
+    f = impl.module("model_based_rl.algorithms").epsilon_greedy_action
+    return [f(q_values, epsilon) for _ in range(n)]
+
+
+def _deepcopy(impl, obj):
+    import copy
+
+    return copy.deepcopy(obj)
+
+
+def _learn_then_act(impl, agent, pending, state, epsilon, num_planning_steps, model_updates):
+    """One step of the Dyna-Q box with the agent's step API: store the last real transition and learn from it
+    (direct RL, model learning, planning), then choose the action in ``state`` (None: no action)."""
+    if pending is not None:
+        transition, learn = pending
+        agent.store_experience(*transition)
+        if learn:
+            agent.update()
+            for _ in range(model_updates):
+                agent.update_model()
+            agent.planning_step(num_planning_steps)
+    return None if state is None else agent.get_action(state, epsilon)
+
+
+def _run_dyna(impl, agent, env, episodes, max_steps, epsilon, num_planning_steps, model_updates, stored,
+              learning_starts):  # fmt: skip
+    """The judge runs the Dyna-Q loop (as ``DynaQAgent.train`` does) on its own ``env``, calling the agent's
+    step API in the worker, and counts the real steps itself. ``stored``: transitions the agent already holds;
+    it learns once it holds ``learning_starts``.
+
+    Returns:
+        (lengths, reached, stored): real steps of each episode, whether it entered the goal, and the number
+        of transitions stored.
+    """
+    lengths, reached, pending = [], [], None
+    for _ in range(episodes):
+        obs = env.reset()[0]
+        terminated, steps = False, 0
+        for steps in range(1, max_steps + 1):
+            action = impl.run(_learn_then_act, agent, pending, obs, epsilon, num_planning_steps,
+                              model_updates)  # fmt: skip
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            stored += 1
+            pending = ((obs, action, reward, next_obs, terminated), stored >= learning_starts)
+            obs = next_obs
+            if terminated or truncated:
+                break
+        lengths.append(steps)
+        reached.append(terminated)
+    impl.run(_learn_then_act, agent, pending, None, epsilon, num_planning_steps, model_updates)
+    return lengths, reached, stored
 
 
 # ----------------------------------------------------------------------------------------------- pure math
@@ -90,14 +234,14 @@ def test_q_learning_targets_carry_no_gradient(impl):
 @pytest.mark.gradient
 def test_q_learning_loss_value_and_gradient(impl):
     """Loss = mean (y - Q(s,a))^2; its gradient is -2 (y - Q(s,a)) / B at the taken action and 0 elsewhere."""
-    q = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]], requires_grad=True)
+    q = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]])
     actions = torch.tensor([2, 1])
     targets = torch.tensor([2.0, 1.0])
-    loss = _helpers(impl).q_learning_loss(q, actions, targets)
+    loss, grad = impl.run(_loss_and_grad, q, actions, targets)
     assert loss.shape == ()
     torch.testing.assert_close(loss, torch.tensor(((2.0 - 3.0) ** 2 + (1.0 + 1.0) ** 2) / 2))
-    loss.backward()
-    torch.testing.assert_close(q.grad, torch.tensor([[0.0, 0.0, 1.0], [0.0, -2.0, 0.0]]))
+    assert grad is not None, "no gradient reached q_values"
+    torch.testing.assert_close(grad, torch.tensor([[0.0, 0.0, 1.0], [0.0, -2.0, 0.0]]))
 
 
 @pytest.mark.shape
@@ -105,7 +249,8 @@ def test_epsilon_greedy_zero_is_greedy_with_random_ties(impl):
     """epsilon=0 picks only argmax actions, and breaks ties between them uniformly (400 draws)."""
     epsilon_greedy_action = _helpers(impl).epsilon_greedy_action
     assert epsilon_greedy_action(torch.tensor([0.1, 0.7, -0.3]), 0.0) == 1
-    picks = [epsilon_greedy_action(torch.tensor([1.0, 3.0, 3.0, 0.0]), 0.0) for _ in range(400)]
+    picks = impl.run(_epsilon_greedy_draws, torch.tensor([1.0, 3.0, 3.0, 0.0]), 0.0, 400)
+    assert len(picks) == 400
     assert all(isinstance(p, int) for p in picks[:5])
     counts = np.bincount(picks, minlength=4)
     assert counts[0] == counts[3] == 0
@@ -115,17 +260,18 @@ def test_epsilon_greedy_zero_is_greedy_with_random_ties(impl):
 @pytest.mark.shape
 def test_epsilon_greedy_one_is_uniform(impl):
     """epsilon=1 picks every action with probability 1/A (4000 draws, 5-sigma band)."""
-    epsilon_greedy_action = _helpers(impl).epsilon_greedy_action
     q = np.array([5.0, 0.0, 0.0, 0.0])
-    counts = np.bincount([epsilon_greedy_action(q, 1.0) for _ in range(4000)], minlength=4)
+    picks = impl.run(_epsilon_greedy_draws, q, 1.0, 4000)
+    assert len(picks) == 4000
+    counts = np.bincount(picks, minlength=4)
     assert np.all(np.abs(counts - 1000) <= 5 * np.sqrt(4000 * 0.25 * 0.75))
 
 
 @pytest.mark.shape
 def test_epsilon_greedy_mixes_with_probability_epsilon(impl):
     """With epsilon=0.4 and a unique best of 4 actions, the best is picked with probability 1 - 0.4 + 0.1."""
-    epsilon_greedy_action = _helpers(impl).epsilon_greedy_action
-    picks = np.array([epsilon_greedy_action(torch.tensor([0.0, 0.0, 1.0, 0.0]), 0.4) for _ in range(4000)])
+    picks = np.array(impl.run(_epsilon_greedy_draws, torch.tensor([0.0, 0.0, 1.0, 0.0]), 0.4, 4000))
+    assert picks.shape == (4000,)
     assert abs((picks == 2).mean() - 0.7) <= 5 * np.sqrt(0.7 * 0.3 / 4000)
 
 
@@ -150,10 +296,10 @@ def test_notebook_cell_calls(impl, device):
 def test_get_action_is_greedy_in_q_network(impl, device):
     """get_action(epsilon=0) returns argmax_a Q(s, a) of the agent's q_network."""
     agent = impl.DynaQAgent(state_dim=3, action_dim=5, device=device)
+    q_network = agent.q_network
     for _ in range(10):
         state = np.random.randn(3).astype(np.float32)
-        with torch.no_grad():
-            q = agent.q_network(torch.as_tensor(state, device=device))
+        q = q_network(torch.as_tensor(state, device=device))
         assert agent.get_action(state, epsilon=0.0) == int(q.argmax())
 
 
@@ -163,17 +309,23 @@ def test_update_takes_a_gradient_step_on_every_q_parameter(impl, device):
     agent = impl.DynaQAgent(
         state_dim=3, action_dim=2, batch_size=8, target_update_interval=1000, device=device
     )
-    _fill(agent, 7, np.random.default_rng(0))
+    impl.run(_store_all, agent, _transitions(7, np.random.default_rng(0), 3, 2))
     assert agent.update() is None
-    _fill(agent, 5, np.random.default_rng(1), done_every=2)
-    before = copy.deepcopy(agent.q_network.state_dict())
-    target_before = copy.deepcopy(agent.target_network.state_dict())
+    impl.run(_store_all, agent, _transitions(5, np.random.default_rng(1), 3, 2, done_every=2))
+    q_network, target_network = agent.q_network, agent.target_network
+    before = impl.run(_named_params, q_network)
+    target_before = target_network.state_dict()
     loss = agent.update()
     assert isinstance(loss, float) and loss > 0
-    for name, param in agent.q_network.named_parameters():
-        assert param.grad is not None and param.grad.abs().sum() > 0, name
-        assert not torch.equal(param.detach(), before[name]), name
-    for name, value in agent.target_network.state_dict().items():
+    grads = impl.run(_named_grads, q_network)
+    after = impl.run(_named_params, q_network)
+    assert before and set(grads) == set(after) == set(before)
+    for name, param in after.items():
+        assert grads[name] is not None and grads[name].abs().sum() > 0, name
+        assert not torch.equal(param, before[name]), name
+    target_after = target_network.state_dict()
+    assert target_before and set(target_after) == set(target_before)
+    for name, value in target_after.items():
         assert torch.equal(value, target_before[name]), name
 
 
@@ -183,13 +335,10 @@ def test_repeated_updates_fit_a_one_step_problem(impl, device):
     agent = impl.DynaQAgent(state_dim=2, action_dim=2, lr=5e-3, batch_size=4, device=device)
     states = np.eye(2, dtype=np.float32)
     rewards = np.array([[1.0, -1.0], [0.5, 0.0]])
-    for s in range(2):
-        for a in range(2):
-            agent.store_experience(states[s], a, rewards[s, a], states[1 - s], True)
-    for _ in range(400):
-        agent.update()
-    with torch.no_grad():
-        q = agent.q_network(torch.as_tensor(states, device=device)).cpu().numpy()
+    terminal = [(states[s], a, rewards[s, a], states[1 - s], True) for s in range(2) for a in range(2)]
+    impl.run(_store_all, agent, terminal)
+    impl.run(_call_n, agent, "update", 400)
+    q = agent.q_network(torch.as_tensor(states, device=device)).detach().cpu().numpy()
     np.testing.assert_allclose(q, rewards, atol=0.1)
 
 
@@ -199,17 +348,18 @@ def test_update_model_lowers_model_loss(impl, device):
     """update_model() fits the dynamics model and the termination classifier to the stored transitions."""
     agent = impl.DynaQAgent(state_dim=4, action_dim=2, batch_size=16, device=device)
     eye = np.eye(4, dtype=np.float32)
+    transitions = []
     for s in range(4):
         for a in range(2):
             s2 = (s + 1 if a == 1 else s - 1) % 4
-            agent.store_experience(eye[s], a, float(a), eye[s2], s2 == 0)
+            transitions.append((eye[s], a, float(a), eye[s2], s2 == 0))
+    impl.run(_store_all, agent, transitions)
     states = torch.as_tensor(np.repeat(eye, 2, axis=0), device=device)
     actions = torch.tensor([0, 1] * 4, device=device)
     next_idx = [(s + 1 if a == 1 else s - 1) % 4 for s in range(4) for a in range(2)]
-    with torch.no_grad():
-        first = agent.dynamics_model(states, actions)["next_state_mean"]
+    first = agent.dynamics_model(states, actions)["next_state_mean"]
     first_error = (first.cpu() - torch.as_tensor(eye[next_idx])).pow(2).mean().item()
-    losses = [agent.update_model() for _ in range(200)]
+    losses = impl.run(_call_n, agent, "update_model", 200)
     assert all(isinstance(x, float) for x in losses)
     next_states, rewards, dones = agent.simulate(states, actions)
     error = (next_states.cpu() - torch.as_tensor(eye[next_idx])).pow(2).mean().item()
@@ -229,19 +379,18 @@ def test_planning_learns_from_the_model_not_the_buffer(impl, device):
         lr=1e-2,
         batch_size=8,
         device=device,
-        termination_fn=lambda next_states: torch.ones(next_states.shape[0], device=next_states.device),
+        termination_fn=_always_terminal,
     )
     states = np.eye(3, dtype=np.float32)
-    for s in range(3):
-        for a in range(2):
-            agent.store_experience(states[s], a, 0.0, states[(s + 1) % 3], False)  # real rewards are all 0
+    # the real rewards are all 0
+    real = [(states[s], a, 0.0, states[(s + 1) % 3], False) for s in range(3) for a in range(2)]
+    impl.run(_store_all, agent, real)
     agent.dynamics_model = _KnownModel()
     agent.buffer.sample = _no_real_batches
     loss = agent.planning_step(num_planning_steps=300)
     assert isinstance(loss, float)
     assert agent.dynamics_model.queries, "planning_step never queried agent.dynamics_model"
-    with torch.no_grad():
-        q = agent.q_network(torch.as_tensor(states, device=device)).cpu()
+    q = agent.q_network(torch.as_tensor(states, device=device)).cpu()
     torch.testing.assert_close(q, torch.tensor([[1.0, -1.0]] * 3), atol=0.15, rtol=0)
 
 
@@ -255,15 +404,18 @@ def test_planning_searches_from_seen_states(impl, device, search_control):
     rng = np.random.default_rng(0)
     seen = rng.standard_normal((5, 4)).astype(np.float32)
     taken = [0, 1, 0, 1, 0]  # action 2 is never taken
-    for state, action in zip(seen, taken):
-        agent.store_experience(state, action, 0.0, rng.standard_normal(4), False)
+    impl.run(_store_all, agent, [(s, a, 0.0, rng.standard_normal(4), False) for s, a in zip(seen, taken)])
     agent.dynamics_model = _KnownModel()
     agent.buffer.sample = _no_real_batches
-    before = [p.detach().clone() for p in agent.q_network.parameters()]
+    q_network = agent.q_network
+    before = impl.run(_named_params, q_network)
     agent.planning_step(num_planning_steps=20)
-    assert any(not torch.equal(b, p.detach()) for b, p in zip(before, agent.q_network.parameters()))
-    queried_states = torch.cat([s for s, _ in agent.dynamics_model.queries])
-    queried_actions = torch.cat([a for _, a in agent.dynamics_model.queries])
+    after = impl.run(_named_params, q_network)
+    assert before and set(after) == set(before)
+    assert any(not torch.equal(before[name], after[name]) for name in before)
+    queries = agent.dynamics_model.queries
+    queried_states = torch.cat([s for s, _ in queries])
+    queried_actions = torch.cat([a for _, a in queries])
     assert queried_states.shape[0] >= 20 * 16
     distances = (queried_states[:, None, :] - torch.as_tensor(seen)[None]).abs().amax(dim=-1)
     closest = distances.argmin(dim=1)
@@ -280,16 +432,18 @@ def test_planning_without_steps_or_seen_states_does_nothing(impl, device):
     """planning_step returns None and leaves Q unchanged with 0 steps or before any experience."""
     agent = impl.DynaQAgent(state_dim=2, action_dim=2, device=device)
     assert agent.planning_step(num_planning_steps=3) is None
-    _fill(agent, 3, np.random.default_rng(0))
-    before = [p.detach().clone() for p in agent.q_network.parameters()]
+    impl.run(_store_all, agent, _transitions(3, np.random.default_rng(0), 2, 2))
+    before = impl.run(_named_params, agent.q_network)
     assert agent.planning_step(num_planning_steps=0) is None
-    assert all(torch.equal(b, p.detach()) for b, p in zip(before, agent.q_network.parameters()))
+    after = impl.run(_named_params, agent.q_network)
+    assert before and set(after) == set(before)
+    assert all(torch.equal(before[name], after[name]) for name in before)
 
 
 @pytest.mark.shape
 def test_train_returns_per_episode_history_on_both_env_apis(impl, device):
     """train() runs on Gymnasium (5-tuple) and old-Gym (4-tuple) envs and returns per-episode lists."""
-    env = impl.SimpleGridWorld(3, observation="onehot", max_steps=15)
+    env = _Maze(3, 3, max_steps=15)
     agent = impl.DynaQAgent(state_dim=9, action_dim=4, batch_size=8, device=device)
     history = agent.train(env, num_episodes=3, num_planning_steps=2, max_steps_per_episode=20, epsilon=0.5)
     assert set(history) >= {"returns", "lengths", "cumulative_steps"}
@@ -298,21 +452,9 @@ def test_train_returns_per_episode_history_on_both_env_apis(impl, device):
     assert history["cumulative_steps"] == np.cumsum(history["lengths"]).tolist()
     assert all(r in (0.0, 1.0) for r in history["returns"])
 
-    class OldGym:
-        """Old Gym API: reset() -> obs, step() -> (obs, reward, done, info)."""
-
-        def __init__(self):
-            self.env = impl.SimpleGridWorld(3, observation="onehot", max_steps=15)
-
-        def reset(self):
-            return self.env.reset(seed=0)[0]
-
-        def step(self, action):
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            return obs, reward, terminated or truncated, {**info, "TimeLimit.truncated": truncated}
-
+    old_gym = _OldGym(_Maze(3, 3, max_steps=15))
     history = agent.train(
-        OldGym(), num_episodes=2, num_planning_steps=1, max_steps_per_episode=20, epsilon=0.5
+        old_gym, num_episodes=2, num_planning_steps=1, max_steps_per_episode=20, epsilon=0.5
     )
     assert len(history["lengths"]) == 2 and all(1 <= n <= 15 for n in history["lengths"])
     assert len(agent.buffer) == history["cumulative_steps"][-1]  # real steps of both train() calls
@@ -352,7 +494,7 @@ def test_bad_call_arguments(impl):
         agent.planning_step(num_planning_steps=-1)
     with pytest.raises(ValueError, match="state"):
         agent.get_action(np.zeros(5))
-    env = impl.SimpleGridWorld(3, observation="coords")
+    env = _Maze(3, 3)
     with pytest.raises(ValueError, match="num_episodes"):
         agent.train(env, num_episodes=0)
     with pytest.raises(ValueError, match="num_planning_steps"):
@@ -367,12 +509,13 @@ def test_bad_call_arguments(impl):
 def test_runs_on_the_requested_device(impl, device):
     """Networks, buffer batches and planning live on the --device (run with --device cuda)."""
     agent = impl.DynaQAgent(state_dim=4, action_dim=2, batch_size=8, device=device)
-    _fill(agent, 10, np.random.default_rng(0), done_every=3)
+    impl.run(_store_all, agent, _transitions(10, np.random.default_rng(0), 4, 2, done_every=3))
     assert isinstance(agent.update(), float)
     assert isinstance(agent.update_model(), float)
     assert isinstance(agent.planning_step(3), float)
     for net in (agent.q_network, agent.target_network, agent.dynamics_model):
-        assert all(p.device.type == device.type for p in net.parameters())
+        devices = impl.run(_param_devices, net)
+        assert devices and all(torch.device(d).type == device.type for d in devices), devices
 
 
 # ----------------------------------------------------------------------------------------------- convergence
@@ -390,8 +533,7 @@ def test_planning_reaches_the_goal_in_fewer_real_steps(impl, reseed):
     steps = {0: [], 10: []}
     for seed in range(6):
         reseed(seed)
-        env = impl.SimpleGridWorld(**MAZE, observation="onehot", max_steps=None)
-        env.reset(seed=seed)
+        env = _Maze(**MAZE)  # the judge's maze: it steps the environment and counts the real steps itself
         explorer = impl.DynaQAgent(
             state_dim=env.n_states,
             action_dim=4,
@@ -403,20 +545,28 @@ def test_planning_reaches_the_goal_in_fewer_real_steps(impl, reseed):
         )
         # Episode 1: a random walk to the goal, learning Q and the model on the way (S&B's first episode is
         # a random walk too: Q = 0 everywhere). Both agents below continue from this same state.
-        first = explorer.train(env, 1, num_planning_steps=0, max_steps_per_episode=2000, epsilon=1.0)
-        assert first["returns"] == [1.0], "the random walk should reach the goal of this small maze"
+        _, reached, stored = _run_dyna(
+            impl, explorer, env, 1, max_steps=2000, epsilon=1.0, num_planning_steps=0, model_updates=1,
+            stored=0, learning_starts=32,
+        )
+        assert reached == [True], "the random walk should reach the goal of this small maze"
         for n, totals in steps.items():
-            agent = copy.deepcopy(explorer)
+            agent = impl.run(_deepcopy, explorer)
             reseed(100 + seed)
-            history = agent.train(
+            lengths, _, _ = _run_dyna(
+                impl,
+                agent,
                 env,
                 5,
-                num_planning_steps=n,
-                max_steps_per_episode=100,
+                max_steps=100,
                 epsilon=0.1,
-                model_updates_per_step=3 if n else 0,  # without planning the model is never used
+                num_planning_steps=n,
+                model_updates=3 if n else 0,  # without planning the model is never used
+                stored=stored,
+                learning_starts=32,  # train()'s default: the agent's batch_size
             )
-            totals.append(sum(history["lengths"]))
+            totals.append(sum(lengths))
     # Measured with the reference over seed groups 0-5, 12-17, 18-23, 30-35, 36-41: the ratio of the sums
-    # was 0.31-0.52 (n=10: 558-698 steps, n=0: 1321-1959); 0.56 with search_control="random".
+    # was 0.31-0.52 (n=10: 558-698 steps, n=0: 1321-1959); 0.56 with search_control="random". The judge-run
+    # loop reproduces DynaQAgent.train step for step (seeds 0-5: n=10 593 steps, n=0 1385, ratio 0.43).
     assert sum(steps[10]) < 0.75 * sum(steps[0]), steps

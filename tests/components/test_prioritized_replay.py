@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,12 +20,51 @@ def _chi2_sf(stat: float, df: int) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
+FIELDS = ("states", "actions", "rewards", "next_states", "dones", "weights", "indices")
+
+
+def _add_ids(impl, buf, n):
+    """Probe: add ``n`` transitions whose state and reward encode their id."""
+    for i in range(n):
+        buf.add(np.full(2, i, dtype=np.float32), i, float(i), np.zeros(2), False)
+
+
+def _sample_probe(impl, buf, *args, **kwargs):
+    """Probe: ``buf.sample(...)`` as data: whether it is a ``utils.PrioritizedTransition``, and its fields."""
+    batch = buf.sample(*args, **kwargs)
+    return {"is_prioritized_transition": isinstance(batch, impl.module("utils").PrioritizedTransition),
+            "fields": dict(zip(batch._fields, batch))}  # fmt: skip
+
+
+def _sample_indices(impl, buf, batch_size, times, rng):
+    """Probe: the ``indices`` of ``times`` batches sampled with one generator ``rng``."""
+    return [buf.sample(batch_size, rng=rng).indices for _ in range(times)]
+
+
+def _apply_updates(impl, tree, updates):
+    """Probe: apply ``(slot, value)`` updates to a sum tree, every third one as a batch of one."""
+    for i, (slot, p) in enumerate(updates):
+        if i % 3 == 2:
+            tree.update(np.array([slot]), np.array([p]))
+        else:
+            tree.update(slot, p)
+
+
+def _sample(impl, buf, *args, **kwargs) -> SimpleNamespace:
+    """``buf.sample(...)`` taken in the worker: a namespace of its fields, plus ``is_prioritized_transition``,
+    ``names`` and ``tensors``."""
+    out = impl.run(_sample_probe, buf, *args, **kwargs)
+    fields = out["fields"]
+    named = {name: fields[name] for name in FIELDS if name in fields}
+    return SimpleNamespace(is_prioritized_transition=out["is_prioritized_transition"], names=tuple(fields),
+                           tensors=list(fields.values()), **named)  # fmt: skip
+
+
 def _buffer(impl, priorities, alpha=0.6, device="cpu", **kw):
     """A PER buffer holding len(priorities) transitions (reward = id) with the given |δ| values."""
     n = len(priorities)
     buf = impl.PrioritizedReplayBuffer(n, alpha=alpha, eps=1e-9, device=device, **kw)
-    for i in range(n):
-        buf.add(np.full(2, i, dtype=np.float32), i, float(i), np.zeros(2), False)
+    impl.run(_add_ids, buf, n)
     buf.update_priorities(np.arange(n), np.asarray(priorities, dtype=np.float64))
     return buf
 
@@ -79,12 +119,9 @@ def test_sum_tree_root_is_sum_of_leaves(impl, capacity, updates):
     """After arbitrary updates the root (total) equals the sum of the leaves' latest values."""
     tree = _sum_tree(impl)(capacity)
     leaves = np.zeros(capacity)
-    for i, (slot, p) in enumerate(updates):
-        slot %= capacity
-        if i % 3 == 2:  # mix scalar and batched updates
-            tree.update(np.array([slot]), np.array([p]))
-        else:
-            tree.update(slot, p)
+    updates = [(slot % capacity, p) for slot, p in updates]
+    impl.run(_apply_updates, tree, updates)  # mixes scalar and batched updates
+    for slot, p in updates:
         leaves[slot] = p
     assert tree.total == pytest.approx(math.fsum(leaves), rel=1e-9, abs=1e-9)
 
@@ -158,11 +195,12 @@ def test_sampling_frequencies_match_priorities(impl):
     priorities = np.array([0.5, 1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 0.25])
     alpha = 0.6
     buf = _buffer(impl, priorities, alpha=alpha)
-    rng = np.random.default_rng(12345)
+    batches = impl.run(_sample_indices, buf, 24, 400, np.random.default_rng(12345))
+    assert len(batches) == 400
     counts = np.zeros(len(priorities))
-    for _ in range(400):
-        idx = buf.sample(24, rng=rng).indices.numpy()
-        counts += np.bincount(idx, minlength=len(priorities))
+    for idx in batches:
+        assert idx.shape == (24,)
+        counts += np.bincount(idx.numpy(), minlength=len(priorities))
     expected = priorities**alpha / np.sum(priorities**alpha) * counts.sum()
     stat = float(np.sum((counts - expected) ** 2 / expected))
     assert _chi2_sf(stat, len(priorities) - 1) > 1e-4, (counts, expected)
@@ -175,8 +213,8 @@ def test_sampling_frequencies_match_priorities(impl):
 def test_sample_returns_weights_and_indices(impl, device):
     """sample() gives PrioritizedTransition with weights (B,) float32 in (0, 1] and indices (B,) int64."""
     buf = _buffer(impl, [1.0, 2.0, 3.0], device=device)
-    batch = buf.sample(5)
-    assert isinstance(batch, impl.module("utils").PrioritizedTransition)
+    batch = _sample(impl, buf, 5)
+    assert batch.is_prioritized_transition and batch.names == FIELDS
     assert batch.states.shape == (5, 2) and batch.actions.dtype == torch.int64
     assert batch.rewards.shape == (5,) and batch.dones.shape == (5,)
     assert batch.weights.shape == (5,) and batch.weights.dtype == torch.float32
@@ -191,7 +229,8 @@ def test_sample_returns_weights_and_indices(impl, device):
 def test_buffer_weights_hand_computed(impl):
     """With α = 1, β = 1 and priorities [1, 2, 4, 8], the weight of slot i is p_min / p_i."""
     buf = _buffer(impl, [1.0, 2.0, 4.0, 8.0], alpha=1.0, beta=1.0, beta_final=1.0)
-    batch = buf.sample(16, rng=np.random.default_rng(0))
+    batch = _sample(impl, buf, 16, rng=np.random.default_rng(0))
+    assert batch.indices.shape == (16,)
     p = np.array([1.0, 2.0, 4.0, 8.0])
     np.testing.assert_allclose(batch.weights.numpy(), (1.0 / p)[batch.indices.numpy()], rtol=1e-5)
 
@@ -203,7 +242,7 @@ def test_beta_anneals_linearly_to_final(impl):
     assert buf.beta == pytest.approx(0.4)
     betas = []
     for _ in range(12):
-        batch = buf.sample(8, rng=np.random.default_rng(0))
+        batch = _sample(impl, buf, 8, rng=np.random.default_rng(0))
         w4 = batch.weights[batch.indices == 1]
         betas.append(buf.beta)
     assert betas[4] == pytest.approx(0.4 + 0.6 * 5 / 10)
@@ -221,7 +260,8 @@ def test_new_transitions_get_max_priority(impl):
     buf.update_priorities(np.array([0, 1]), np.array([3.0, 1.0]))
     buf.add(np.zeros(1), 0, 2.0, np.zeros(1), False)
     np.testing.assert_allclose(buf.probabilities(), [3 / 7, 1 / 7, 3 / 7], rtol=1e-6)
-    counts = np.bincount(buf.sample(700, rng=np.random.default_rng(0)).indices.numpy(), minlength=4)
+    counts = np.bincount(_sample(impl, buf, 700, rng=np.random.default_rng(0)).indices.numpy(), minlength=4)
+    assert counts.sum() == 700
     assert counts[3] == 0 and abs(counts[2] - 300) < 60 and abs(counts[1] - 100) < 40
 
 
@@ -231,7 +271,8 @@ def test_update_priorities_accepts_tensors_and_uses_abs(impl):
     buf = _buffer(impl, [1.0, 1.0], alpha=1.0)
     buf.update_priorities(torch.tensor([0, 1]), torch.tensor([-3.0, 1.0]))
     np.testing.assert_allclose(buf.probabilities(), [0.75, 0.25], rtol=1e-6)
-    counts = np.bincount(buf.sample(400, rng=np.random.default_rng(0)).indices.numpy(), minlength=2)
+    counts = np.bincount(_sample(impl, buf, 400, rng=np.random.default_rng(0)).indices.numpy(), minlength=2)
+    assert counts.sum() == 400
     assert counts[0] == 300  # stratified sampling: exactly 3/4 of the strata fall on slot 0
 
 
@@ -256,12 +297,18 @@ def test_bad_arguments_raise_value_error(impl):
         _sum_tree(impl)(0)
 
 
+def _sample_and_update_on_device(impl, buf, batch_size):
+    """Probe: sample a batch, pass its own indices back to update_priorities; the devices of its tensors."""
+    batch = buf.sample(batch_size)
+    buf.update_priorities(batch.indices, batch.rewards.abs())
+    return [str(t.device) for t in batch]
+
+
 @pytest.mark.gpu
 @pytest.mark.points(0)
 @pytest.mark.shape
 def test_samples_on_cuda(impl):
     """With device='cuda' the batch, weights and indices live on the GPU and round-trip to update_priorities."""
     buf = _buffer(impl, [1.0, 2.0, 3.0], device="cuda")
-    batch = buf.sample(4)
-    assert all(t.is_cuda for t in batch)
-    buf.update_priorities(batch.indices, batch.rewards.abs())
+    devices = impl.run(_sample_and_update_on_device, buf, 4)
+    assert len(devices) == len(FIELDS) and all(torch.device(d).type == "cuda" for d in devices), devices

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -10,16 +12,40 @@ from hypothesis import strategies as st
 
 pytestmark = pytest.mark.component("ReplayBuffer")
 
+FIELDS = ("states", "actions", "rewards", "next_states", "dones")
 
-def _fill(buf, ids, obs_dim=2):
-    """Add transitions whose state, action, reward and next state all encode the id."""
+
+def _add_ids(impl, buf, ids, obs_dim=2):
+    """Probe: add transitions whose state, action, reward and next state all encode the id."""
     for i in ids:
-        buf.add(np.full(obs_dim, i, dtype=np.float32), int(i), float(i), np.full(obs_dim, i + 1.0), i % 2 == 0)
+        i = int(i)
+        buf.add(np.full(obs_dim, i, dtype=np.float32), i, float(i), np.full(obs_dim, i + 1.0), i % 2 == 0)
 
 
-def _stored_ids(buf, rng_seed=0):
+def _sample_probe(impl, buf, *args, **kwargs):
+    """Probe: ``buf.sample(...)`` as data: whether it is a ``utils.Transition``, and its fields by name."""
+    batch = buf.sample(*args, **kwargs)
+    return {"is_transition": isinstance(batch, impl.module("utils").Transition),
+            "fields": dict(zip(batch._fields, batch))}  # fmt: skip
+
+
+def _fill(impl, buf, ids, obs_dim=2):
+    impl.run(_add_ids, buf, [int(i) for i in ids], obs_dim)
+
+
+def _sample(impl, buf, *args, **kwargs) -> SimpleNamespace:
+    """``buf.sample(...)`` taken in the worker: a namespace of its fields, plus ``is_transition``, ``names``
+    (the field names, in order) and ``tensors`` (the field values, in order)."""
+    out = impl.run(_sample_probe, buf, *args, **kwargs)
+    fields = out["fields"]
+    named = {name: fields[name] for name in FIELDS if name in fields}
+    return SimpleNamespace(is_transition=out["is_transition"], names=tuple(fields),
+                           tensors=list(fields.values()), **named)  # fmt: skip
+
+
+def _stored_ids(impl, buf, rng_seed=0):
     """Set of ids present in the buffer, seen by sampling many times (rewards encode the id)."""
-    batch = buf.sample(64 * buf.capacity + 64, rng=np.random.default_rng(rng_seed))
+    batch = _sample(impl, buf, 64 * buf.capacity + 64, rng=np.random.default_rng(rng_seed))
     return set(batch.rewards.long().tolist())
 
 
@@ -37,15 +63,15 @@ def test_circular_write_indices_wrap_around(impl):
 def test_sample_shapes_and_dtypes_discrete(impl, device):
     """Discrete actions come back int64 (B,), states float32 (B, S), rewards and dones float32 (B,)."""
     buf = impl.ReplayBuffer(10, device=device)
-    _fill(buf, range(6), obs_dim=3)
-    batch = buf.sample(4)
-    assert isinstance(batch, impl.module("utils").Transition)
+    _fill(impl, buf, range(6), obs_dim=3)
+    batch = _sample(impl, buf, 4)
+    assert batch.is_transition and batch.names == FIELDS
     assert batch.states.shape == (4, 3) and batch.states.dtype == torch.float32
     assert batch.next_states.shape == (4, 3) and batch.next_states.dtype == torch.float32
     assert batch.actions.shape == (4,) and batch.actions.dtype == torch.int64
     assert batch.rewards.shape == (4,) and batch.rewards.dtype == torch.float32
     assert batch.dones.shape == (4,) and batch.dones.dtype == torch.float32
-    assert all(t.device.type == device.type for t in batch)
+    assert all(t.device.type == device.type for t in batch.tensors)
 
 
 @pytest.mark.shape
@@ -54,7 +80,7 @@ def test_sample_shapes_continuous_actions(impl):
     buf = impl.ReplayBuffer(5)
     for i in range(3):
         buf.add(np.zeros(4), np.array([0.5, -0.5]) * i, 1.0, np.ones(4), False)
-    batch = buf.sample(7)
+    batch = _sample(impl, buf, 7)
     assert batch.actions.shape == (7, 2) and batch.actions.dtype == torch.float32
     assert batch.states.shape == (7, 4)
 
@@ -63,9 +89,10 @@ def test_sample_shapes_continuous_actions(impl):
 def test_sampled_fields_stay_aligned(impl):
     """Each sampled row is one stored transition: state, action, reward, next state and done agree."""
     buf = impl.ReplayBuffer(50)
-    _fill(buf, range(30))
-    b = buf.sample(64, rng=np.random.default_rng(1))
+    _fill(impl, buf, range(30))
+    b = _sample(impl, buf, 64, rng=np.random.default_rng(1))
     ids = b.rewards
+    assert ids.shape == (64,)
     assert torch.equal(b.states[:, 0], ids)
     assert torch.equal(b.actions.float(), ids)
     assert torch.equal(b.next_states[:, 1], ids + 1)
@@ -76,8 +103,9 @@ def test_sampled_fields_stay_aligned(impl):
 def test_sample_draws_only_stored_slots_uniformly(impl):
     """Samples come from the stored transitions only (not empty slots), each about equally often."""
     buf = impl.ReplayBuffer(100)
-    _fill(buf, range(1, 5))  # ids 1..4 in a buffer of 100 slots
-    rewards = buf.sample(4000, rng=np.random.default_rng(0)).rewards.long()
+    _fill(impl, buf, range(1, 5))  # ids 1..4 in a buffer of 100 slots
+    rewards = _sample(impl, buf, 4000, rng=np.random.default_rng(0)).rewards.long()
+    assert rewards.shape == (4000,)
     counts = torch.bincount(rewards, minlength=5)
     assert counts[0] == 0  # an empty (zero) slot is never sampled
     assert counts[1:].min() > 850 and counts[1:].max() < 1150  # expected 1000 each
@@ -87,9 +115,9 @@ def test_sample_draws_only_stored_slots_uniformly(impl):
 def test_sample_is_reproducible_with_rng(impl):
     """The same rng seed gives the same batch; batch larger than the buffer is allowed."""
     buf = impl.ReplayBuffer(8)
-    _fill(buf, range(5))
-    a = buf.sample(12, rng=np.random.default_rng(3))
-    b = buf.sample(12, rng=np.random.default_rng(3))
+    _fill(impl, buf, range(5))
+    a = _sample(impl, buf, 12, rng=np.random.default_rng(3))
+    b = _sample(impl, buf, 12, rng=np.random.default_rng(3))
     assert a.rewards.shape == (12,)
     assert torch.equal(a.rewards, b.rewards)
 
@@ -110,23 +138,23 @@ def test_never_exceeds_capacity_and_keeps_newest(impl, capacity, chunks, batched
             buf.add_batch(np.stack([np.full(2, i, np.float32) for i in ids]), ids, ids.astype(float),
                           np.stack([np.full(2, i + 1.0) for i in ids]), np.zeros(n))
         else:
-            _fill(buf, ids)
+            _fill(impl, buf, ids)
         next_id += n
         assert len(buf) == min(next_id, capacity)
     expected = set(range(max(0, next_id - capacity), next_id))
-    assert _stored_ids(buf) == expected
+    assert _stored_ids(impl, buf) == expected
 
 
 @pytest.mark.shape
 def test_overwrites_oldest_first(impl):
     """A full buffer replaces its oldest transition with each new one."""
     buf = impl.ReplayBuffer(3)
-    _fill(buf, range(3))
-    assert _stored_ids(buf) == {0, 1, 2}
-    _fill(buf, [3])
-    assert _stored_ids(buf) == {1, 2, 3}
-    _fill(buf, [4, 5])
-    assert _stored_ids(buf) == {3, 4, 5}
+    _fill(impl, buf, range(3))
+    assert _stored_ids(impl, buf) == {0, 1, 2}
+    _fill(impl, buf, [3])
+    assert _stored_ids(impl, buf) == {1, 2, 3}
+    _fill(impl, buf, [4, 5])
+    assert _stored_ids(impl, buf) == {3, 4, 5}
     assert len(buf) == 3
 
 
@@ -134,11 +162,11 @@ def test_overwrites_oldest_first(impl):
 def test_clear_empties_the_buffer(impl):
     """clear() forgets everything; the buffer can be refilled with another shape."""
     buf = impl.ReplayBuffer(4)
-    _fill(buf, range(6))
+    _fill(impl, buf, range(6))
     buf.clear()
     assert len(buf) == 0
     buf.add(np.zeros(5), 1, 2.0, np.zeros(5), True)
-    assert buf.sample(2).states.shape == (2, 5)
+    assert _sample(impl, buf, 2).states.shape == (2, 5)
 
 
 @pytest.mark.shape
@@ -167,11 +195,17 @@ def test_capacity_attribute(impl):
     assert buf.capacity == 7 and len(buf) == 0
 
 
+def _sampled_devices(impl, buf, batch_size):
+    """Probe: the device of every tensor of a sampled batch."""
+    return [str(t.device) for t in buf.sample(batch_size)]
+
+
 @pytest.mark.gpu
 @pytest.mark.points(0)
 @pytest.mark.shape
 def test_samples_on_cuda(impl):
     """With device='cuda' every sampled tensor lives on the GPU."""
     buf = impl.ReplayBuffer(10, device="cuda")
-    _fill(buf, range(4))
-    assert all(t.is_cuda for t in buf.sample(3))
+    _fill(impl, buf, range(4))
+    devices = impl.run(_sampled_devices, buf, 3)
+    assert len(devices) == len(FIELDS) and all(torch.device(d).type == "cuda" for d in devices), devices

@@ -19,6 +19,16 @@ def _chunks(data: np.ndarray, cuts: list[int]) -> list[np.ndarray]:
     return np.split(data, cuts)
 
 
+def _update_all(impl, rs, chunks, single):
+    """Probe: feed ``chunks`` to ``rs.update``, as whole batches or (``single``) one row at a time."""
+    for chunk in chunks:
+        if single:
+            for row in chunk:
+                rs.update(row)
+        else:
+            rs.update(chunk)
+
+
 @pytest.mark.shape
 def test_chan_merge_hand_computed(impl):
     """Merging {1, 3} (n 2, mean 2, M2 2) with {5} (n 1, mean 5, M2 0) gives n 3, mean 3, M2 8."""
@@ -54,12 +64,7 @@ def test_stream_equals_numpy_moments(impl, data, cuts, single):
     """Any chunking of a stream (batches or single samples) gives numpy's mean and var (ddof=0)."""
     arr = np.array(data, dtype=np.float64)
     rs = impl.RunningStats(shape=(2,))
-    for chunk in _chunks(arr, cuts):
-        if single:
-            for row in chunk:
-                rs.update(row)
-        else:
-            rs.update(chunk)
+    impl.run(_update_all, rs, _chunks(arr, cuts), single)
     assert rs.count == len(arr)
     scale = 1.0 + np.abs(arr).max()
     np.testing.assert_allclose(rs.mean, arr.mean(axis=0), rtol=1e-9, atol=1e-9 * scale)
