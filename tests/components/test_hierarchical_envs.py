@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium import spaces
 from hypothesis import given
 from hypothesis import strategies as st
 
 pytestmark = pytest.mark.component("HierarchicalRLEnvironment")
 
 HALLWAYS = [(3, 6), (6, 2), (7, 9), (10, 6)]
+#: PointMassGoalEnv's "gap" walls (x_min, y_min, x_max, y_max): a wall at x = 0, a gap at y in [0.4, 0.8].
+GAP_WALLS = ((-0.05, -1.0, 0.05, 0.4), (-0.05, 0.8, 0.05, 1.0))
 
 
 @pytest.fixture
@@ -20,12 +24,126 @@ def envs(impl):
     return impl.module("hierarchical_rl.environments")
 
 
-def _check_env(env) -> None:
+# --- the worker's environment seen from the judge (spaces rebuilt from raw data, check_env runs here) ------
+
+
+def _space_spec(impl, space):
+    """Probe: a gymnasium space as raw data (its kind and parameters)."""
+    kind = type(space).__name__
+    if kind == "Dict":
+        return {"kind": kind, "spaces": {k: _space_spec(impl, v) for k, v in space.spaces.items()}}
+    if kind == "Box":
+        return {"kind": kind, "low": np.asarray(space.low), "high": np.asarray(space.high),
+                "dtype": np.dtype(space.dtype).str}  # fmt: skip
+    if kind == "Discrete":
+        return {"kind": kind, "n": int(space.n), "start": int(space.start)}
+    return {"kind": kind}
+
+
+def _space(spec):
+    """The judge's copy of a space described by :func:`_space_spec`."""
+    kind = spec["kind"]
+    if kind == "Dict":
+        return spaces.Dict({k: _space(v) for k, v in spec["spaces"].items()})
+    if kind == "Box":
+        return spaces.Box(spec["low"], spec["high"], dtype=np.dtype(spec["dtype"]))
+    if kind == "Discrete":
+        return spaces.Discrete(spec["n"], start=spec["start"])
+    raise AssertionError(f"unexpected space {kind!r}")
+
+
+def _rng_state(env):
+    rng = getattr(env.unwrapped, "_np_random", None)
+    return None if rng is None else rng.bit_generator.state
+
+
+def _describe(impl, env):
+    """Probe: spaces, metadata and render mode of an environment, as raw data."""
+    return {"observation_space": _space_spec(impl, env.observation_space),
+            "action_space": _space_spec(impl, env.action_space),
+            "metadata": dict(env.metadata), "render_mode": env.render_mode}  # fmt: skip
+
+
+def _reset(impl, env, seed, options):
+    obs, info = env.reset(seed=seed, options=options)
+    return obs, info, _rng_state(env)
+
+
+def _step(impl, env, action):
+    return env.step(action), _rng_state(env)
+
+
+class _JudgeView(gym.Env):
+    """The worker's environment as a gymnasium Env in the judge: its spaces rebuilt from raw data, reset/step
+    forwarded (one request each), the generator state mirrored, so that check_env runs in the judge."""
+
+    def __init__(self, impl, env) -> None:
+        self._impl, self._env = impl, env
+        d = impl.run(_describe, env)
+        self.observation_space = _space(d["observation_space"])
+        self.action_space = _space(d["action_space"])
+        self.metadata = d["metadata"]
+        self.render_mode = d["render_mode"]
+
+    def _mirror(self, state) -> None:
+        if state is None:
+            self._np_random = None
+            return
+        rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
+        rng.bit_generator.state = state
+        self._np_random = rng
+
+    def reset(self, *, seed=None, options=None):
+        obs, info, state = self._impl.run(_reset, self._env, seed, options)
+        self._mirror(state)
+        return obs, info
+
+    def step(self, action):
+        out, state = self._impl.run(_step, self._env, action)
+        self._mirror(state)
+        return out
+
+    def render(self):
+        return self._env.render()
+
+
+def _check_env(impl, env) -> None:
     from gymnasium.utils.env_checker import check_env
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no spec" / render-mode notes of the checker
-        check_env(env, skip_render_check=False)
+        check_env(_JudgeView(impl, env), skip_render_check=False)
+
+
+def _class_names(impl, obj):
+    """Probe: the qualified names of the classes of ``obj`` (its MRO), as strings."""
+    return [f"{c.__module__}.{c.__qualname__}" for c in type(obj).__mro__]
+
+
+def _slip_directions(impl, env, n):
+    """Probe: the direction actually taken by n 'right' steps from (2, 3) (info['direction'])."""
+    out = []
+    for _ in range(n):
+        env.reset(options={"start": (2, 3)})
+        out.append(env.step(1)[4]["direction"])
+    return out
+
+
+def _play(impl, env, seed, actions, cell_key=None):
+    """Probe: reset(seed) then the actions until the episode ends; the observations (and info[cell_key])."""
+    env.reset(seed=seed)
+    out = []
+    for a in actions:
+        obs, _, term, trunc, info = env.step(a)
+        out.append((obs, None if cell_key is None else info[cell_key]))
+        if term or trunc:
+            break
+    return out
+
+
+def _in_walls(point, walls) -> bool:
+    x, y = float(point[0]), float(point[1])
+    return any(x0 <= x <= x1 and y0 <= y <= y1 for x0, y0, x1, y1 in walls)
 
 
 # --- four rooms ------------------------------------------------------------------------------------------
@@ -34,9 +152,9 @@ def _check_env(env) -> None:
 @pytest.mark.shape
 @pytest.mark.points(0)
 @pytest.mark.parametrize("observation", ["index", "coords", "onehot"])
-def test_four_rooms_passes_gymnasium_env_checker(envs, observation):
+def test_four_rooms_passes_gymnasium_env_checker(impl, envs, observation):
     """FourRoomsEnv passes gymnasium's check_env for every observation type."""
-    _check_env(envs.FourRoomsEnv(observation=observation, render_mode="ansi"))
+    _check_env(impl, envs.FourRoomsEnv(observation=observation, render_mode="ansi"))
 
 
 @pytest.mark.shape
@@ -72,16 +190,16 @@ def test_four_rooms_observation_types_agree(envs):
 
 @pytest.mark.property
 @pytest.mark.points(0)
-def test_four_rooms_slip_statistics(envs):
+def test_four_rooms_slip_statistics(impl, envs):
     """With slip 1/3 the intended move happens ~2/3 of the time, each other move ~1/9."""
     env = envs.FourRoomsEnv(start=(2, 3))  # all four neighbours of (2, 3) are free
     env.reset(seed=123)
     n = 3000
+    directions = impl.run(_slip_directions, env, n)
+    assert len(directions) == n
     counts = np.zeros(4)
-    for _ in range(n):
-        env.reset(options={"start": (2, 3)})
-        _, _, _, _, info = env.step(1)
-        counts[info["direction"]] += 1
+    for d in directions:
+        counts[d] += 1
     freq = counts / n
     assert abs(freq[1] - 2 / 3) < 0.04
     for d in (0, 2, 3):
@@ -183,16 +301,16 @@ def test_four_rooms_bad_arguments_raise(envs, kwargs, name):
 @pytest.mark.property
 @pytest.mark.points(0)
 @given(actions=st.lists(st.integers(0, 3), min_size=1, max_size=60), seed=st.integers(0, 2**16))
-def test_four_rooms_agent_stays_on_free_cells(envs, actions, seed):
+def test_four_rooms_agent_stays_on_free_cells(impl, envs, actions, seed):
     """Whatever the actions, the agent is always on a free cell and the observation is valid."""
     env = envs.FourRoomsEnv()
-    obs, _ = env.reset(seed=seed)
-    for a in actions:
-        obs, _, term, trunc, info = env.step(a)
-        assert env.observation_space.contains(obs)
-        assert info["cell"] in env.cells
-        if term or trunc:
-            break
+    space = _space(impl.run(_space_spec, env.observation_space))
+    cells = env.cells
+    steps = impl.run(_play, env, seed, actions, "cell")
+    assert 1 <= len(steps) <= len(actions)
+    for obs, cell in steps:
+        assert space.contains(obs)
+        assert cell in cells
 
 
 # --- point mass ------------------------------------------------------------------------------------------
@@ -202,9 +320,9 @@ def test_four_rooms_agent_stays_on_free_cells(envs, actions, seed):
 @pytest.mark.points(0)
 @pytest.mark.parametrize("walls", ["none", "gap"])
 @pytest.mark.parametrize("flatten", [False, True])
-def test_point_mass_passes_gymnasium_env_checker(envs, walls, flatten):
+def test_point_mass_passes_gymnasium_env_checker(impl, envs, walls, flatten):
     """PointMassGoalEnv passes gymnasium's check_env (Dict and flat observations)."""
-    _check_env(envs.PointMassGoalEnv(walls=walls, flatten=flatten, render_mode="ansi"))
+    _check_env(impl, envs.PointMassGoalEnv(walls=walls, flatten=flatten, render_mode="ansi"))
 
 
 @pytest.mark.shape
@@ -304,15 +422,15 @@ def test_point_mass_wall_blocks_and_gap_lets_through(envs):
     actions=st.lists(st.tuples(st.floats(-1, 1), st.floats(-1, 1)), min_size=1, max_size=40),
     seed=st.integers(0, 2**16),
 )
-def test_point_mass_stays_in_bounds_and_out_of_walls(envs, actions, seed):
+def test_point_mass_stays_in_bounds_and_out_of_walls(impl, envs, actions, seed):
     """Positions stay in [-1, 1]^2 and never inside a wall."""
     env = envs.PointMassGoalEnv(walls="gap", terminate_on_success=False, max_steps=1000)
-    env.reset(seed=seed)
-    for a in actions:
-        obs, *_ = env.step(np.array(a, dtype=np.float32))
+    steps = impl.run(_play, env, seed, [np.array(a, dtype=np.float32) for a in actions])
+    assert len(steps) == len(actions)
+    for obs, _ in steps:
         pos = obs["observation"]
         assert np.all(np.abs(pos) <= 1.0)
-        assert not env.in_wall(pos)
+        assert not _in_walls(pos, GAP_WALLS)
 
 
 @pytest.mark.shape
@@ -324,7 +442,7 @@ def test_point_mass_random_goal_is_resampled_per_episode(envs):
     for seed in range(5):
         obs, info = env.reset(seed=seed)
         goals.append(tuple(obs["desired_goal"]))
-        assert not env.in_wall(obs["desired_goal"]) and info["is_success"] == 0.0
+        assert not _in_walls(obs["desired_goal"], GAP_WALLS) and info["is_success"] == 0.0
     assert len(set(goals)) == 5
     obs, _ = env.reset(options={"goal": (0.5, 0.5)})
     np.testing.assert_allclose(obs["desired_goal"], [0.5, 0.5])
@@ -364,9 +482,11 @@ def test_factory_makes_every_named_environment(impl, envs):
     for name in factory.names():
         env = factory.make(name)
         env.reset(seed=0)
-    assert isinstance(factory.make("four_rooms", slip=0.0), envs.FourRoomsEnv)
-    assert isinstance(factory.four_rooms(), envs.FourRoomsEnv)
-    assert isinstance(factory.point_mass(flatten=True), envs.PointMassGoalEnv)
-    assert isinstance(factory("point_mass"), envs.PointMassGoalEnv)
+    four_rooms = "hierarchical_rl.environments.FourRoomsEnv"
+    point_mass = "hierarchical_rl.environments.PointMassGoalEnv"
+    assert four_rooms in impl.run(_class_names, factory.make("four_rooms", slip=0.0))
+    assert four_rooms in impl.run(_class_names, factory.four_rooms())
+    assert point_mass in impl.run(_class_names, factory.point_mass(flatten=True))
+    assert point_mass in impl.run(_class_names, factory("point_mass"))
     with pytest.raises(ValueError, match="name"):
         factory.make("mujoco_ant")
