@@ -189,7 +189,8 @@ def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
     ]  # fmt: skip
     channel = ReportChannel()
     return run_limited(
-        cmd, cwd=ws / "judge", env=_judge_env(ws, config), limits=replace(config.test_limits, memory_bytes=16 * 2**30),
+        cmd, cwd=ws / "judge", env=_judge_env(ws, config),
+        limits=replace(config.test_limits, memory_bytes=16 * 2**30, max_processes=max(1024, config.test_limits.max_processes)),
         channel=channel, unprivileged=False,
     )  # fmt: skip
 
@@ -367,6 +368,18 @@ def _explain(run: RunResult, limits: Limits, what: str) -> list[str]:
     return notes
 
 
+def worker_notes(tests: list[dict]) -> list[str]:
+    """One note for the tests whose worker died, hung or sent non-data (each such test failed on its own)."""
+    lost = [t for t in tests if "WorkerLost" in t.get("message", "")]
+    if not lost:
+        return []
+    causes = sorted({m.group(0) for t in lost for m in re.finditer(
+        r"killed by SIG[A-Z]+|exit status -?\d+|time limit|not valid data|could not start", t["message"])})  # fmt: skip
+    return [f"In {len(lost)} test(s) the worker process running your code died, hung or answered with something "
+            f"that is not data ({', '.join(causes) or 'see each test'}); each of those tests failed, and the next "
+            "test started a fresh worker."]  # fmt: skip
+
+
 def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
     """Grade one submission and write its folder atomically; returns its gradebook row."""
     name = submission_name(submission)
@@ -418,6 +431,7 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
             elif config.sandbox != "bwrap":
                 status = "graded, unsandboxed"
     scored = score(expected_tests(config), test_run, nb_summary, config)
+    notes += worker_notes(scored["tests"])
     results = gradescope_results(scored, notes, config)
     results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1)})
     (staging / "results.json").write_text(json.dumps(results, indent=2))

@@ -28,6 +28,7 @@ import io
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -378,7 +379,12 @@ class ProcessSession(Session):
                     except subprocess.TimeoutExpired:
                         pass
                 self.discard("died")
-                how = (f"killed by signal {-code}" if code is not None and code < 0 else f"exit status {code}")
+                if code is not None and code < 0:
+                    how = f"killed by {_signal_name(-code)}"
+                elif code is not None and 128 < code < 128 + 65:  # a sandbox reports its child's signal so
+                    how = f"killed by {_signal_name(code - 128)}, exit status {code}"
+                else:
+                    how = f"exit status {code}"
                 raise WorkerLost(f"the worker process running the implementation died while {what} ({how}: a crash, "
                                  "os._exit/sys.exit, or a memory limit)")  # fmt: skip
             chunks.append(chunk)
@@ -443,6 +449,13 @@ class ProcessSession(Session):
             cleanup()
         if self.lost is None:
             self.lost = "closed"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def worker_argv(python: str, root: str | Path, read_fd: int, write_fd: int) -> list[str]:

@@ -213,6 +213,7 @@ def serve(root: str, read_fd: int, write_fd: int) -> int:
     torch.set_num_threads(1)
     os.set_inheritable(read_fd, False)
     os.set_inheritable(write_fd, False)
+    owner = os.getpid()
     try:
         dispatcher = Dispatcher(root)
         dispatcher.warm()
@@ -232,6 +233,8 @@ def serve(root: str, read_fd: int, write_fd: int) -> int:
         if dispatcher is None:
             return 3
         reply = dispatcher.handle(request)
+        if os.getpid() != owner:  # a copy forked by the implementation never answers the judge
+            os._exit(0)
         _write_all(write_fd, struct.pack(">Q", len(reply)) + reply)
 
 
