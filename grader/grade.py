@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 EXPECTED_PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environments")
 NOTEBOOK_NAME = "CA15.ipynb"
 MAX_UNPACKED_BYTES = 200 * 2**20
+MAX_ENTRIES = 20_000
 CATEGORIES = ("shape", "gradient", "convergence", "property")
 #: Folders a submission may carry that are never part of it (environments, caches, version control).
 SKIPPED_DIRS = {".venv", "venv", "env", ".git", "__pycache__", ".ipynb_checkpoints", ".pytest_cache", ".hypothesis",
@@ -74,37 +75,75 @@ def submission_name(path: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "submission"
 
 
-def unpack(submission: Path, dest: Path) -> None:
-    """Copy a folder or extract a zip into ``dest``; links, path escapes and archives over 200 MiB refused."""
+def unpack(submission: Path, dest: Path) -> list[str]:
+    """Copy a folder or extract a zip into ``dest``; returns what was left out and why.
+
+    Only regular files and folders come in: links (symbolic and hard), FIFOs and devices are left out, as are
+    environments and caches (``SKIPPED_DIRS``). Path escapes are refused, and so is a submission of more than
+    ``MAX_UNPACKED_BYTES`` (counted as the bytes really written, whatever the archive's headers claim) or
+    more than ``MAX_ENTRIES`` files.
+    """
     if submission.is_dir():
-        shutil.copytree(submission, dest, symlinks=True, ignore=shutil.ignore_patterns(*SKIPPED_DIRS, "*.pyc"))
-        for path in list(dest.rglob("*")):
-            if path.is_symlink():
-                path.unlink()
-        return
+        return _copy_folder(submission, dest)
     if submission.suffix.lower() != ".zip" or not submission.is_file():
         raise SubmissionError(f"expected a folder or a .zip file, got {submission}")
+    left_out: list[str] = []
     try:
         with zipfile.ZipFile(submission) as archive:
-            infos = archive.infolist()
-            infos = [i for i in infos if not SKIPPED_DIRS & set(Path(i.filename).parts)]
+            infos = [i for i in archive.infolist() if not SKIPPED_DIRS & set(Path(i.filename).parts)]
+            if len(infos) > MAX_ENTRIES:
+                raise SubmissionError(f"the archive holds {len(infos)} entries, more than the {MAX_ENTRIES} allowed")
             if sum(i.file_size for i in infos) > MAX_UNPACKED_BYTES:
                 raise SubmissionError(f"the archive unpacks to more than {MAX_UNPACKED_BYTES >> 20} MiB")
             dest.mkdir(parents=True)
+            budget = MAX_UNPACKED_BYTES
             for info in infos:
                 target = (dest / info.filename).resolve()
                 if not target.is_relative_to(dest.resolve()):
                     raise SubmissionError(f"the archive entry {info.filename!r} points outside the submission")
                 if stat.S_ISLNK(info.external_attr >> 16):
+                    left_out.append(f"{info.filename} (a link)")
                     continue
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(info) as src, open(target, "wb") as out:
-                        shutil.copyfileobj(src, out)
-    except zipfile.BadZipFile as exc:
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with archive.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(1 << 20):
+                        budget -= len(chunk)
+                        if budget < 0:  # the headers lied: a zip bomb
+                            raise SubmissionError(f"the archive unpacks to more than {MAX_UNPACKED_BYTES >> 20} MiB")
+                        out.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError) as exc:
         raise SubmissionError(f"not a readable zip archive: {exc}") from exc
+    return left_out
+
+
+def _copy_folder(src: Path, dest: Path) -> list[str]:
+    """Copy regular files only (never through a link: a hard link could name any file of the grader's)."""
+    left_out: list[str] = []
+    budget, count = MAX_UNPACKED_BYTES, 0
+    for folder, dirs, files in os.walk(src):
+        rel = Path(folder).relative_to(src)
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS and not (Path(folder) / d).is_symlink())
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+        for name in sorted(files):
+            path = Path(folder) / name
+            info = path.lstat()
+            if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+                left_out.append(f"{rel / name} ({'a hard link' if stat.S_ISREG(info.st_mode) else 'not a regular file'})")
+                continue
+            if name.endswith(".pyc"):
+                continue
+            count += 1
+            budget -= info.st_size
+            if count > MAX_ENTRIES or budget < 0:
+                raise SubmissionError(f"the submission is larger than {MAX_UNPACKED_BYTES >> 20} MiB or "
+                                      f"{MAX_ENTRIES} files")  # fmt: skip
+            with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW)) as fh_in, \
+                    open(dest / rel / name, "wb") as fh_out:  # fmt: skip
+                shutil.copyfileobj(fh_in, fh_out)
+    return left_out
 
 
 def find_root(folder: Path) -> Path:
@@ -140,7 +179,9 @@ def prepare_workspace(ws: Path, submission: Path, config: GradeConfig) -> tuple[
     sandboxed run (each worker, the notebook), ``ws/judge`` is the judge's home, ``ws/scratch`` keeps what the
     grader copies out (the executed notebook). The kit's tests stay in the kit: only the judge reads them,
     and no sandboxed run can (see :class:`grader.sandbox.WorkerSandbox`)."""
-    unpack(submission, ws / "submission")
+    left_out = unpack(submission, ws / "submission")
+    if left_out:
+        (ws / "left_out.txt").write_text("\n".join(left_out))
     root = find_root(ws / "submission")
     notebook = find_notebook(ws / "submission")
     for sub in ("scratch", "workers", "judge"):
@@ -394,6 +435,11 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
         try:
             root, notebook = prepare_workspace(ws, submission, config)
             log.append(f"implementation root: {root.relative_to(ws / 'submission')}/")
+            if (ws / "left_out.txt").is_file():
+                skipped = (ws / "left_out.txt").read_text().splitlines()
+                log.append(f"left out of the submission: {', '.join(skipped[:20])}")
+                notes.append(f"{len(skipped)} entries of the submission were left out (links and special files are "
+                             f"never graded): {', '.join(skipped[:5])}")  # fmt: skip
             log.append(f"worker sandbox: {worker_sandbox(ws, config).describe()}")
             if config.sandbox != "bwrap":
                 status = "unsandboxed"

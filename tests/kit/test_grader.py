@@ -521,3 +521,60 @@ def test_zip_entries_escaping_the_submission_are_refused(tmp_path: Path) -> None
     with pytest.raises(SubmissionError, match="outside"):
         unpack(archive, tmp_path / "dest" / "inner")
     assert not (tmp_path / "dest" / "evil.py").exists()
+
+
+def test_hard_links_and_fifos_are_left_out_of_a_folder(tmp_path: Path) -> None:
+    """A hard link (which could name any file the grader can read) and a FIFO are not copied, and are listed."""
+    from grader.grade import unpack
+
+    secret = tmp_path / "grader-secret.txt"
+    secret.write_text("TA ONLY")
+    sub = _submission(tmp_path / "sub", GOOD)
+    os.link(secret, sub / "stolen.txt")
+    os.mkfifo(sub / "pipe")
+    left_out = unpack(sub, tmp_path / "copy")
+    assert not (tmp_path / "copy" / "stolen.txt").exists() and not (tmp_path / "copy" / "pipe").exists()
+    assert sorted(left_out) == ["pipe (not a regular file)", "stolen.txt (a hard link)"]
+
+
+def test_a_zip_bomb_with_lying_headers_is_refused(tmp_path: Path) -> None:
+    """An entry whose real size exceeds the limit is refused while unpacking, whatever its header says."""
+    import zipfile
+
+    from grader import grade
+    from grader.grade import SubmissionError, unpack
+
+    archive = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("sub/model_based_rl/algorithms.py", GOOD)
+        zf.writestr("sub/zeros.bin", b"\0" * (3 * 2**20))
+    data = bytearray(archive.read_bytes())  # make both headers claim 1 byte for zeros.bin
+    for sig, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        at = data.find(sig, data.find(b"zeros.bin") - 60 if sig == b"PK\x03\x04" else 0)
+        while at >= 0 and b"zeros.bin" not in data[at : at + 80]:
+            at = data.find(sig, at + 4)
+        data[at + offset : at + offset + 4] = (1).to_bytes(4, "little")
+    archive.write_bytes(bytes(data))
+    original = grade.MAX_UNPACKED_BYTES
+    grade.MAX_UNPACKED_BYTES = 2**20
+    try:
+        with pytest.raises(SubmissionError):
+            unpack(archive, tmp_path / "dest")
+    finally:
+        grade.MAX_UNPACKED_BYTES = original
+
+
+def test_a_zip_with_too_many_entries_is_refused(tmp_path: Path) -> None:
+    """An archive of 100k entries is refused before anything is written."""
+    import zipfile
+
+    from grader.grade import MAX_ENTRIES, SubmissionError, unpack
+
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(100_000):
+            zf.writestr(f"sub/f{i}.txt", "")
+    assert MAX_ENTRIES < 100_000
+    with pytest.raises(SubmissionError, match="entries"):
+        unpack(archive, tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
