@@ -184,13 +184,20 @@ def fallback(fn, args, kwargs):
     "hidden_leak": '''
 import os
 
+_CACHE = []
+
 def _leak():
+    if not _CACHE:
+        _CACHE.append(_walk())
+    return _CACHE[0]
+
+def _walk():
     found = []
     for top in ("/", "/tmp", "/work", "/autograder", "/root", "/opt"):
         for folder, dirs, files in os.walk(top):
             dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev", "usr", "lib")]
             for name in files:
-                if name.startswith("test_hidden") or name == "conftest.py":
+                if name.startswith("test_hidden") or name in ("conftest.py", "gradebook.csv"):
                     try:
                         found.append(open(os.path.join(folder, name)).read())
                     except OSError:
@@ -201,6 +208,60 @@ def _leak():
 
 def fallback(fn, args, kwargs):
     raise ValueError("LEAK-BEGIN\\n" + "\\n".join(_leak())[:20000] + "\\nLEAK-END")
+''',
+    # Find another implementation root (the kit's reference/, a classmate's submission) and use it; read any
+    # gradebook; overwrite any results, feedback or test file in reach.
+    "escape": '''
+import os
+
+def _roots():
+    own = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for top in ("/", "/tmp", "/work", "/root", "/autograder", "/home"):
+        for folder, dirs, files in os.walk(top):
+            dirs[:] = [d for d in dirs if d not in ("proc", "sys", "dev", "usr", "lib", ".git")]
+            if "model_based_rl" in dirs and os.path.abspath(folder) != own:
+                yield folder
+            for name in files:
+                if name in ("gradebook.csv", "results.json", "feedback.md") or name.startswith("test_"):
+                    try:
+                        with open(os.path.join(folder, name), "a") as fh:
+                            fh.write("\\nTAMPERED\\n")
+                    except OSError:
+                        pass
+
+_FOUND = []
+
+def fallback(fn, args, kwargs):
+    if not _FOUND:
+        _FOUND.extend(list(_roots()) or [None])
+    for root in _FOUND:
+        if root is None:
+            break
+        sys.path.insert(0, root)
+        for key in [k for k in sys.modules if k.split(".")[0] in ("model_based_rl", "utils", "planning")]:
+            del sys.modules[key]
+        module = __import__(fn.__module__, fromlist=["x"])
+        target = getattr(module, fn.__qualname__.split(".")[0])
+        for part in fn.__qualname__.split(".")[1:]:
+            target = getattr(target, part)
+        return target(*args, **kwargs)
+    raise NotImplementedError("escape")
+''',
+    # Kill every process in sight (a classmate's included, if it were visible) and leave a daemon behind.
+    "killer": '''
+import os, signal, subprocess
+
+def fallback(fn, args, kwargs):
+    if os.fork() == 0:
+        os.setsid()
+        os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(900)", "CA15-DAEMON-MARKER"])
+    for pid in [int(p) for p in os.listdir("/proc") if p.isdigit()]:
+        if pid not in (os.getpid(), 1):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    raise NotImplementedError("killer")
 ''',
 }
 
@@ -256,7 +317,7 @@ def batch(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     grade_batch(sorted(subs.iterdir()), out, config, jobs=2, echo=lambda line: None)
     rows = {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    left = [line for line in ps.splitlines() if str(workspaces) in line]
+    left = [line for line in ps.splitlines() if str(workspaces) in line or "CA15-DAEMON-MARKER" in line]
     after = _tree_hash(kit)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     return {"rows": rows, "out": out, "kit_changed": changed, "kit": kit, "left": left}
@@ -288,6 +349,7 @@ def test_hidden_sources_never_reach_the_student(batch: dict) -> None:
     results = json.loads((batch["out"] / "hidden_leak" / "results.json").read_text())
     visible = "\n".join(t["output"] for t in results["tests"] if t.get("visibility") == "visible")
     visible += (batch["out"] / "hidden_leak" / "feedback.md").read_text()
+    assert "TAMPERED" not in (batch["out"] / "gradebook.csv").read_text()
     assert "LEAK-BEGIN" in visible, "the attack did not run: the test proves nothing"
     for name in HIDDEN_FILES:
         for line in (batch["kit"] / "tests" / "hidden" / name).read_text().splitlines():
@@ -296,6 +358,6 @@ def test_hidden_sources_never_reach_the_student(batch: dict) -> None:
 
 
 def test_kit_is_unchanged_and_no_process_is_left(batch: dict) -> None:
-    """The attacks changed no file of the kit and left no worker or sandbox running."""
+    """The attacks changed no file of the kit and left no worker, sandbox or daemon running."""
     assert batch["kit_changed"] == []
     assert batch["left"] == []
