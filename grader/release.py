@@ -5,7 +5,8 @@ Contents:
     notebooks/           the assignment notebook(s)
     tests/components/    the public graded tests, with every ``# BEGIN HIDDEN`` ... ``# END HIDDEN`` block dropped
     tests/conftest.py    the harness
-    grader/              only what the harness imports (impl.py, markers.py)
+    grader/              only what the harness imports (impl, markers, the judge/worker codec, worker, remote,
+                         episodes, sandbox)
     constraints.txt, pyproject.toml, Makefile, README.md   install and test commands for students
 
 Never shipped: reference/, tests/hidden/, tests/kit/, the generator and the grader proper. The build is
@@ -24,7 +25,8 @@ from grader.generate import REPO, MarkerError, all_regions, build
 
 BEGIN_HIDDEN = "# BEGIN HIDDEN"
 END_HIDDEN = "# END HIDDEN"
-HARNESS_MODULES = ("__init__.py", "impl.py", "markers.py")
+HARNESS_MODULES = ("__init__.py", "impl.py", "markers.py", "codec.py", "worker.py", "remote.py", "episodes.py",
+                   "sandbox.py")  # fmt: skip
 STUDENT_FILES = REPO / "grader" / "student"
 
 
