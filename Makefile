@@ -17,10 +17,12 @@ install: $(PY)
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
 	@sh grader/install_bwrap.sh
 
-# Graded tests against IMPL (default: reference), plus the kit's own tests.
+# Graded tests against IMPL (default: reference), plus the kit's own tests. Workers run in bubblewrap, as in
+# the grader, wherever it can start (SANDBOX= to run them as plain processes).
+SANDBOX ?= $(shell $(PY) -c "from grader.sandbox import check_bwrap; check_bwrap('$(abspath $(PY))')" >/dev/null 2>&1 && echo --worker-sandbox=bwrap)
 test:
 	$(PY) -m grader.generate --check
-	CI=1 $(PY) -m pytest -n $(JOBS) -q tests --impl=$(IMPL)
+	CI=1 $(PY) -m pytest -n $(JOBS) -q tests --impl=$(IMPL) $(SANDBOX)
 
 # Regenerate skeleton/ from reference/ (commit the result).
 skeleton:

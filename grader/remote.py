@@ -41,7 +41,7 @@ from typing import Any
 import cloudpickle
 
 from grader.codec import CodecError, Handle, Record, RemoteErrorInfo, decode
-from grader.worker import HANDLE_TAG
+from grader.worker import HANDLE_TAG, as_list
 
 #: Worker output kept per test for the report (the rest is counted, not kept).
 OUTPUT_LIMIT = 64 * 2**10
@@ -143,7 +143,7 @@ class Remote:
 
     def __iter__(self):
         __tracebackhide__ = True
-        items = self._session.request("run", _as_list, (self,), {})
+        items = self._session.request("run", as_list, (self,), {})
         return iter(items)
 
     def __bool__(self) -> bool:
@@ -160,10 +160,6 @@ class Remote:
 
     def __repr__(self) -> str:
         return f"<{self._name} in the worker>"
-
-
-def _as_list(impl: Any, obj: Any) -> list:
-    return list(obj)
 
 
 class RemoteMethod:

@@ -84,7 +84,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--worker-sandbox",
         default=None,
-        help="JSON file of a grader.sandbox.WorkerSandbox: how to start workers (the grader passes it)",
+        help="how to start workers: 'bwrap' (bubblewrap, default limits) or a JSON file of a "
+        "grader.sandbox.WorkerSandbox (the grader passes one)",
     )
     group.addoption(
         "--graded-only",
@@ -99,9 +100,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.ca15_impl_root = _impl_root(config)
     spec = config.getoption("--worker-sandbox")
     if spec:
+        import tempfile
+
         from grader.sandbox import WorkerSandbox
 
-        config.ca15_launcher = WorkerSandbox.from_json(Path(spec).read_text()).launch
+        if spec == "bwrap":  # the grader's sandbox with default limits (make test uses it where bwrap runs)
+            config.ca15_scratch = tempfile.mkdtemp(prefix="ca15-workers-")
+            sandbox = WorkerSandbox(engine="bwrap", python=sys.executable, scratch=config.ca15_scratch)
+        else:
+            sandbox = WorkerSandbox.from_json(Path(spec).read_text())
+        config.ca15_launcher = sandbox.launch
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    scratch = getattr(config, "ca15_scratch", None)
+    if scratch:
+        import shutil
+
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _impl_root(config: pytest.Config) -> Path:
