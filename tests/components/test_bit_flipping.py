@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import gymnasium as gym
-from gymnasium import spaces
 from hypothesis import given
 from hypothesis import strategies as st
+
+from grader.episodes import JudgeView, space_from_spec, space_spec
 
 pytestmark = pytest.mark.component("BitFlippingEnv")
 
@@ -16,96 +16,13 @@ def _env(impl, **kw):
     return impl.module("hierarchical_rl.bit_flipping").BitFlippingEnv(**kw)
 
 
-# --- the worker's environment seen from the judge (spaces rebuilt from raw data, check_env runs here) ------
-
-
-def _space_spec(impl, space):
-    """Probe: a gymnasium space as raw data (its kind and parameters)."""
-    kind = type(space).__name__
-    if kind == "Dict":
-        return {"kind": kind, "spaces": {k: _space_spec(impl, v) for k, v in space.spaces.items()}}
-    if kind == "Box":
-        return {"kind": kind, "low": np.asarray(space.low), "high": np.asarray(space.high),
-                "dtype": np.dtype(space.dtype).str}  # fmt: skip
-    if kind == "Discrete":
-        return {"kind": kind, "n": int(space.n), "start": int(space.start)}
-    return {"kind": kind}
-
-
-def _space(spec):
-    """The judge's copy of a space described by :func:`_space_spec`."""
-    kind = spec["kind"]
-    if kind == "Dict":
-        return spaces.Dict({k: _space(v) for k, v in spec["spaces"].items()})
-    if kind == "Box":
-        return spaces.Box(spec["low"], spec["high"], dtype=np.dtype(spec["dtype"]))
-    if kind == "Discrete":
-        return spaces.Discrete(spec["n"], start=spec["start"])
-    raise AssertionError(f"unexpected space {kind!r}")
-
-
-def _rng_state(env):
-    rng = getattr(env.unwrapped, "_np_random", None)
-    return None if rng is None else rng.bit_generator.state
-
-
-def _describe(impl, env):
-    """Probe: spaces, metadata and render mode of an environment, as raw data."""
-    return {"observation_space": _space_spec(impl, env.observation_space),
-            "action_space": _space_spec(impl, env.action_space),
-            "metadata": dict(env.metadata), "render_mode": env.render_mode}  # fmt: skip
-
-
-def _reset(impl, env, seed, options):
-    obs, info = env.reset(seed=seed, options=options)
-    return obs, info, _rng_state(env)
-
-
-def _step(impl, env, action):
-    return env.step(action), _rng_state(env)
-
-
-class _JudgeView(gym.Env):
-    """The worker's environment as a gymnasium Env in the judge: its spaces rebuilt from raw data, reset/step
-    forwarded (one request each), the generator state mirrored, so that check_env runs in the judge."""
-
-    def __init__(self, impl, env) -> None:
-        self._impl, self._env = impl, env
-        d = impl.run(_describe, env)
-        self.observation_space = _space(d["observation_space"])
-        self.action_space = _space(d["action_space"])
-        self.metadata = d["metadata"]
-        self.render_mode = d["render_mode"]
-
-    def _mirror(self, state) -> None:
-        if state is None:
-            self._np_random = None
-            return
-        rng = np.random.Generator(getattr(np.random, state["bit_generator"])())
-        rng.bit_generator.state = state
-        self._np_random = rng
-
-    def reset(self, *, seed=None, options=None):
-        obs, info, state = self._impl.run(_reset, self._env, seed, options)
-        self._mirror(state)
-        return obs, info
-
-    def step(self, action):
-        out, state = self._impl.run(_step, self._env, action)
-        self._mirror(state)
-        return out
-
-    def render(self):
-        return self._env.render()
-
-
 @pytest.mark.shape
 @pytest.mark.points(0)
 def test_passes_gymnasium_check_env(impl):
     """gymnasium's env checker accepts the environment (spaces, seeding, step/reset API)."""
     from gymnasium.utils.env_checker import check_env
 
-    check_env(_JudgeView(impl, _env(impl, n_bits=6)), skip_render_check=True)
+    check_env(JudgeView(impl, _env(impl, n_bits=6)), skip_render_check=True)
 
 
 @pytest.mark.shape
@@ -113,7 +30,7 @@ def test_passes_gymnasium_check_env(impl):
 def test_reset_observation_structure(impl):
     """reset gives a Dict obs of (n,) float32 0/1 arrays; observation == achieved_goal != desired_goal."""
     env = _env(impl, n_bits=7)
-    space = _space(impl.run(_space_spec, env.observation_space))
+    space = space_from_spec(impl.run(space_spec, env.observation_space))
     for seed in range(20):
         obs, info = env.reset(seed=seed)
         assert set(obs) == {"observation", "achieved_goal", "desired_goal"}
