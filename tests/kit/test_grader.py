@@ -578,3 +578,22 @@ def test_a_zip_with_too_many_entries_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SubmissionError, match="entries"):
         unpack(archive, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
+
+
+def test_a_cpu_hog_thread_that_outlives_its_test_is_contained(kit: Path, tmp_path: Path) -> None:
+    """A busy thread left running by student code costs nothing but its own worker; every test still passes."""
+    hog = dedent(
+        """\
+        import threading
+        def _spin():
+            while True:
+                pass
+        def double(x):
+            threading.Thread(target=_spin, daemon=True).start()
+            return 2 * x
+        """
+    )
+    results, _ = _grade(kit, tmp_path, hog)
+    assert results["score"] == 4, results
+    ps = __import__("subprocess").run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in ps
