@@ -472,13 +472,15 @@ def bwrap_argv(python: str, base: Path, env: dict[str, str]) -> list[str]:
     for path in SYSTEM_FILES:
         if Path(path).is_file():
             argv += ["--ro-bind", path, path]
-    prefixes = {str(Path(sys.base_prefix).resolve()), sys.prefix, str(Path(python).resolve().parent.parent)}
-    for prefix in sorted(p for p in prefixes if not p.startswith("/usr/") and p != "/usr"):
-        if Path(prefix).is_dir():
-            argv += ["--ro-bind", prefix, prefix]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
              "--bind", str(base / "submission"), "/submission", "--bind", str(base / "tmp"), "/tmp",
              "--ro-bind", str(base / "opt"), "/opt/ca15", "--chdir", "/tmp"]  # fmt: skip
+    # The interpreter and the venv last: they may live under /tmp (a kit cloned there), above the private /tmp.
+    prefixes = {str(Path(sys.base_prefix).resolve()), sys.prefix, str(Path(python).parent.parent),
+                str(Path(python).resolve().parent.parent)}  # fmt: skip
+    for prefix in sorted(p for p in prefixes if not p.startswith("/usr/") and p != "/usr"):
+        if Path(prefix).is_dir():
+            argv += ["--ro-bind", prefix, prefix]
     return argv
 
 
