@@ -200,6 +200,7 @@ def _judge_env(ws: Path, config: GradeConfig) -> dict[str, str]:
         "PYTHONPATH": str(config.kit),
         "HOME": str(ws / "judge"),
         "TMPDIR": str(ws / "judge"),
+        "HYPOTHESIS_STORAGE_DIRECTORY": str(ws / "judge" / ".hypothesis"),  # never inside the kit
         "MPLBACKEND": "Agg",
         "CI": "1",
         "OMP_NUM_THREADS": "1",
@@ -289,7 +290,8 @@ def expected_tests(config: GradeConfig) -> list[dict]:
             result = run_limited(
                 [config.python, "-m", "pytest", *targets, "--collect-only", "-q", "-p", "grader.pytest_report",
                  "--graded-only", f"--impl={config.kit}"],  # collection never imports the impl
-                cwd=config.kit, env={**os.environ, "PYTHONPATH": str(config.kit)},
+                cwd=config.kit, env={**os.environ, "PYTHONPATH": str(config.kit),
+                                     "HYPOTHESIS_STORAGE_DIRECTORY": tempfile.gettempdir() + "/ca15-hypothesis"},
                 limits=Limits(wall_seconds=300, cpu_seconds=600, memory_bytes=8 * 2**30), channel=channel,
                 unprivileged=False,
             )  # fmt: skip

@@ -3,8 +3,8 @@ correct submission. Every attack must score exactly what the plain skeleton scor
 must keep full marks, hidden test sources must never reach a student, the kit must be unchanged and no
 process of the run may be left.
 
-To keep the batch short the kit is the real harness, grader and tests restricted to two components
-(RunningStats and DynamicsModel, public and hidden); the attacks do not depend on which components run.
+To keep the batch short the kit is the real harness, grader and tests restricted to one component
+(RunningStats, public and hidden); the attacks do not depend on which components run.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from grader.grade import GradeConfig, grade_batch
 from grader.sandbox import Limits, check_bwrap, SandboxUnavailable
 
 REPO = Path(__file__).resolve().parents[2]
-COMPONENT_FILES = ["test_running_stats.py", "test_dynamics_model.py"]
-HIDDEN_FILES = ["test_hidden_running_stats.py", "test_hidden_dynamics_model.py"]
+COMPONENT_FILES = ["test_running_stats.py"]
+HIDDEN_FILES = ["test_hidden_running_stats.py"]
 
 pytestmark = pytest.mark.timeout(1500)
 

@@ -89,7 +89,10 @@ def test_release_layout(release: Path) -> None:
     }  # fmt: skip
     assert not (release / "reference").exists()
     assert not (release / "tests" / "hidden").exists() and not (release / "tests" / "kit").exists()
-    assert {p.name for p in (release / "grader").iterdir()} == {"__init__.py", "impl.py", "markers.py"}
+    from grader.release import HARNESS_MODULES
+
+    assert {p.name for p in (release / "grader").iterdir()} == set(HARNESS_MODULES)
+    assert not {"grade.py", "generate.py", "coverage.py", "gradescope.py"} & set(HARNESS_MODULES)
 
 
 def test_release_contains_no_solution_line_or_hidden_block(release: Path) -> None:
