@@ -246,8 +246,7 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
     visible to the test run: its folder is removed before the tests start."""
     from grader.notebook import credit
 
-    sandbox = WorkerSandbox(engine=config.sandbox, python=config.python, scratch=str(ws / "workers"),
-                            limits=config.notebook_limits)  # fmt: skip
+    sandbox = replace(worker_sandbox(ws, config), limits=config.notebook_limits)
     base = sandbox.stage(ws / "submission", NOTEBOOK_MODULES)  # the whole submission: the notebook's own folder
     rel_root, rel_book = root.relative_to(ws / "submission"), notebook.relative_to(ws / "submission")
     argv, cwd, env, _, _ = sandbox.command(base, lambda sub, tmp: [

@@ -40,7 +40,7 @@ from typing import Any
 
 import cloudpickle
 
-from grader.codec import CodecError, Handle, Record, RemoteErrorInfo, decode
+from grader.codec import MAX_FRAME_BYTES, CodecError, Handle, Record, RemoteErrorInfo, decode
 from grader.worker import HANDLE_TAG, as_list
 
 #: Worker output kept per test for the report (the rest is counted, not kept).
@@ -409,8 +409,6 @@ class ProcessSession(Session):
             self.discard("died")
             raise WorkerLost(f"the worker process is gone ({exc})") from None
         deadline = self.deadline if self.deadline is not None else time.monotonic() + 3600
-        from grader.codec import MAX_FRAME_BYTES
-
         reply = self._read_frame(deadline, "running the implementation", MAX_FRAME_BYTES)
         self.busy = False
         return reply

@@ -154,6 +154,16 @@ def _can_unshare_network() -> bool:
 
 
 _NETNS_OK: bool | None = None
+
+
+def network_namespaces_work() -> bool:
+    """Whether this process (as root) can give a child a private network namespace; probed once."""
+    global _NETNS_OK
+    if os.geteuid() != 0:
+        return False
+    if _NETNS_OK is None:
+        _NETNS_OK = _can_unshare_network()
+    return _NETNS_OK
 _DROP_OK: dict[str, bool] = {}
 
 
@@ -293,12 +303,7 @@ def run_limited(
         channel: a report channel whose write end the child inherits.
         unprivileged: when the grader runs as root, drop the child to the ``nobody`` user.
     """
-    global _NETNS_OK
-    unshare_net = False
-    if not limits.network and os.geteuid() == 0:
-        if _NETNS_OK is None:
-            _NETNS_OK = _can_unshare_network()
-        unshare_net = _NETNS_OK
+    unshare_net = not limits.network and network_namespaces_work()
     drop_to = NOBODY if (unprivileged and can_drop_privileges(cmd[0])) else None
     full_env = dict(env)
     pass_fds: tuple[int, ...] = ()
@@ -433,10 +438,7 @@ class WorkerSandbox:
         if drop:
             for p in [base, *base.rglob("*")]:
                 os.chown(p, *drop)
-        global _NETNS_OK
-        if _NETNS_OK is None and os.geteuid() == 0:
-            _NETNS_OK = _can_unshare_network()
-        return tail(str(base / "submission"), tmp), tmp, env, drop, bool(_NETNS_OK)
+        return tail(str(base / "submission"), tmp), tmp, env, drop, network_namespaces_work()
 
     def launch(self, root: Path, read_fd: int, write_fd: int) -> subprocess.Popen:
         """Start one worker on a fresh copy of ``root``; the returned process cleans up after itself."""
