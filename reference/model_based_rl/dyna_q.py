@@ -132,7 +132,10 @@ def epsilon_greedy_action(
     Args:
         q_values: ``(A,)`` action values of one state.
         epsilon: exploration probability in ``[0, 1]``.
-        rng: numpy ``Generator``; ``None`` uses numpy's global generator (seeded by ``np.random.seed``).
+        rng: a numpy ``Generator``, or ``None`` for numpy's global generator (seeded by ``np.random.seed``).
+            With ``None`` the body draws from the ``np.random`` *module* itself (``rng = np.random``), which
+            has ``random()`` and ``choice()`` but not the ``Generator``-only ``integers()``: draw with
+            ``rng.random()`` and ``rng.choice(...)`` only, so that both cases work.
 
     Returns:
         The chosen action, a python ``int`` in ``[0, A)``.

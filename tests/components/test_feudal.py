@@ -98,6 +98,29 @@ def _worker_loss_grads(impl, log_probs, entropies, values, rewards, intrinsic, a
     return {"policy": list(policy), "value": list(value)}
 
 
+def _worker_loss_target_grads(impl, log_probs, entropies, values, rewards, intrinsic, bootstrap):
+    """Backward of policy + value of fun_worker_loss with the return's inputs (r, r^I, bootstrap) as leaves
+    that require grad: their gradients (None where none arrives) and the one that reaches V."""
+    values = values.clone().requires_grad_()
+    rewards, intrinsic, bootstrap = (t.clone().requires_grad_() for t in (rewards, intrinsic, bootstrap))
+    out = impl.module("hierarchical_rl.algorithms").fun_worker_loss(
+        log_probs, entropies, values, rewards, intrinsic, alpha=0.5, gamma=0.9, bootstrap=bootstrap
+    )
+    (out.policy + out.value).backward()
+    return {"rewards": rewards.grad, "intrinsic": intrinsic.grad, "bootstrap": bootstrap.grad,
+            "values": values.grad}  # fmt: skip
+
+
+def _intrinsic_reward_grad(impl, states, goals, c):
+    """fun_intrinsic_reward of leaves that require grad: whether the reward requires grad, and the gradients
+    of its sum that reach the states and goals (None where none arrives)."""
+    states, goals = states.clone().requires_grad_(), goals.clone().requires_grad_()
+    reward = impl.module("hierarchical_rl.algorithms").fun_intrinsic_reward(states, goals, c)
+    if reward.requires_grad:
+        reward.sum().backward()
+    return {"requires_grad": bool(reward.requires_grad), "states": states.grad, "goals": goals.grad}
+
+
 def _module_grads(impl, net, episode, loss_name, modules):
     """Backward of compute_losses(...)[loss_name] from zero gradients: {module: [|grad| sum or None, ...]}."""
     net.zero_grad()
@@ -325,6 +348,36 @@ def test_worker_loss_advantage_is_constant_in_policy_loss(impl):
     gl, gv = grads["value"]
     assert gl is None or torch.all(gl == 0)
     assert gv is not None and gv.abs().sum() > 0
+
+
+@pytest.mark.gradient
+def test_worker_loss_sends_no_gradient_into_its_return_targets(impl):
+    """R̃ is a constant target: rewards, intrinsic rewards and bootstrap requiring grad get none; V does."""
+    grads = impl.run(
+        _worker_loss_target_grads,
+        torch.log(torch.tensor([0.5, 0.25, 0.6])),
+        torch.ones(3),
+        torch.tensor([0.2, -0.1, 0.4]),
+        torch.tensor([0.0, 0.0, 1.0]),
+        torch.tensor([0.3, -0.2, 0.1]),
+        torch.tensor(2.0),
+    )
+    for name in ("rewards", "intrinsic", "bootstrap"):
+        g = grads[name]
+        assert g is None or torch.count_nonzero(g) == 0, f"fun_worker_loss lets gradient into its {name}: {g}"
+    assert grads["values"] is not None and torch.count_nonzero(grads["values"]) > 0, "no gradient reaches V"
+
+
+@pytest.mark.gradient
+def test_intrinsic_reward_is_a_constant(impl):
+    """r^I is a reward (FuN eq. 8): no gradient reaches the states or goals it is computed from."""
+    states = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
+    goals = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0], [1.0, 1.0]])
+    out = impl.run(_intrinsic_reward_grad, states, goals, 2)
+    for name in ("states", "goals"):
+        g = out[name]
+        assert g is None or torch.count_nonzero(g) == 0, f"the intrinsic reward sends gradient to its {name}"
+    assert not out["requires_grad"], "fun_intrinsic_reward must return a reward without a graph (detach it)"
 
 
 # ------------------------------------------------------------------------------------------------------

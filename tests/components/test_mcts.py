@@ -213,6 +213,40 @@ def test_select_child_hand_computed(impl):
     assert alg.select_child(root, 0.0, 0.5, np.random.default_rng(0)).action == 3
 
 
+def _tied_selections(impl, n, visited):
+    """In the worker: a root with children 0..3, where 0, 1, 2 tie for the best UCB score (all unvisited,
+    or all visited with equal statistics) and 3 scores lower (visited, reward -10); the actions of ``n``
+    calls of ``select_child`` sharing one generator."""
+    alg = impl.module("planning.algorithms")
+    root = impl.MCTSNode(0)
+    root.visit_count = 12
+    for a in range(4):
+        child = impl.MCTSNode(a, parent=root, action=a, reward=-10.0 if a == 3 else 1.0)
+        if visited or a == 3:
+            child.visit_count, child.value_sum = 3, 1.5
+        root.children[a] = child
+    rng = np.random.default_rng(0)
+    return [int(alg.select_child(root, 1.0, 0.9, rng).action) for _ in range(n)]
+
+
+@pytest.mark.shape
+@pytest.mark.parametrize("visited", [False, True], ids=["unvisited", "visited"])
+def test_select_child_breaks_ties_at_random(impl, visited):
+    """Over 100 selections among three tied best children, each is chosen, and the worse fourth never.
+
+    A uniform tie-break misses a given one of the three with probability (2/3)^100 < 2.5e-18, so a correct
+    implementation fails this test with probability at most 3 * (2/3)^100 < 1e-17 (union bound), for any
+    generator stream. Always taking the first tied child fails it surely.
+    """
+    actions = impl.run(_tied_selections, 100, visited)
+    assert len(actions) == 100
+    assert 3 not in actions, "child 3 has a lower UCB score than the tied children 0, 1, 2"
+    assert set(actions) == {0, 1, 2}, (
+        f"ties must be broken uniformly at random with rng; 100 selections among the tied children 0, 1, 2 "
+        f"chose only {sorted(set(actions))}"
+    )
+
+
 @pytest.mark.shape
 def test_expand_node_one_child_per_action_and_never_terminal(impl):
     """expand_node creates children 0..A-1 with the step's state, reward and terminal flag; terminal -> error."""

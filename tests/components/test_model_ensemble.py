@@ -50,6 +50,81 @@ def test_ensemble_linear_matches_member_by_member(impl):
         torch.testing.assert_close(y[e], x[e] @ layer.weight[e] + layer.bias[e].reshape(1, 4))
 
 
+def _torch_calls_of_ensemble_linear(impl, sizes):
+    """In the worker: for each ensemble size E, the number of torch functions and tensor methods that one
+    EnsembleLinear(E, 5, 4) forward of an (E, 6, 5) input calls (counted with a TorchFunctionMode)."""
+    from torch.overrides import TorchFunctionMode
+
+    class Count(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    EnsembleLinear = impl.module("model_based_rl.algorithms").EnsembleLinear
+    counts = []
+    for e in sizes:
+        layer, x = EnsembleLinear(e, 5, 4), torch.randn(e, 6, 5)
+        with torch.no_grad(), Count() as mode:
+            layer(x)
+        counts.append(mode.calls)
+    return counts
+
+
+@pytest.mark.shape
+def test_ensemble_linear_has_no_loop_over_members(impl):
+    """EnsembleLinear.forward evaluates all members in one batched op: its torch calls do not grow with E."""
+    counts = impl.run(_torch_calls_of_ensemble_linear, [2, 8])
+    assert len(counts) == 2 and counts[0] >= 1
+    assert counts[1] == counts[0], (
+        f"EnsembleLinear.forward made {counts[0]} torch calls for E = 2 members but {counts[1]} for E = 8: "
+        "evaluate all members at once (one torch.baddbmm over the (E, in, out) weights), never with a loop "
+        "over members"
+    )
+
+
+def _layer_calls_per_propagate(impl, ens, states, actions, member_idx):
+    """In the worker: per propagation mode, how often each EnsembleLinear layer of ``ens`` runs during one
+    ``propagate`` call (counted with forward hooks)."""
+    EnsembleLinear = impl.module("model_based_rl.algorithms").EnsembleLinear
+    layers = [m for m in ens.modules() if isinstance(m, EnsembleLinear)]
+    calls = [0] * len(layers)
+
+    def hook(i):
+        return lambda module, inputs, output: calls.__setitem__(i, calls[i] + 1)
+
+    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers)]
+    out = {}
+    try:
+        for mode in ("mean", "ts1", "tsinf"):
+            calls[:] = [0] * len(layers)
+            with torch.no_grad():
+                ens.propagate(states, actions, mode=mode, member_idx=member_idx if mode == "tsinf" else None)
+            out[mode] = list(calls)
+    finally:
+        for h in handles:
+            h.remove()
+    return out
+
+
+@pytest.mark.shape
+def test_propagate_runs_the_network_once(impl, ens, device):
+    """Every propagation mode evaluates the ensemble network once per call (no forward per member)."""
+    n = 40
+    s, a = torch.randn(n, S, device=device), torch.randn(n, A, device=device)
+    member_idx = torch.arange(n, device=device) % E  # every member holds particles
+    calls = impl.run(_layer_calls_per_propagate, ens, s, a, member_idx)
+    for mode, per_layer in calls.items():
+        assert per_layer, "the ensemble holds no EnsembleLinear layer"
+        assert per_layer == [1] * len(per_layer), (
+            f"propagate(mode={mode!r}) ran the EnsembleLinear layers {per_layer} times: predict with ONE "
+            "batched forward of all members (forward_members / _mean_log_std), never with a loop over members"
+        )
+
+
 def _net_layers(impl, ens):
     """In the worker: the layers of ``ens.net`` in order: ``("ensemble_linear", in, out, weight, bias)`` for
     an EnsembleLinear, ``("module", handle)`` for any other layer (applied in the worker by the judge)."""

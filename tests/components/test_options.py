@@ -414,6 +414,22 @@ def test_intra_option_update_touches_exactly_the_consistent_options(impl, opts):
 
 
 @pytest.mark.shape
+def test_intra_option_update_reads_beta_at_the_next_state(impl, opts):
+    """U(s', o) uses beta_o(s'), not beta_o(s): beta(0) = 0.25, beta(1) = 0.75, step 0 -> 1 gives 1.75."""
+    options = [
+        impl.Option(None, lambda s: 0, lambda s: (0.25, 0.75, 0.5)[int(s)], option_id=0),
+        opts.primitive_option(1, option_id=1),  # not consistent with action 0: only supplies max Q(s', .)
+    ]
+    agent = opts.SMDPQLearningAgent(options, num_states=3, gamma=0.5, alpha=0.5)
+    impl.run(_set_q, agent, 1, [2.0, 6.0])  # Q(s', o) = 2, max_o' Q(s', o') = 6
+    assert agent.intra_option_update(0, 0, 1.0, 1, False) == [0]
+    # beta(s'=1) = 0.75: U = 0.25 * 2 + 0.75 * 6 = 5, target 1 + 0.5 * 5 = 3.5, Q = 0 + 0.5 * 3.5 = 1.75
+    # (beta(s=0) = 0.25 would give U = 3, target 2.5, Q = 1.25)
+    assert agent.q[0, 0] == pytest.approx(1.75)
+    assert agent.q[0, 1] == 0.0
+
+
+@pytest.mark.shape
 def test_intra_option_learning_values_options_never_executed(opts, envs):
     """Running only primitive options with intra_option=True still learns hallway-option values."""
     env = envs.FourRoomsEnv(slip=0.0, goal=(3, 6), start=(3, 1))
