@@ -39,11 +39,15 @@ from __future__ import annotations
 import json
 import math
 import struct
+import sys
 from collections.abc import Callable
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 #: Largest frame the judge accepts (a probe that returns more is a failed probe).
 MAX_FRAME_BYTES = 256 * 2**20
@@ -55,11 +59,20 @@ MAX_NODES = 2_000_000
 MAX_MESSAGE_CHARS = 4000
 MAX_TRACEBACK_CHARS = 12000
 
-TORCH_DTYPES: dict[str, torch.dtype] = {
-    str(d).removeprefix("torch."): d
-    for d in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128,
-              torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)
-}  # fmt: skip
+#: The tensor dtypes that travel (by the name ``str(dtype)`` gives without ``torch.``).
+TORCH_DTYPE_NAMES: frozenset[str] = frozenset(
+    ("float16", "bfloat16", "float32", "float64", "complex64", "complex128",
+     "int8", "int16", "int32", "int64", "uint8", "bool")
+)  # fmt: skip
+
+
+@cache
+def torch_dtypes() -> dict[str, torch.dtype]:
+    """Name → torch dtype for :data:`TORCH_DTYPE_NAMES` (torch is imported on first use: a worker whose
+    implementation never imports torch does not pay for it)."""
+    import torch
+
+    return {name: getattr(torch, name) for name in TORCH_DTYPE_NAMES}
 NUMPY_DTYPES: frozenset[str] = frozenset(
     np.dtype(d).str
     for d in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64,
@@ -89,7 +102,8 @@ class _Encoder:
             return v
         if t is float:
             return v if math.isfinite(v) else {"t": "float", "v": repr(v)}
-        if isinstance(v, torch.Tensor):
+        torch = sys.modules.get("torch")  # no tensor, size, dtype or device exists before torch is imported
+        if torch is not None and isinstance(v, torch.Tensor):
             return self.tensor(v)
         if isinstance(v, np.ndarray):
             return self.ndarray(np.asarray(v))
@@ -97,7 +111,7 @@ class _Encoder:
             return {"t": "npscalar", "dtype": v.dtype.str, "b": self.blob(v.tobytes())}
         if t is list:
             return [self.node(x, depth + 1) for x in v]
-        if t is torch.Size:
+        if torch is not None and t is torch.Size:
             return {"t": "size", "v": [int(x) for x in v]}
         if t is tuple:
             return {"t": "tuple", "v": [self.node(x, depth + 1) for x in v]}
@@ -112,15 +126,17 @@ class _Encoder:
             return {"t": "bytes", "b": self.blob(v)}
         if t is complex:
             return {"t": "complex", "re": self.node(v.real), "im": self.node(v.imag)}
-        if t is torch.dtype:
+        if torch is not None and t is torch.dtype:
             return {"t": "dtype", "v": str(v).removeprefix("torch.")}
-        if t is torch.device:
+        if torch is not None and t is torch.device:
             return {"t": "device", "v": str(v)}
         return self.handle(v)
 
     def tensor(self, v: torch.Tensor) -> dict:
+        import torch
+
         name = str(v.dtype).removeprefix("torch.")
-        if name not in TORCH_DTYPES:
+        if name not in TORCH_DTYPE_NAMES:
             raise CodecError(f"tensors of dtype {v.dtype} cannot be sent to the judge")
         grad = bool(v.requires_grad)
         device = str(v.device)
@@ -292,14 +308,18 @@ class _Decoder:
             self.need(v.get("v") in ("nan", "inf", "-inf"), "bad float")
             return float(v["v"])
         if tag == "dtype":
-            self.need(v.get("v") in TORCH_DTYPES, "unknown torch dtype")
-            return TORCH_DTYPES[v["v"]]
+            self.need(v.get("v") in TORCH_DTYPE_NAMES, "unknown torch dtype")
+            return torch_dtypes()[v["v"]]
         if tag == "device":
+            import torch
+
             try:
                 return torch.device(self.text(v, "v", 64))
             except (RuntimeError, ValueError) as exc:
                 raise CodecError("bad device") from exc
         if tag == "size":
+            import torch
+
             return torch.Size(self.shape({"shape": v.get("v")}))
         if tag == "handle":
             ident, kind, methods = v.get("id"), v.get("type"), v.get("methods")
@@ -323,9 +343,11 @@ class _Decoder:
         return Record(items, name[:100], tuple(fields))
 
     def tensor(self, v: dict) -> torch.Tensor:
+        import torch
+
         name = v.get("dtype")
-        self.need(name in TORCH_DTYPES, f"tensor dtype {name!r} is not allowed")
-        dtype = TORCH_DTYPES[name]
+        self.need(name in TORCH_DTYPE_NAMES, f"tensor dtype {name!r} is not allowed")
+        dtype = torch_dtypes()[name]
         shape = self.shape(v)
         data = self.blob(v)
         itemsize = torch.empty((), dtype=dtype).element_size()
