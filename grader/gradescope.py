@@ -3,7 +3,8 @@
     ca15-grade gradescope build [--out autograder.zip]
     ca15-grade gradescope run [--root /autograder]
 
-The zip holds ``setup.sh`` (installs the pinned environment into ``/autograder/venv``), ``run_autograder``
+The zip holds ``setup.sh`` (for Gradescope's Ubuntu 22.04 or 24.04 base image: installs a supported Python,
+3.11 to 3.13, with apt, and the pinned environment into ``/autograder/venv``), ``run_autograder``
 (grades ``/autograder/submission`` into ``/autograder/results/results.json``) and ``ca15-kit/``: the grader,
 the public and hidden tests, the harness, ``pyproject.toml`` and ``constraints.txt``. The reference solution
 is not in it. ``run_autograder`` honours ``AUTOGRADER_ROOT`` and ``CA15_PYTHON`` so that it can be exercised
@@ -25,20 +26,61 @@ from grader.grade import GradeConfig, grade_one
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: Python versions the kit runs on (pyproject.toml: requires-python >=3.11; torch 2.13 has CPU wheels up to 3.13).
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+
 SETUP_SH = """#!/usr/bin/env bash
-# Gradescope setup: the pinned grading environment (CPU build of torch) in /autograder/venv, bubblewrap, and
-# the unprivileged user that runs submission code where the container allows no namespaces. The kit (tests,
-# harness, grader) is made readable by root only: submission code never runs as root.
+# Gradescope setup (base image Ubuntu 22.04 or 24.04): a supported Python, the pinned grading environment (CPU
+# build of torch) in /autograder/venv, bubblewrap, and the unprivileged user that runs submission code where the
+# container allows no namespaces. The kit (tests, harness, grader) is made readable by root only: submission
+# code never runs as root.
 set -euo pipefail
-apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-dev bubblewrap > /dev/null
-python3 -m venv /autograder/venv
-/autograder/venv/bin/pip install --quiet --upgrade pip
-/autograder/venv/bin/pip install --quiet --extra-index-url https://download.pytorch.org/whl/cpu \\
-    -c /autograder/source/ca15-kit/constraints.txt '/autograder/source/ca15-kit[test]'
-id -u ca15-worker >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin ca15-worker
-chmod -R go-rwx /autograder/source
-chmod -R a+rX /autograder/venv
-"""
+export DEBIAN_FRONTEND=noninteractive
+SUPPORTED_PYTHONS="@SUPPORTED@"
+
+# The interpreter for the venv, printed on stdout: the system's python3 when it is a supported version (Ubuntu
+# 24.04: 3.12), else the first supported python3.X the apt archive has (Ubuntu 22.04, whose python3 is 3.10:
+# python3.11 from universe), else python3.11 from the deadsnakes PPA. Installs it with its venv module.
+pick_python() {
+    local system v
+    system="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || true)"
+    for v in $system $SUPPORTED_PYTHONS; do
+        case " $SUPPORTED_PYTHONS " in *" $v "*) ;; *) continue ;; esac
+        if apt-cache show "python$v-venv" >/dev/null 2>&1; then
+            apt-get install -y -qq "python$v" "python$v-venv" "python$v-dev" >&2
+            echo "python$v"
+            return 0
+        fi
+    done
+    echo "setup.sh: no Python of $SUPPORTED_PYTHONS in the apt archive (system python3: ${system:-none});" \\
+        "adding the deadsnakes PPA for python3.11" >&2
+    apt-get install -y -qq software-properties-common >&2
+    add-apt-repository -y ppa:deadsnakes/ppa >&2
+    apt-get update -qq >&2
+    apt-get install -y -qq python3.11 python3.11-venv python3.11-dev >&2
+    echo python3.11
+}
+
+main() {
+    apt-get update -qq
+    apt-get install -y -qq bubblewrap ca-certificates > /dev/null
+    local python
+    python="$(pick_python)"
+    echo "setup.sh: grading with $("$python" --version 2>&1) ($(command -v "$python")) in /autograder/venv"
+    "$python" -m venv /autograder/venv
+    /autograder/venv/bin/pip install --quiet --upgrade pip
+    /autograder/venv/bin/pip install --quiet --extra-index-url https://download.pytorch.org/whl/cpu \\
+        -c /autograder/source/ca15-kit/constraints.txt '/autograder/source/ca15-kit[test]'
+    id -u ca15-worker >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin ca15-worker
+    chmod -R go-rwx /autograder/source
+    chmod -R a+rX /autograder/venv
+}
+
+# Sourced (a test of pick_python), define only; run as a script, set up.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi
+""".replace("@SUPPORTED@", " ".join(SUPPORTED_PYTHONS))
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
 # Gradescope entry point: grade /autograder/submission into /autograder/results/results.json.

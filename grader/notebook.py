@@ -7,7 +7,7 @@ The notebook runs in a fresh kernel with ``CA15_IMPL=ROOT``, every cell even aft
 errors) is written to ``--out``; a summary of the cells that raised goes to stdout. The grader runs this
 inside its sandbox and then credits the executed notebook itself (:func:`credit`), reading it as data.
 Exit status: 0 when no cell raised, 1 otherwise, 2 when the notebook
-could not be read.
+could not be read or ``--impl`` is not a folder (``--impl`` may be relative to the working folder or absolute).
 """
 
 from __future__ import annotations
@@ -102,12 +102,17 @@ def cell_label(cell: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebook", type=Path)
-    parser.add_argument("--impl", type=Path, required=True, help="implementation root (CA15_IMPL)")
+    parser.add_argument("--impl", type=Path, required=True,
+                        help="implementation root (CA15_IMPL), relative to the working folder or absolute")
     parser.add_argument("--out", type=Path, required=True, help="where to write the executed notebook")
     parser.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (default: 120)")
     args = parser.parse_args(argv)
+    impl = args.impl.expanduser().resolve()  # relative to the working folder, or absolute
+    if not impl.is_dir():
+        parser.error(f"--impl: expected an implementation root (a folder holding model_based_rl/, planning/, ...), "
+                     f"got {args.impl} ({impl} is not a folder)")  # fmt: skip
     try:
-        summary = execute(args.notebook, args.impl.resolve(), args.out, args.cell_timeout)
+        summary = execute(args.notebook, impl, args.out, args.cell_timeout)
     except Exception as exc:  # noqa: BLE001 - unreadable notebook: report, do not crash the grader
         print(f"could not execute {args.notebook}: {type(exc).__name__}: {exc}")
         return 2

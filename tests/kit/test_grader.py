@@ -373,7 +373,9 @@ def test_markdown_in_messages_cannot_fake_the_report(kit: Path, tmp_path: Path) 
 
 
 def test_gradescope_zip_holds_the_autograder_and_no_solution(tmp_path: Path) -> None:
-    """autograder.zip has executable setup.sh and run_autograder, the tests and grader, and no reference/."""
+    """autograder.zip has executable setup.sh and run_autograder, the tests and grader, and no reference/; its
+    setup.sh is valid bash that picks a supported Python (tests/kit/test_gradescope.py runs the choice)."""
+    import subprocess
     import zipfile
 
     from grader.gradescope import build
@@ -384,6 +386,10 @@ def test_gradescope_zip_holds_the_autograder_and_no_solution(tmp_path: Path) -> 
     assert any(n.startswith("ca15-kit/tests/components/") for n in names)
     assert not any("reference/" in n or n.startswith("ca15-kit/tests/kit") for n in names)
     assert archive.getinfo("run_autograder").external_attr >> 16 == 0o755
+    assert archive.getinfo("setup.sh").external_attr >> 16 == 0o755
+    setup = archive.read("setup.sh").decode()
+    assert subprocess.run(["bash", "-n"], input=setup, capture_output=True, text=True).returncode == 0
+    assert 'python="$(pick_python)"' in setup and '"$python" -m venv /autograder/venv' in setup
 
 
 def test_run_autograder_grades_a_fake_autograder_tree(kit: Path, tmp_path: Path) -> None:

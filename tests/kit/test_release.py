@@ -5,6 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from textwrap import dedent
 
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
 import pytest
 
 from grader.generate import MarkerError
@@ -85,14 +91,19 @@ def test_release_layout(release: Path) -> None:
     """The release holds the skeleton, notebooks, public tests, harness and student files; nothing else."""
     top = {p.name for p in release.iterdir()}
     assert top == {
-        "skeleton", "notebooks", "tests", "grader", "constraints.txt", "Makefile", "README.md", "pyproject.toml"
+        "skeleton", "notebooks", "tests", "grader", "constraints.txt", "Makefile", "README.md", "pyproject.toml",
+        ".github",
     }  # fmt: skip
+    assert [p.relative_to(release).as_posix() for p in (release / ".github").rglob("*") if p.is_file()] == [
+        ".github/workflows/classroom.yml"
+    ]
     assert not (release / "reference").exists()
     assert not (release / "tests" / "hidden").exists() and not (release / "tests" / "kit").exists()
     from grader.release import HARNESS_MODULES
 
     assert {p.name for p in (release / "grader").iterdir()} == set(HARNESS_MODULES)
     assert not {"grade.py", "generate.py", "coverage.py", "gradescope.py"} & set(HARNESS_MODULES)
+    assert "submit.py" in HARNESS_MODULES
 
 
 def test_release_contains_no_solution_line_or_hidden_block(release: Path) -> None:
@@ -107,3 +118,117 @@ def test_release_public_tests_match_the_kit(release: Path) -> None:
     kit = {p.relative_to(REPO / "tests" / "components") for p in (REPO / "tests" / "components").rglob("*.py")}
     shipped = {p.relative_to(release / "tests" / "components") for p in (release / "tests" / "components").rglob("*.py")}
     assert kit == shipped
+
+
+# ------------------------------------------------------------------------------------- make submit (grader.submit)
+@pytest.fixture
+def student(release: Path, tmp_path: Path) -> Path:
+    """A student's copy of the release, with the reference solution in skeleton/ and some clutter."""
+    work = tmp_path / "student"
+    shutil.copytree(release, work)
+    shutil.rmtree(work / "skeleton")
+    shutil.copytree(REPO / "reference", work / "skeleton", ignore=shutil.ignore_patterns("__pycache__"))
+    for clutter in ("skeleton/planning/__pycache__/x.cpython-311.pyc", "skeleton/.pytest_cache/v/x",
+                    "skeleton/.hypothesis/examples/x", "skeleton/.ipynb_checkpoints/CA15-checkpoint.ipynb",
+                    ".venv/pyvenv.cfg", "notebooks/.ipynb_checkpoints/CA15-checkpoint.ipynb"):  # fmt: skip
+        (work / clutter).parent.mkdir(parents=True, exist_ok=True)
+        (work / clutter).write_text("clutter")
+    return work
+
+
+def _make(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
+    return subprocess.run(["make", "--no-print-directory", *args, f"PYTHON={sys.executable}"], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+
+
+def test_make_submit_writes_the_implementation_root_and_the_notebook_only(student: Path) -> None:
+    """`make submit` (no venv needed) zips the contents of skeleton/ and notebooks/CA15.ipynb as CA15.ipynb at
+    the top level; no cache, checkpoint or environment; the grader finds the root and the notebook in it."""
+    from grader.grade import find_notebook, find_root, unpack
+
+    proc = _make(student, "submit")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = zipfile.ZipFile(student / "submission.zip").namelist()
+    expected = sorted(
+        p.relative_to(REPO / "reference").as_posix() for p in (REPO / "reference").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    ) + ["CA15.ipynb"]  # fmt: skip
+    assert sorted(names) == sorted(expected)
+    assert zipfile.ZipFile(student / "submission.zip").read("CA15.ipynb") == (student / "notebooks" / "CA15.ipynb").read_bytes()
+    unpacked = student / "unpacked"
+    assert unpack(student / "submission.zip", unpacked) == []
+    assert find_root(unpacked) == unpacked
+    assert find_notebook(unpacked) == unpacked / "CA15.ipynb"
+    copied = student / "copied"  # a folder with the same layout is graded the same way
+    assert unpack(unpacked, copied) == []
+    assert (find_root(copied), find_notebook(copied)) == (copied, copied / "CA15.ipynb")
+
+
+@pytest.mark.parametrize(
+    ("remove", "named"),
+    [("notebooks/CA15.ipynb", "notebooks/CA15.ipynb is missing"), ("skeleton/planning", "skeleton/planning/"),
+     ("skeleton/utils", "skeleton/utils/ (or utils.py)"), ("skeleton", "skeleton, which is not a folder")],
+)  # fmt: skip
+def test_make_submit_refuses_a_missing_file_and_names_it(student: Path, remove: str, named: str) -> None:
+    """A missing notebook or package: non-zero exit, no zip, and a message naming the file and what to do."""
+    target = student / remove
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    proc = _make(student, "submit")
+    assert proc.returncode != 0
+    assert named in proc.stderr and ("save your notebook" in proc.stderr or "IMPL=" in proc.stderr), proc.stderr
+    assert not (student / "submission.zip").exists()
+
+
+def test_make_submit_takes_impl_and_notebook_from_elsewhere(student: Path, tmp_path: Path) -> None:
+    """IMPL and NOTEBOOK may point anywhere (absolute paths); the notebook still lands as CA15.ipynb."""
+    root = tmp_path / "my root"
+    shutil.move(student / "skeleton", root)
+    book = tmp_path / "mine.ipynb"
+    shutil.move(student / "notebooks" / "CA15.ipynb", book)
+    proc = _make(student, "submit", f"IMPL={root}", f"NOTEBOOK={book}")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "CA15.ipynb" in zipfile.ZipFile(student / "submission.zip").namelist()
+
+
+def test_submit_skips_what_the_grader_skips() -> None:
+    """The submission packer and the grader agree on what is never part of a submission."""
+    from grader.grade import MAX_ENTRIES, MAX_UNPACKED_BYTES, NOTEBOOK_NAME, SKIPPED_DIRS
+    from grader import submit
+
+    assert submit.SKIPPED_DIRS == SKIPPED_DIRS and submit.NOTEBOOK_NAME == NOTEBOOK_NAME
+    assert (submit.MAX_BYTES, submit.MAX_FILES) == (MAX_UNPACKED_BYTES, MAX_ENTRIES)
+
+
+@pytest.mark.parametrize("makefile", ["student", "kit"])
+def test_make_notebook_accepts_absolute_and_relative_impl(release: Path, tmp_path: Path, makefile: str) -> None:
+    """`make notebook IMPL=...` hands the notebook an absolute implementation root, whichever form IMPL has."""
+    folder = release if makefile == "student" else REPO
+    for impl, want in ((str(tmp_path), str(tmp_path)), ("skeleton", str(folder / "skeleton"))):
+        proc = _make(folder, "-n", "notebook", f"IMPL={impl}")
+        assert proc.returncode == 0, proc.stderr
+        assert (f"CA15_IMPL=\"{want}\"" if makefile == "student" else f"--impl \"{want}\"") in proc.stdout, proc.stdout
+
+
+def test_release_workflow_is_the_kit_budget(release: Path) -> None:
+    """The shipped classroom.yml is generated from the grader's budget of the shipped public tests."""
+    from grader.classroom import WORKFLOW_PATH, kit_budget, workflow
+
+    assert (release / WORKFLOW_PATH).read_text() == workflow(kit_budget(REPO, shipped=release))
+
+
+def test_find_notebook_prefers_the_top_level_ca15(tmp_path: Path) -> None:
+    """The shallowest CA15.ipynb wins over deeper ones (whatever their names sort as) and over other notebooks;
+    a differently cased name is taken when there is no exact one; checkpoints never count."""
+    from grader.grade import find_notebook
+
+    for name in ("A/CA15.ipynb", "CA15.ipynb", "notes.ipynb", ".ipynb_checkpoints/CA15-checkpoint.ipynb"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("{}")
+    assert find_notebook(tmp_path) == tmp_path / "CA15.ipynb"
+    (tmp_path / "CA15.ipynb").unlink()
+    assert find_notebook(tmp_path) == tmp_path / "A" / "CA15.ipynb"
+    (tmp_path / "A" / "CA15.ipynb").rename(tmp_path / "A" / "ca15.ipynb")
+    assert find_notebook(tmp_path) == tmp_path / "A" / "ca15.ipynb"
+    (tmp_path / "A" / "ca15.ipynb").unlink()
+    assert find_notebook(tmp_path) == tmp_path / "notes.ipynb"
