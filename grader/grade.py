@@ -3,7 +3,7 @@
     ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--wall SECONDS]
 
 Per submission ``NAME`` (a folder or a ``.zip``), written atomically once it is graded:
-    DIR/NAME/results.json     Gradescope's format (hidden tests show no output)
+    DIR/NAME/results.json     Gradescope's format (hidden tests: visibility hidden, staff only, no output)
     DIR/NAME/feedback.md, feedback.html   per-component tables and teaching failure messages
     DIR/NAME/notebook.ipynb   the executed notebook (when the submission has one)
     DIR/NAME/log.txt          the TA's log: sandbox output, limits hit
@@ -154,17 +154,22 @@ def find_root(folder: Path) -> Path:
     if not found:
         raise SubmissionError(
             f"no implementation root found: expected a folder holding {', '.join(EXPECTED_PACKAGES)} and utils "
-            "(submit the skeleton/ folder you worked in, or its contents)"
+            "at the top of the submission or in a folder inside it (`make submit` in the student release packs "
+            "the contents of your skeleton/ with CA15.ipynb at the zip's top level)"
         )
     return best
 
 
 def find_notebook(folder: Path) -> Path | None:
-    """The submission's notebook: ``CA15.ipynb`` anywhere, else the only ``.ipynb``; None if there is none."""
-    books = sorted(p for p in folder.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-    named = [p for p in books if p.name == NOTEBOOK_NAME]
-    if named:
-        return named[0]
+    """The submission's notebook: the shallowest ``CA15.ipynb`` (``make submit`` puts it at the top, next to the
+    implementation folders; the release keeps it in ``notebooks/``), else the shallowest whose name matches
+    ``ca15.ipynb`` in any case, else the only ``.ipynb``; None if there is none."""
+    books = sorted((p for p in folder.rglob("*.ipynb") if not SKIPPED_DIRS & set(p.relative_to(folder).parts)),
+                   key=lambda p: (len(p.relative_to(folder).parts), str(p)))  # fmt: skip
+    for named in ([p for p in books if p.name == NOTEBOOK_NAME],
+                  [p for p in books if p.name.lower() == NOTEBOOK_NAME.lower()]):  # fmt: skip
+        if named:
+            return named[0]
     return books[0] if len(books) == 1 else None
 
 
@@ -356,8 +361,36 @@ def score(expected: list[dict], test_run: RunResult | None, notebook: dict | Non
     }
 
 
+def component_split(scored: dict) -> dict[str, dict]:
+    """Per component of :func:`score`'s tests: the public and the hidden subtotals apart, as the release's
+    ``make test`` shows them (``grader.dashboard``: public tests passed/total and points, hidden points)::
+
+        {"DynamicsModel": {"score": 5, "max_score": 17,
+                           "public": {"passed": 4, "tests": 12, "score": 5, "max_score": 16},
+                           "hidden": {"passed": 0, "tests": 1, "score": 0, "max_score": 1}}, ...}
+    """
+    split: dict[str, dict] = {}
+    for t in scored["tests"]:
+        comp = split.setdefault(t["component"], {
+            "score": 0, "max_score": 0, **{k: {"passed": 0, "tests": 0, "score": 0, "max_score": 0}
+                                           for k in ("public", "hidden")}})  # fmt: skip
+        part = comp["hidden" if t["hidden"] else "public"]
+        for row in (comp, part):
+            row["score"] += t["score"]
+            row["max_score"] += t["points"]
+        part["tests"] += 1
+        part["passed"] += t["outcome"] == "passed"
+    return dict(sorted(split.items()))
+
+
 def gradescope_results(scored: dict, notes: list[str], config: GradeConfig) -> dict:
-    """Gradescope's ``results.json``: hidden tests carry no output and show only after publishing."""
+    """Gradescope's ``results.json``.
+
+    Public tests are ``visible`` (name, docstring and failure message). Hidden tests keep their own row (name,
+    points, passed or failed; never their message, which stays in the TA's ``log.txt``) with Gradescope
+    visibility ``hidden``: staff see them, a student never does; the student sees the total score, and
+    ``make test`` in the release lists the hidden points per component.
+    """
     entries = []
     for i, t in enumerate(scored["tests"], start=1):
         entry = {
@@ -368,8 +401,8 @@ def gradescope_results(scored: dict, notes: list[str], config: GradeConfig) -> d
             "status": "passed" if t["outcome"] == "passed" else "failed",
             "tags": [t["component"], t["category"]],
         }
-        if t["hidden"]:
-            entry["visibility"] = "after_published"
+        if t["hidden"]:  # staff only (Gradescope never shows a `hidden` row to the student); no message either
+            entry["visibility"] = "hidden"
             entry["output"] = "Hidden test." if t["outcome"] == "passed" else "Hidden test: failed."
         else:
             entry["visibility"] = "visible"
@@ -389,7 +422,8 @@ def gradescope_results(scored: dict, notes: list[str], config: GradeConfig) -> d
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": entries,
-        "extra_data": {"components": scored["components"], "categories": scored["categories"]},
+        "extra_data": {"components": scored["components"], "categories": scored["categories"],
+                       "public_hidden": component_split(scored)},  # fmt: skip
     }
 
 
@@ -451,7 +485,9 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
         nb_summary = None
         if root is not None and config.run_notebook:
             if notebook is None:
-                nb_summary = {"ran": False, "why": f"No notebook found (expected {NOTEBOOK_NAME} in the submission)."}
+                nb_summary = {"ran": False, "why": f"No notebook found: add your notebook as {NOTEBOOK_NAME} next to the "
+                              f"implementation folders ({', '.join(p + '/' for p in EXPECTED_PACKAGES)}, utils), as "
+                              "`make submit` does (it packs notebooks/CA15.ipynb as CA15.ipynb)."}  # fmt: skip
                 notes.append(nb_summary["why"])
             else:
                 nb_run, nb_summary = run_notebook(ws, root, notebook, config)

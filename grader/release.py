@@ -4,10 +4,13 @@ Contents:
     skeleton/            the student's working copy (generated from reference/, see grader.generate)
     notebooks/           the assignment notebook(s)
     tests/components/    the public graded tests, with every ``# BEGIN HIDDEN`` ... ``# END HIDDEN`` block dropped
-    tests/conftest.py    the harness
+    tests/conftest.py    the harness (and grader/dashboard.py: the per-component table, ``make test``)
+    tests/hidden_points.json   the hidden tests' points per component, no test name (:func:`write_hidden_points`)
     grader/              only what the harness imports (impl, markers, the judge/worker codec, worker, remote,
-                         episodes, sandbox)
-    constraints.txt, pyproject.toml, Makefile, README.md   install and test commands for students
+                         episodes, sandbox) and ``submit`` (``make submit``: submission.zip, see grader.submit)
+    constraints.txt, pyproject.toml, Makefile, README.md   install, test and submit commands for students
+    .github/workflows/classroom.yml   GitHub Classroom's autograding: one step per component, its public
+                         points (grader.classroom, from the grader's own point budget)
 
 Never shipped: reference/, tests/hidden/, tests/kit/, the generator and the grader proper. The build is
 refused if any solution line of reference/ would appear in it (:func:`leaked_solution_lines`).
@@ -16,17 +19,20 @@ refused if any solution line of reference/ would appear in it (:func:`leaked_sol
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
+from grader.classroom import kit_budget, write_workflow
+from grader.dashboard import HIDDEN_POINTS_FILE
 from grader.generate import REPO, MarkerError, all_regions, build
 
 BEGIN_HIDDEN = "# BEGIN HIDDEN"
 END_HIDDEN = "# END HIDDEN"
 HARNESS_MODULES = ("__init__.py", "impl.py", "markers.py", "codec.py", "worker.py", "remote.py", "episodes.py",
-                   "sandbox.py")  # fmt: skip
+                   "sandbox.py", "submit.py", "dashboard.py")  # fmt: skip
 STUDENT_FILES = REPO / "grader" / "student"
 
 
@@ -92,6 +98,26 @@ def leaked_solution_lines(release: Path, src: Path) -> list[str]:
     return leaks
 
 
+def hidden_points(expected: list[dict]) -> dict[str, int]:
+    """``{component: points}`` of the hidden tests among ``expected`` (``grader.grade.expected_tests``), for every
+    component that has any; the same tests and points the grader scores, and nothing else (no name)."""
+    points: dict[str, int] = {}
+    for test in expected:
+        if test.get("hidden") and test["points"] > 0:
+            points[test["component"]] = points.get(test["component"], 0) + test["points"]
+    return dict(sorted(points.items()))
+
+
+def write_hidden_points(path: Path, repo: Path = REPO) -> Path:
+    """Write the release's ``tests/hidden_points.json`` (read by ``grader.dashboard``: the "hidden" column)."""
+    from grader.grade import GradeConfig, expected_tests
+
+    data = {"about": "points of the grader's hidden tests per component (not in this kit; the grader runs them)",
+            "hidden_points": hidden_points(expected_tests(GradeConfig(kit=repo)))}  # fmt: skip
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
 def build_release(dst: Path, repo: Path = REPO) -> Path:
     """Write the student release into ``dst`` (replaced). Returns ``dst``.
 
@@ -112,12 +138,14 @@ def build_release(dst: Path, repo: Path = REPO) -> Path:
             (tests / "components" / rel).parent.mkdir(parents=True, exist_ok=True)
             (tests / "components" / rel).write_text(strip_hidden(path.read_text(encoding="utf-8"), str(rel)))
         shutil.copy2(repo / "tests" / "conftest.py", tests / "conftest.py")
+        write_hidden_points(tests / HIDDEN_POINTS_FILE, repo)
         (out / "grader").mkdir()
         for name in HARNESS_MODULES:
             shutil.copy2(repo / "grader" / name, out / "grader" / name)
         shutil.copy2(repo / "constraints.txt", out / "constraints.txt")
         for name in ("Makefile", "README.md", "pyproject.toml"):
             shutil.copy2(STUDENT_FILES / name, out / name)
+        write_workflow(out, kit_budget(repo, shipped=out))
         leaks = leaked_solution_lines(out, repo / "reference")
         if leaks:
             raise RuntimeError("solution lines would leak into the release:\n  " + "\n  ".join(leaks[:20]))

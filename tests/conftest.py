@@ -44,6 +44,8 @@ from grader.markers import MARKERS, category_of, marker_errors, points_of
 from grader.remote import LocalSession, ProcessSession, RemoteImplementation, Session, WorkerLost, ship_by_value
 
 GRADED_DIRS = ("components", "hidden")
+#: The per-component table at the end of every run and the student's ``--dashboard`` (grader/dashboard.py).
+pytest_plugins = ("grader.dashboard",)
 
 # One thread per test process: `make test` runs one pytest worker per core, and torch's own thread
 # pool on top of that only oversubscribes a 2-core machine.
@@ -162,50 +164,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason="gpu test: CUDA is not available"))
     if problems:
         raise pytest.UsageError("graded tests break the marker rules (CONVENTIONS §3):\n  " + "\n  ".join(problems))
-
-
-_OUTCOMES: dict[str, tuple[dict, str]] = {}
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    props = dict(report.user_properties)
-    if "component" not in props:
-        return
-    previous = _OUTCOMES.get(report.nodeid, (props, "passed"))[1]
-    if report.failed:
-        outcome = "failed"
-    elif report.skipped:
-        outcome = "skipped" if previous != "failed" else previous
-    else:
-        outcome = previous
-    _OUTCOMES[report.nodeid] = (props, outcome)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
-    """Per-component summary of the graded tests: tests passed and points earned."""
-    if not _OUTCOMES or not any(not (o == "skipped" and p["points"] == 0) for p, o in _OUTCOMES.values()):
-        return
-    table: dict[str, list[int]] = {}
-    for props, outcome in _OUTCOMES.values():
-        if outcome == "skipped" and props["points"] == 0:  # e.g. gpu tests without CUDA: not part of the tally
-            continue
-        row = table.setdefault(props["component"], [0, 0, 0, 0])
-        row[1] += 1
-        row[3] += props["points"]
-        if outcome == "passed":
-            row[0] += 1
-            row[2] += props["points"]
-    tr = terminalreporter
-    tr.section("CA15 graded components")
-    width = max(len(name) for name in table)
-    tr.write_line(f"{'component':<{width}}  tests passed   points")
-    for name in sorted(table):
-        passed, total, got, most = table[name]
-        mark = "ok " if passed == total else "   "
-        tr.write_line(f"{name:<{width}}  {mark}{passed:>4}/{total:<4}  {got:>4}/{most}")
-    got = sum(r[2] for r in table.values())
-    most = sum(r[3] for r in table.values())
-    tr.write_line(f"{'total':<{width}}     {sum(r[0] for r in table.values()):>4}/{sum(r[1] for r in table.values()):<4}  {got:>4}/{most}")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

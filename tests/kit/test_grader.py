@@ -261,7 +261,7 @@ def test_hidden_test_content_never_reaches_the_student(kit: Path, tmp_path: Path
     assert results["score"] == 3
     text = json.dumps(results) + feedback
     assert "SECRET-HIDDEN-MESSAGE" not in text and "test_double_zero" not in feedback
-    hidden = [t for t in results["tests"] if t["visibility"] == "after_published"]
+    hidden = [t for t in results["tests"] if t["visibility"] == "hidden"]
     assert len(hidden) == 1 and hidden[0]["output"] == "Hidden test: failed."
 
 
