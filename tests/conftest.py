@@ -6,6 +6,7 @@ Options:
     --isolation MODE    ``process`` (default): the implementation runs in a separate worker process and only
                         plain data comes back (grader.remote); ``none``: the same requests in this process,
                         with plain tracebacks (a student's quick local loop)
+    --seed-offset K     shift every seed (``make calibrate``); 0, the default, is what the grader runs
 
 Markers (registered here, validated at collection):
     component(name)   the graded component a test file belongs to (``pytestmark``)
@@ -18,9 +19,9 @@ Fixtures:
              (:class:`grader.remote.RemoteImplementation`: ``impl.DynamicsModel(...)`` is a handle to an object
              in the worker, ``impl.run(probe, *args)`` runs a probe there; docs/CONVENTIONS.md §5)
     device   the ``torch.device`` from ``--device``
-    seed     autouse: seeds ``random``, ``numpy`` and ``torch`` with 0 before every test (the worker too, when
-             the test uses ``impl``); returns 0
-    reseed   ``reseed(n)`` seeds the judge and the worker with ``n``
+    seed     autouse: seeds ``random``, ``numpy`` and ``torch`` with 0 (K under ``--seed-offset``) before every
+             test (the worker too, when the test uses ``impl``); returns the seed
+    reseed   ``reseed(n)`` seeds the judge and the worker with ``n`` (``n + 1000*K`` under ``--seed-offset`` K)
 """
 
 from __future__ import annotations
@@ -30,10 +31,13 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the kit's own package, also when it is not pip-installed
@@ -48,8 +52,11 @@ GRADED_DIRS = ("components", "hidden")
 pytest_plugins = ("grader.dashboard",)
 
 # One thread per test process: `make test` runs one pytest worker per core, and torch's own thread
-# pool on top of that only oversubscribes a 2-core machine.
-torch.set_num_threads(1)
+# pool on top of that only oversubscribes a 2-core machine. torch itself is imported by the tests that use it
+# (a judge whose tests never touch torch starts without it), and reads this when it is.
+os.environ["OMP_NUM_THREADS"] = "1"
+if "torch" in sys.modules:
+    sys.modules["torch"].set_num_threads(1)
 
 try:
     from hypothesis import HealthCheck, settings
@@ -88,6 +95,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="how to start workers: 'bwrap' (bubblewrap, default limits) or a JSON file of a "
         "grader.sandbox.WorkerSandbox (the grader passes one)",
+    )
+    group.addoption(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="shift every seed (calibration, grader/calibrate.py): the seed fixture seeds with K and reseed(n) "
+        "with n + 1000*K (default 0, what the grader runs)",
     )
     group.addoption(
         "--graded-only",
@@ -160,7 +174,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     ("category", category_of(item)),
                     ("points", points_of(item)),
                 ]
-        if item.get_closest_marker("gpu") is not None and not torch.cuda.is_available():
+        if item.get_closest_marker("gpu") is not None and not _cuda_available():
             item.add_marker(pytest.mark.skip(reason="gpu test: CUDA is not available"))
     if problems:
         raise pytest.UsageError("graded tests break the marker rules (CONVENTIONS §3):\n  " + "\n  ".join(problems))
@@ -248,9 +262,17 @@ def impl(request: pytest.FixtureRequest, _workers: Workers, seed: int):
     session.deadline = None
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 @pytest.fixture(scope="session")
 def device(request: pytest.FixtureRequest) -> torch.device:
     """The torch device the components run on (``--device``)."""
+    import torch
+
     dev = torch.device(request.config.getoption("--device"))
     if dev.type == "cuda" and not torch.cuda.is_available():
         pytest.skip("--device cuda given but CUDA is not available")
@@ -258,10 +280,11 @@ def device(request: pytest.FixtureRequest) -> torch.device:
 
 
 def seed_all(seed: int) -> None:
-    """Seed python, numpy and torch global generators."""
+    """Seed python, numpy and torch global generators (torch once a test module has imported it)."""
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    if "torch" in sys.modules:
+        sys.modules["torch"].manual_seed(seed)
 
 
 @pytest.fixture
@@ -287,16 +310,19 @@ def reseed(request: pytest.FixtureRequest):
     and, when the test uses ``impl``, the worker."""
     remote = request.getfixturevalue("impl") if "impl" in request.fixturenames else None
 
+    offset = 1000 * request.config.getoption("--seed-offset")
+
     def reseed_all(seed: int) -> None:
-        seed_all(seed)
+        seed_all(seed + offset)
         if remote is not None:
-            remote.seed(seed)
+            remote.seed(seed + offset)
 
     return reseed_all
 
 
 @pytest.fixture(autouse=True)
-def seed() -> int:
-    """Seed every generator with 0 before each test; returns the seed."""
-    seed_all(0)
-    return 0
+def seed(request: pytest.FixtureRequest) -> int:
+    """Seed every generator with 0 (``--seed-offset`` K: with K) before each test; returns the seed."""
+    value = request.config.getoption("--seed-offset")
+    seed_all(value)
+    return value
