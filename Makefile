@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 IMPL   ?= reference
 JOBS   ?= 2
 
-.PHONY: install test bench seed-cells skeleton coverage points release grade-examples gradescope notebook clean
+.PHONY: install test bench seed-cells skeleton coverage mutants calibrate points release grade-examples gradescope notebook clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,21 @@ test:
 skeleton:
 	$(PY) -m grader.generate
 
-# Mutation run: every solution region, stubbed alone, must make a graded test fail (a kit test runs it too).
+# Mutation run: every solution region, stubbed alone, must make a graded test fail. Writes the lock file
+# docs/coverage.json (commit it); the kit's test checks it against reference/ and the graded tests.
 coverage:
 	$(PY) -m grader.generate --coverage --jobs $(JOBS)
+
+# Realistic mutants inside every solution region (sign, off-by-one, mask, detach, ...): which graded test
+# catches each. Writes docs/mutants.md and docs/mutants.json (commit both).
+mutants:
+	$(PY) -m grader.mutants --jobs $(JOBS)
+
+# Convergence calibration: every convergence test over SEEDS seed offsets against the reference and two
+# perturbed references (extra random draws; nudged initial parameters); the table goes to docs/calibration.md.
+SEEDS ?= 30
+calibrate:
+	$(PY) -m grader.calibrate --seeds $(SEEDS) --jobs $(JOBS) --out docs/calibration.md
 
 points:
 	$(PY) -m grader.generate --points
@@ -47,9 +59,9 @@ grade-examples:
 gradescope:
 	$(PY) -m grader gradescope build --out build/autograder.zip
 
-# Execute the assignment notebook against IMPL; the executed copy lands in build/.
+# Execute the assignment notebook against IMPL (relative to this folder, or absolute); the executed copy lands in build/.
 notebook:
-	$(PY) -m grader.notebook notebooks/CA15.ipynb --impl $(IMPL) --out build/CA15.executed.ipynb
+	$(PY) -m grader.notebook notebooks/CA15.ipynb --impl "$(abspath $(IMPL))" --out build/CA15.executed.ipynb
 
 bench:
 	$(PY) tests/bench/run.py --impl=$(IMPL)

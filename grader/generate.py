@@ -270,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--jobs", type=int, default=2, help="parallel mutant runs for --coverage (default: 2)")
     parser.add_argument("--points", action="store_true", help="print the point budget per component and category")
-    parser.add_argument("--only", default="", help="with --coverage: regions whose path:qualname contains this")
+    parser.add_argument(
+        "--only", default="", help="with --coverage: regions whose path:qualname contains this (writes no record)"
+    )
     args = parser.parse_args(argv)
     if not args.src.is_dir():
         parser.error(f"--src: expected the reference folder, got {str(args.src)!r}, which does not exist")
@@ -284,12 +286,10 @@ def main(argv: list[str] | None = None) -> int:
 
             print(format_points(expected_tests(GradeConfig())))
             return 0
-        if args.coverage:
-            from grader.coverage import coverage, format_table
+        if args.coverage:  # the mutation run, and (a full run of reference/) its lock file docs/coverage.json
+            from grader.coverage import main as coverage_main
 
-            results = coverage(args.src, jobs=args.jobs, only=args.only)
-            print(format_table(results))
-            return 0 if all(c.caught for c in results) else 1
+            return coverage_main(["--src", str(args.src), "--jobs", str(args.jobs), "--only", args.only])
         if args.check:
             diff = differences(args.src, args.dst)
             for line in diff:
