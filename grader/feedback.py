@@ -5,7 +5,6 @@ Hidden tests appear only as counts in the tables: their names and messages are n
 
 from __future__ import annotations
 
-import base64
 import html
 import io
 import re
@@ -45,6 +44,21 @@ def md_block(text: str) -> list[str]:
     return [fence + "text", text, fence]
 
 
+#: feedback.md and feedback.html stay under this size: failure messages are cut shorter (down to none, their
+#: place taken by a pointer to failures.txt) until the report fits.
+REPORT_BYTES = 95_000
+MESSAGE_LIMITS = (2500, 1200, 600, 300, 150, 0)
+
+
+def _fitting(render) -> str:
+    """``render(limit)`` with the longest message limit of :data:`MESSAGE_LIMITS` that fits the report size."""
+    for limit in MESSAGE_LIMITS:
+        text = render(limit)
+        if len(text.encode()) <= REPORT_BYTES:
+            return text
+    return text
+
+
 def _short(message: str, limit: int = 2500) -> str:
     """The end of a traceback (where the assertion message is), at most ``limit`` characters."""
     message = re.sub(r"\n{3,}", "\n\n", message.strip())
@@ -79,6 +93,28 @@ def _curve_name(test: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", test["nodeid"].split("::", 1)[-1])[:80] + ".png"
 
 
+def component_split(scored: dict) -> dict[str, dict]:
+    """Per component of :func:`score`'s tests: the public and the hidden subtotals apart, as the release's
+    ``make test`` shows them (``grader.dashboard``: public tests passed/total and points, hidden points)::
+
+        {"DynamicsModel": {"score": 5, "max_score": 17,
+                           "public": {"passed": 4, "tests": 12, "score": 5, "max_score": 16},
+                           "hidden": {"passed": 0, "tests": 1, "score": 0, "max_score": 1}}, ...}
+    """
+    split: dict[str, dict] = {}
+    for t in scored["tests"]:
+        comp = split.setdefault(t["component"], {
+            "score": 0, "max_score": 0, **{k: {"passed": 0, "tests": 0, "score": 0, "max_score": 0}
+                                           for k in ("public", "hidden")}})  # fmt: skip
+        part = comp["hidden" if t["hidden"] else "public"]
+        for row in (comp, part):
+            row["score"] += t["score"]
+            row["max_score"] += t["points"]
+        part["tests"] += 1
+        part["passed"] += t["outcome"] == "passed"
+    return dict(sorted(split.items()))
+
+
 def write_curves(scored: dict, folder) -> None:
     """Save the curve plots of failed visible tests as ``folder/curves/<test>.png`` (linked from Markdown)."""
     from pathlib import Path
@@ -92,13 +128,19 @@ def write_curves(scored: dict, folder) -> None:
 
 
 def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
-    """The Markdown feedback report of one submission."""
+    """The Markdown feedback report of one submission (under 100 KB; whole messages go to failures.txt)."""
+    return _fitting(lambda limit: _markdown(name, scored, notes, limit))
+
+
+def _markdown(name: str, scored: dict, notes: list[str], limit: int) -> str:
     out = [f"# CA15 feedback: {name}", "", f"**Score: {scored['score']} / {scored['max_score']}**", ""]
     if notes:
         out += ["## Notes", ""] + [f"- {md_text(n)}" for n in notes] + [""]
-    out += ["## Components", "", "| component | tests passed | points |", "|---|---|---|"]
-    for comp, sub in scored["components"].items():
-        out.append(f"| {comp} | {sub['passed']}/{sub['tests']} | {sub['score']}/{sub['max_score']} |")
+    out += ["## Components", "", "| component | public tests passed | public points | hidden points |", "|---|---|---|---|"]
+    for comp, sub in component_split(scored).items():
+        pub, hid = sub["public"], sub["hidden"]
+        out.append(f"| {comp} | {pub['passed']}/{pub['tests']} | {pub['score']}/{pub['max_score']} | "
+                   f"{hid['score']}/{hid['max_score']} |")  # fmt: skip
     out += ["", "## Categories", "", "| category | points |", "|---|---|"]
     for cat, sub in scored["categories"].items():
         if sub["max_score"]:
@@ -110,6 +152,9 @@ def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
     hidden_failed = sum(1 for t in scored["tests"] if t["outcome"] != "passed" and t["hidden"])
     if failed or hidden_failed:
         out += ["", "## What failed", ""]
+    if any(len(t.get("message") or "") > limit for t in failed):
+        cut = f"cut to its last {limit} characters" if limit else "left out (there are many)"
+        out += [f"Each message below is {cut}; `failures.txt` beside this file has them whole.", ""]
     for t in failed:
         out += [f"### {t['component']} · {t['category']} · `{t['nodeid'].split('::', 1)[-1]}` (0/{t['points']})", ""]
         if t.get("doc"):
@@ -119,19 +164,35 @@ def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
             out += [f"*Hint:* {hint}", ""]
         if t.get("curves"):
             out += [f"![learning curve](curves/{_curve_name(t)})", ""]
-        if t.get("message"):
-            out += [*md_block(_short(t["message"])), ""]
+        if t.get("message") and limit:
+            out += [*md_block(_short(t["message"], limit)), ""]
     if hidden_failed:
         out += [f"{hidden_failed} hidden test(s) failed; they check the same components as the public ones.", ""]
     return "\n".join(out) + "\n"
 
 
+def failures_text(scored: dict) -> str:
+    """Every failed public test's whole message (as the judge recorded it), for ``failures.txt``."""
+    parts = []
+    for t in scored["tests"]:
+        if t["outcome"] != "passed" and not t["hidden"]:
+            parts += [f"===== {t['nodeid']} ({t['component']}, {t['category']}, 0/{t['points']})",
+                      (t.get("message") or "(no message)").rstrip(), ""]  # fmt: skip
+    return "\n".join(parts) + "\n" if parts else "Every public test passed.\n"
+
+
 def render_html(name: str, scored: dict, notes: list[str]) -> str:
-    """The HTML feedback report (self-contained: tables and preformatted messages, no scripts)."""
+    """The HTML feedback report (tables, preformatted messages, learning curves from ``curves/``; no scripts;
+    under 100 KB)."""
+    return _fitting(lambda limit: _html(name, scored, notes, limit))
+
+
+def _html(name: str, scored: dict, notes: list[str], limit: int) -> str:
     esc = html.escape
     rows = "".join(
-        f"<tr><td>{esc(c)}</td><td>{s['passed']}/{s['tests']}</td><td>{s['score']}/{s['max_score']}</td></tr>"
-        for c, s in scored["components"].items()
+        f"<tr><td>{esc(c)}</td><td>{s['public']['passed']}/{s['public']['tests']}</td>"
+        f"<td>{s['public']['score']}/{s['public']['max_score']}</td><td>{s['hidden']['score']}/{s['hidden']['max_score']}</td></tr>"
+        for c, s in component_split(scored).items()
     )
     cats = "".join(
         f"<tr><td>{esc(c)}</td><td>{s['score']}/{s['max_score']}</td></tr>"
@@ -143,15 +204,14 @@ def render_html(name: str, scored: dict, notes: list[str]) -> str:
         if t["outcome"] == "passed" or t["hidden"]:
             continue
         hint = _hint(t)
-        png = curve_png(t)
-        figure = f"<img alt='learning curve' src='data:image/png;base64,{base64.b64encode(png).decode()}'>" if png else ""
+        figure = f"<img alt='learning curve' src='curves/{esc(_curve_name(t))}'>" if t.get("curves") else ""
         failures.append(
             f"<h3>{esc(t['component'])} · {esc(t['category'])} · <code>{esc(t['nodeid'].split('::', 1)[-1])}</code>"
             f" (0/{t['points']})</h3>"
             + (f"<p><em>Checks:</em> {esc(t['doc'])}</p>" if t.get("doc") else "")
             + (f"<p><em>Hint:</em> {esc(hint)}</p>" if hint else "")
             + figure
-            + (f"<pre>{esc(_short(t['message']))}</pre>" if t.get("message") else "")
+            + (f"<pre>{esc(_short(t['message'], limit))}</pre>" if t.get("message") and limit else "")
         )
     note_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
     return (
@@ -160,7 +220,7 @@ def render_html(name: str, scored: dict, notes: list[str]) -> str:
         "td,th{border:1px solid #ccc;padding:2px 8px}pre{background:#f6f6f6;padding:8px;overflow-x:auto}</style>"
         f"</head><body><h1>CA15 feedback: {esc(name)}</h1><p><b>Score: {scored['score']} / {scored['max_score']}</b></p>"
         + (f"<h2>Notes</h2><ul>{note_html}</ul>" if notes else "")
-        + f"<h2>Components</h2><table><tr><th>component</th><th>tests passed</th><th>points</th></tr>{rows}</table>"
+        + f"<h2>Components</h2><table><tr><th>component</th><th>public tests passed</th><th>public points</th><th>hidden points</th></tr>{rows}</table>"
         + f"<h2>Categories</h2><table><tr><th>category</th><th>points</th></tr>{cats}</table>"
         + ("<h2>What failed</h2>" + "".join(failures) if failures else "")
         + "</body></html>\n"

@@ -4,7 +4,9 @@
 
 Per submission ``NAME`` (a folder or a ``.zip``), written atomically once it is graded:
     DIR/NAME/results.json     Gradescope's format (hidden tests: visibility hidden, staff only, no output)
-    DIR/NAME/feedback.md, feedback.html   per-component tables and teaching failure messages
+    DIR/NAME/feedback.md, feedback.html   per-component tables (public and hidden points apart), teaching
+                              failure messages, each cut so that the report stays under 100 KB
+    DIR/NAME/failures.txt     every failed public test's whole message
     DIR/NAME/notebook.ipynb   the executed notebook (when the submission has one)
     DIR/NAME/log.txt          the TA's log: sandbox output, limits hit
 and for the batch ``DIR/gradebook.csv`` (one row per submission, status graded / timeout / error). A batch
@@ -29,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from grader.feedback import notebook_text, render_html, render_markdown, write_curves
+from grader.feedback import component_split, failures_text, notebook_text, render_html, render_markdown, write_curves
 from grader.sandbox import (NOBODY, Limits, ReportChannel, RunResult, WorkerSandbox, can_drop_privileges, check_bwrap,
                             run_limited)
 
@@ -361,28 +363,6 @@ def score(expected: list[dict], test_run: RunResult | None, notebook: dict | Non
     }
 
 
-def component_split(scored: dict) -> dict[str, dict]:
-    """Per component of :func:`score`'s tests: the public and the hidden subtotals apart, as the release's
-    ``make test`` shows them (``grader.dashboard``: public tests passed/total and points, hidden points)::
-
-        {"DynamicsModel": {"score": 5, "max_score": 17,
-                           "public": {"passed": 4, "tests": 12, "score": 5, "max_score": 16},
-                           "hidden": {"passed": 0, "tests": 1, "score": 0, "max_score": 1}}, ...}
-    """
-    split: dict[str, dict] = {}
-    for t in scored["tests"]:
-        comp = split.setdefault(t["component"], {
-            "score": 0, "max_score": 0, **{k: {"passed": 0, "tests": 0, "score": 0, "max_score": 0}
-                                           for k in ("public", "hidden")}})  # fmt: skip
-        part = comp["hidden" if t["hidden"] else "public"]
-        for row in (comp, part):
-            row["score"] += t["score"]
-            row["max_score"] += t["points"]
-        part["tests"] += 1
-        part["passed"] += t["outcome"] == "passed"
-    return dict(sorted(split.items()))
-
-
 def gradescope_results(scored: dict, notes: list[str], config: GradeConfig) -> dict:
     """Gradescope's ``results.json``.
 
@@ -519,6 +499,7 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
     results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1)})
     (staging / "results.json").write_text(json.dumps(results, indent=2))
     (staging / "feedback.md").write_text(render_markdown(name, scored, notes))
+    (staging / "failures.txt").write_text(failures_text(scored))
     (staging / "feedback.html").write_text(render_html(name, scored, notes))
     write_curves(scored, staging)
     (staging / "log.txt").write_text("\n".join(log))

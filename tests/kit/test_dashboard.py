@@ -14,7 +14,8 @@ from textwrap import dedent
 import pytest
 
 from grader.dashboard import HIDDEN_POINTS_FILE
-from grader.grade import GradeConfig, component_split, expected_tests, score
+from grader.feedback import component_split
+from grader.grade import GradeConfig, expected_tests, score
 from grader.release import hidden_points
 
 REPO = Path(__file__).resolve().parents[2]

@@ -425,7 +425,7 @@ def double(x):
 
 
 def test_failed_convergence_test_gets_its_learning_curve_plotted(tmp_path: Path) -> None:
-    """A failed test's recorded curves become a PNG in the HTML feedback and a linked file for Markdown."""
+    """A failed test's recorded curves become a PNG file beside the feedback, linked from Markdown and HTML."""
     from grader.feedback import render_html, render_markdown, write_curves
 
     failed = {
@@ -437,7 +437,7 @@ def test_failed_convergence_test_gets_its_learning_curve_plotted(tmp_path: Path)
     scored = {"tests": [failed], "components": {"X": {"score": 0, "max_score": 2, "passed": 0, "tests": 1}},
               "categories": {"convergence": {"score": 0, "max_score": 2}}, "notebook": None,
               "notebook_score": 0, "score": 0, "max_score": 2}  # fmt: skip
-    assert "data:image/png;base64," in render_html("s", scored, [])
+    assert "<img alt='learning curve' src='curves/test_learns.png'>" in render_html("s", scored, [])
     assert "![learning curve](curves/test_learns.png)" in render_markdown("s", scored, [])
     write_curves(scored, tmp_path)
     assert (tmp_path / "curves" / "test_learns.png").read_bytes()[:4] == b"\x89PNG"
@@ -603,3 +603,20 @@ def test_a_cpu_hog_thread_that_outlives_its_test_is_contained(kit: Path, tmp_pat
     assert results["score"] == 4, results
     ps = __import__("subprocess").run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path) not in ps
+
+
+def test_feedback_of_a_failing_submission_stays_under_100_kb() -> None:
+    """300 failed tests with 6000-character messages: feedback.md and .html stay under 100 KB, failures.txt
+    keeps every message whole, and the tables show public and hidden points apart."""
+    from grader.feedback import failures_text, render_html, render_markdown
+
+    tests = [{"nodeid": f"tests/components/test_x.py::test_{i}", "component": "X", "category": "shape",
+              "points": 1, "score": 0, "outcome": "failed", "hidden": i % 10 == 0, "doc": "Checks.",
+              "message": f"M{i}:" + "x" * 6000} for i in range(300)]  # fmt: skip
+    scored = {"score": 0, "max_score": 300, "tests": tests, "components": {}, "categories": {}}
+    markdown, page, full = render_markdown("s", scored, []), render_html("s", scored, []), failures_text(scored)
+    assert len(markdown.encode()) < 100_000 and len(page.encode()) < 100_000
+    assert "failures.txt" in markdown
+    assert all(f"M{i}:" + "x" * 6000 in full for i in range(300) if i % 10)
+    assert "M10:" not in full and "M10:" not in markdown  # hidden messages never reach the student
+    assert "| X | 0/270 | 0/270 | 0/30 |" in markdown
