@@ -167,8 +167,9 @@ def calibrate(seeds: int, variants: list[str], only: str = "", jobs: int = 2, ti
                     tally.passed[variant] += ok
                     if not ok:
                         tally.failed_at[variant].append(offset)
-                echo(f"[{done}/{len(jobs_list)}] {variant} offset {offset}: "
-                     f"{sum(outcomes.values())}/{len(outcomes)} passed ({time.monotonic() - start:.0f} s)")  # fmt: skip
+                failed = ", ".join(t.rsplit("::", 1)[-1] for t, ok in sorted(outcomes.items()) if not ok)
+                echo(f"[{done}/{len(jobs_list)}] {variant} offset {offset}: {sum(outcomes.values())}/{len(outcomes)} "
+                     f"passed ({time.monotonic() - start:.0f} s){' failed: ' + failed if failed else ''}")  # fmt: skip
     return dict(tallies)
 
 
