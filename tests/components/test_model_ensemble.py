@@ -1,7 +1,15 @@
-"""Graded tests of ModelEnsemble (PETS bootstrapped probabilistic ensemble), EnsembleLinear and helpers."""
+"""Graded tests of ModelEnsemble (PETS bootstrapped probabilistic ensemble), EnsembleLinear and helpers.
+
+A bug is charged once: the ensemble reuses two of DynamicsModel's tasks (``gaussian_nll`` and
+``soft_bound_log_std``, imported into ``model_based_rl.ensemble`` from ``model_based_rl.dynamics``), so before
+every test of this module the fixture :func:`_dynamics_doubles` replaces those two names in the worker's
+``model_based_rl.ensemble`` by the correct test doubles below and restores the originals afterwards; only
+ModelEnsemble's own code (and the given code around it) runs.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from types import SimpleNamespace
 
@@ -11,6 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from grader.remote import WorkerLost
+
 pytestmark = pytest.mark.component("ModelEnsemble")
 
 S, A, E = 4, 2, 5
@@ -18,6 +28,62 @@ S, A, E = 4, 2, 5
 
 def _alg(impl):
     return impl.module("model_based_rl.algorithms")
+
+
+# ---------------------------------------------------------------- test doubles of DynamicsModel's helpers
+
+
+def _gaussian_nll_double(mean: torch.Tensor, log_std: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """A stand-in for ``gaussian_nll``: the mean over every entry of
+    ``-log N(target; mean, exp(log_std)²)``."""
+    z = (target - mean) / log_std.exp()
+    return (0.5 * z.square() + log_std + 0.5 * math.log(2.0 * math.pi)).mean()
+
+
+def _soft_bound_log_std_double(
+    raw_log_std: torch.Tensor, min_log_std: torch.Tensor, max_log_std: torch.Tensor
+) -> torch.Tensor:
+    """A stand-in for ``soft_bound_log_std`` (PETS appendix A.1): ``x = max − softplus(max − raw)``, then
+    ``min + softplus(x − min)``."""
+    softplus = torch.nn.functional.softplus
+    upper_bounded = max_log_std - softplus(max_log_std - raw_log_std)
+    return min_log_std + softplus(upper_bounded - min_log_std)
+
+
+_DYNAMICS_DOUBLES = {"gaussian_nll": _gaussian_nll_double, "soft_bound_log_std": _soft_bound_log_std_double}
+_STASH = "_ca15_names_replaced_by_test_doubles"
+
+
+def _replace_names(impl, module_name, doubles):
+    """Probe: set ``module.<name> = double`` for each entry of ``doubles``, keeping the originals (the first
+    ones seen, so that a repeated replacement never loses them) in the module for :func:`_restore_names`."""
+    mod = impl.module(module_name)
+    stash = mod.__dict__.setdefault(_STASH, {})
+    for name, double in doubles.items():
+        if name not in stash:
+            stash[name] = (name in mod.__dict__, mod.__dict__.get(name))
+        setattr(mod, name, double)
+
+
+def _restore_names(impl, module_name):
+    """Probe: put back the names :func:`_replace_names` replaced in ``module_name`` (deleting added ones)."""
+    mod = impl.module(module_name)
+    for name, (present, original) in mod.__dict__.pop(_STASH, {}).items():
+        if present:
+            setattr(mod, name, original)
+        else:
+            mod.__dict__.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def _dynamics_doubles(impl):
+    """Every test of this module runs with DynamicsModel's helpers replaced by test doubles in the worker's
+    ``model_based_rl.ensemble`` (the worker is reused between tests, and under ``--isolation none`` it is this
+    process: the originals are restored at teardown)."""
+    impl.run(_replace_names, "model_based_rl.ensemble", _DYNAMICS_DOUBLES)
+    yield
+    with contextlib.suppress(WorkerLost):  # a lost worker is replaced, patches and all, before the next test
+        impl.run(_restore_names, "model_based_rl.ensemble")
 
 
 @pytest.fixture

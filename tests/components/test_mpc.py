@@ -95,13 +95,65 @@ def test_non_finite_returns_are_worst(impl):
     assert torch.isfinite(ret).all() and ret[0] <= -1e5 and ret[1] == pytest.approx(-1.0)
 
 
+class _EnsembleDouble:
+    """A stand-in for a learned ModelEnsemble with the interface the controller uses (``propagate`` and
+    ``sample_member_indices``): ``E`` members of point-mass dynamics ``s' = s + (1 + 0.1 e) a dt`` (on the
+    first ``A`` state dimensions), reward ``−‖s'‖²``; it logs ``(mode, particles, member_idx
+    given)`` per call.
+
+    ``ts1`` draws a fresh member per particle, ``tsinf`` uses the caller's ``member_idx``, ``mean`` averages
+    the members; non-deterministic draws add ``0.01 ε``.
+    """
+
+    MODES = ("mean", "ts1", "tsinf")
+
+    def __init__(self, state_dim: int, action_dim: int, ensemble_size: int = 5, device="cpu") -> None:
+        self.state_dim, self.action_dim, self.ensemble_size = state_dim, action_dim, ensemble_size
+        self.device = torch.device(device)
+        self.calls: list[tuple[str, int, bool]] = []
+
+    def sample_member_indices(self, num_particles: int, generator=None) -> torch.Tensor:
+        size = (int(num_particles),)
+        return torch.randint(0, self.ensemble_size, size, generator=generator, device=self.device)
+
+    def _member_next_states(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``(E, N, S)`` next states of every member."""
+        scale = 1.0 + 0.1 * torch.arange(self.ensemble_size, dtype=states.dtype, device=states.device)
+        step = torch.zeros_like(states)
+        step[:, : self.action_dim] = actions * DT
+        return states.unsqueeze(0) + scale.reshape(-1, 1, 1) * step.unsqueeze(0)
+
+    def propagate(self, states, actions, mode="ts1", member_idx=None, generator=None, deterministic=False):
+        if mode not in self.MODES:
+            raise ValueError(f"mode must be one of {self.MODES}, got {mode!r}")
+        states = torch.as_tensor(states, dtype=torch.float32, device=self.device)
+        actions = torch.as_tensor(actions, dtype=torch.float32, device=self.device)
+        assert states.shape[-1] == self.state_dim and actions.shape[-1] == self.action_dim
+        n = states.shape[0]
+        self.calls.append((mode, int(n), member_idx is not None))
+        members = self._member_next_states(states, actions)
+        if mode == "mean":
+            next_states = members.mean(0)
+        else:
+            if mode == "ts1":
+                member_idx = self.sample_member_indices(n, generator)
+            elif member_idx is None:
+                raise ValueError("member_idx is required for mode='tsinf'")
+            member_idx = torch.as_tensor(member_idx, device=self.device).long().reshape(-1)
+            next_states = members[member_idx, torch.arange(n, device=self.device)]
+            if not deterministic:
+                noise = torch.randn(next_states.shape, generator=generator, device=self.device)
+                next_states = next_states + 0.01 * noise
+        return next_states, -(next_states**2).sum(-1)
+
+
 @pytest.mark.shape
 def test_seed_cell_with_learned_ensemble(impl, device):
-    """Seed cell 5: a controller over a ModelEnsemble returns a (2,) float32 action inside [-1, 1]."""
-    ens = impl.ModelEnsemble(state_dim=4, action_dim=2, ensemble_size=5, hidden_dim=32, device=device)
+    """Seed cell 5: a controller over a learned ensemble (a test double of ModelEnsemble, another component's
+    task) returns a (2,) float32 action inside [-1, 1], rolling particles out in its propagation mode."""
     for prop in ("ts1", "tsinf", "mean"):
         mpc = impl.ModelPredictiveController(
-            model_ensemble=ens,
+            model_ensemble=_EnsembleDouble(state_dim=4, action_dim=2, ensemble_size=5, device=device),
             action_dim=2,
             horizon=10,
             num_samples=100,
@@ -112,6 +164,12 @@ def test_seed_cell_with_learned_ensemble(impl, device):
         action = mpc.plan_action(torch.randn(4, device=device))
         assert action.shape == (2,) and action.dtype == torch.float32
         assert (action.abs() <= 1.0).all()
+        calls = mpc.model.calls  # the double's log, read in the worker
+        assert calls, f"plan_action (propagation={prop!r}) never propagated particles through the ensemble"
+        modes = sorted({mode for mode, _, _ in calls})
+        assert modes == [prop], f"propagation={prop!r}, but the ensemble was propagated in modes {modes}"
+        if prop == "tsinf":
+            assert all(given for _, _, given in calls), "tsinf rollouts must pass each particle's member_idx"
 
 
 @pytest.mark.property

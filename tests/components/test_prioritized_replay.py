@@ -1,7 +1,15 @@
-"""Tests of proportional prioritized replay (Schaul et al. 2016): sum tree, P(i), IS weights, β schedule."""
+"""Tests of proportional prioritized replay (Schaul et al. 2016): sum tree, P(i), IS weights, β schedule.
+
+A bug is charged once: PrioritizedReplayBuffer inherits ``add`` / ``add_batch`` from ReplayBuffer, which
+place items with ``circular_write_indices`` (a ReplayBuffer task, looked up in ``utils.replay``), so before
+every test of this module the fixture :func:`_replay_buffer_doubles` replaces that name in the worker's
+``utils.replay`` by the correct test double below and restores the original afterwards; only
+PrioritizedReplayBuffer's own code (and the given code around it) runs.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from types import SimpleNamespace
 
@@ -11,6 +19,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.remote import WorkerLost
+
 pytestmark = pytest.mark.component("PrioritizedReplayBuffer")
 
 
@@ -18,6 +28,51 @@ def _chi2_sf(stat: float, df: int) -> float:
     """Upper tail P(X >= stat) of a chi-square(df), Wilson-Hilferty normal approximation (no scipy)."""
     z = ((stat / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
     return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+# ---------------------------------------------------------------- test double of ReplayBuffer's ring indexing
+
+
+def _circular_write_indices_double(position: int, count: int, capacity: int) -> np.ndarray:
+    """A stand-in for ``circular_write_indices``: the ``count`` ring-buffer slots ``(position + k) mod
+    capacity``, ``k = 0 .. count-1``, as int64."""
+    return np.array([(int(position) + k) % int(capacity) for k in range(int(count))], dtype=np.int64)
+
+
+_REPLAY_DOUBLES = {"circular_write_indices": _circular_write_indices_double}
+_STASH = "_ca15_names_replaced_by_test_doubles"
+
+
+def _replace_names(impl, module_name, doubles):
+    """Probe: set ``module.<name> = double`` for each entry of ``doubles``, keeping the originals (the first
+    ones seen, so that a repeated replacement never loses them) in the module for :func:`_restore_names`."""
+    mod = impl.module(module_name)
+    stash = mod.__dict__.setdefault(_STASH, {})
+    for name, double in doubles.items():
+        if name not in stash:
+            stash[name] = (name in mod.__dict__, mod.__dict__.get(name))
+        setattr(mod, name, double)
+
+
+def _restore_names(impl, module_name):
+    """Probe: put back the names :func:`_replace_names` replaced in ``module_name`` (deleting added ones)."""
+    mod = impl.module(module_name)
+    for name, (present, original) in mod.__dict__.pop(_STASH, {}).items():
+        if present:
+            setattr(mod, name, original)
+        else:
+            mod.__dict__.pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def _replay_buffer_doubles(impl):
+    """Every test of this module runs with ReplayBuffer's ``circular_write_indices`` replaced by a test double
+    in the worker's ``utils.replay`` (the worker is reused between tests, and under ``--isolation none`` it is
+    this process: the original is restored at teardown)."""
+    impl.run(_replace_names, "utils.replay", _REPLAY_DOUBLES)
+    yield
+    with contextlib.suppress(WorkerLost):  # a lost worker is replaced, patches and all, before the next test
+        impl.run(_restore_names, "utils.replay")
 
 
 FIELDS = ("states", "actions", "rewards", "next_states", "dones", "weights", "indices")
