@@ -132,10 +132,11 @@ class _EnsembleDouble:
         n = states.shape[0]
         self.calls.append((mode, int(n), member_idx is not None))
         members = self._member_next_states(states, actions)
-        if mode == "mean":
+        which = {"mean": "average", "ts1": "sampled", "tsinf": "given"}[mode]
+        if which == "average":
             next_states = members.mean(0)
         else:
-            if mode == "ts1":
+            if which == "sampled":
                 member_idx = self.sample_member_indices(n, generator)
             elif member_idx is None:
                 raise ValueError("member_idx is required for mode='tsinf'")
