@@ -32,8 +32,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from grader.feedback import component_split, failures_text, notebook_text, render_html, render_markdown, write_curves
-from grader.sandbox import (NOBODY, Limits, ReportChannel, RunResult, WorkerSandbox, can_drop_privileges, check_bwrap,
-                            run_limited)
+from grader.sandbox import (NOBODY, SANDBOX_USER, Limits, ReportChannel, RunResult, WorkerSandbox,
+                            can_drop_privileges, check_bwrap, run_limited)
 
 REPO = Path(__file__).resolve().parent.parent
 EXPECTED_PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environments")
@@ -59,8 +59,11 @@ class GradeConfig:
     run_notebook: bool = True
     include_hidden: bool = True
     unprivileged: bool = True
-    #: "bwrap": every worker in bubblewrap (checked before a batch starts); "none": --no-sandbox (rlimits only)
+    #: "bwrap": every worker in bubblewrap (checked before a batch starts); "user": every worker as the
+    #: unprivileged ``sandbox_user`` (Gradescope without namespaces); "none": --no-sandbox (rlimits only)
     sandbox: str = "bwrap"
+    #: the account the "user" engine runs workers as (setup.sh creates ``ca15-worker``)
+    sandbox_user: str = SANDBOX_USER
     worker_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=1800, cpu_seconds=3600))
     #: where each submission's temporary workspace is made (default: the system's temporary folder)
     workspace_root: Path | None = None
@@ -220,7 +223,7 @@ def _judge_env(ws: Path, config: GradeConfig) -> dict[str, str]:
 
 def worker_sandbox(ws: Path, config: GradeConfig) -> WorkerSandbox:
     return WorkerSandbox(engine=config.sandbox, python=config.python, scratch=str(ws / "workers"),
-                         limits=config.worker_limits)  # fmt: skip
+                         limits=config.worker_limits, user=config.sandbox_user)  # fmt: skip
 
 
 def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
@@ -256,12 +259,12 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
     sandbox = replace(worker_sandbox(ws, config), limits=config.notebook_limits)
     base = sandbox.stage(ws / "submission", NOTEBOOK_MODULES)  # the whole submission: the notebook's own folder
     rel_root, rel_book = root.relative_to(ws / "submission"), notebook.relative_to(ws / "submission")
-    argv, cwd, env, _, _ = sandbox.command(base, lambda sub, tmp: [
+    argv, cwd, env, drop_to, _ = sandbox.command(base, lambda sub, tmp: [
         config.python, "-m", "grader.notebook", f"{sub}/{rel_book}", "--impl", f"{sub}/{rel_root}",
         "--out", f"{tmp}/executed.ipynb", "--cell-timeout", str(config.cell_timeout)])  # fmt: skip
     try:
         result = run_limited(argv, cwd=Path(cwd), env=env, limits=config.notebook_limits,
-                             unprivileged=config.sandbox != "bwrap")  # fmt: skip
+                             unprivileged=config.sandbox != "bwrap", user=drop_to)  # fmt: skip
         executed = base / "tmp" / "executed.ipynb"
         summary: dict = {"ran": False, "why": "The notebook run stopped before writing the executed notebook."}
         if executed.is_file() and not executed.is_symlink() and executed.stat().st_size < 50 * 2**20:
@@ -456,7 +459,7 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
                 notes.append(f"{len(skipped)} entries of the submission were left out (links and special files are "
                              f"never graded): {', '.join(skipped[:5])}")  # fmt: skip
             log.append(f"worker sandbox: {worker_sandbox(ws, config).describe()}")
-            if config.sandbox != "bwrap":
+            if config.sandbox == "none":
                 status = "unsandboxed"
         except SubmissionError as exc:
             status = "error"
@@ -491,8 +494,10 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
                 )
             if test_run.timed_out:
                 status = "timeout"
-            elif config.sandbox != "bwrap":
+            elif config.sandbox == "none":
                 status = "graded, unsandboxed"
+            elif config.sandbox == "user":
+                status = f"graded, as user {config.sandbox_user} (no namespaces)"
     scored = score(expected_tests(config), test_run, nb_summary, config)
     notes += worker_notes(scored["tests"])
     results = gradescope_results(scored, notes, config)

@@ -8,13 +8,17 @@ The zip holds ``setup.sh`` (for Gradescope's Ubuntu 22.04 or 24.04 base image: i
 (grades ``/autograder/submission`` into ``/autograder/results/results.json``) and ``ca15-kit/``: the grader,
 the public and hidden tests, the harness, ``pyproject.toml`` and ``constraints.txt``. The reference solution
 is not in it. ``run_autograder`` honours ``AUTOGRADER_ROOT`` and ``CA15_PYTHON`` so that it can be exercised
-outside Gradescope (the kit's own test does).
+outside Gradescope (the kit's own test does), and ``run`` honours ``CA15_SANDBOX`` (``bwrap``, ``user`` or
+``none``: the engine, instead of the first that works here) and ``CA15_SANDBOX_USER`` (the account of the
+``user`` engine, instead of ``ca15-worker``) so that the kit's tests can grade with the engine Gradescope
+falls back to (tests/kit/test_user_engine.py). Gradescope sets neither.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import replace
 import shutil
 import sys
@@ -124,19 +128,31 @@ def build(out: Path, kit: Path = REPO) -> Path:
     return out
 
 
-def choose_sandbox(python: str) -> str:
-    """bubblewrap where the container allows it, else the unprivileged user that setup.sh made, else none."""
+#: Environment variables that pick the worker sandbox's engine and the "user" engine's account (for tests).
+SANDBOX_ENV = "CA15_SANDBOX"
+SANDBOX_USER_ENV = "CA15_SANDBOX_USER"
+ENGINES = ("bwrap", "user", "none")
+
+
+def choose_sandbox(python: str, user: str | None = None) -> str:
+    """``$CA15_SANDBOX`` when set, else bubblewrap where the container allows it, else the unprivileged
+    ``user`` (default: ``ca15-worker``, made by setup.sh) where it exists, else none."""
     import pwd
 
     from grader.sandbox import SANDBOX_USER, SandboxUnavailable, check_bwrap
 
+    forced = os.environ.get(SANDBOX_ENV)
+    if forced:
+        if forced not in ENGINES:
+            raise ValueError(f"{SANDBOX_ENV}={forced!r}: expected one of {', '.join(ENGINES)}")
+        return forced
     try:
         check_bwrap(python)
         return "bwrap"
     except SandboxUnavailable:
         pass
     try:
-        pwd.getpwnam(SANDBOX_USER)
+        pwd.getpwnam(user or SANDBOX_USER)
         return "user"
     except KeyError:
         return "none"
@@ -146,7 +162,8 @@ def run(root: Path, config: GradeConfig | None = None) -> Path:
     """Grade ``root/submission`` and write ``root/results/results.json`` (Gradescope's contract), as root,
     after every sandboxed run of the submission is over."""
     config = config or GradeConfig(kit=Path.cwd())
-    config = replace(config, sandbox=choose_sandbox(config.python))
+    user = os.environ.get(SANDBOX_USER_ENV) or config.sandbox_user
+    config = replace(config, sandbox=choose_sandbox(config.python, user), sandbox_user=user)
     results_dir = root / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ca15-gs-out-") as tmp:

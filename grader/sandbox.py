@@ -292,6 +292,7 @@ def run_limited(
     limits: Limits,
     channel: ReportChannel | None = None,
     unprivileged: bool = True,
+    user: tuple[int, int] | None = None,
 ) -> RunResult:
     """Run ``cmd`` under ``limits``; kill its whole process group at the wall-clock limit.
 
@@ -302,9 +303,11 @@ def run_limited(
         limits: resource limits.
         channel: a report channel whose write end the child inherits.
         unprivileged: when the grader runs as root, drop the child to the ``nobody`` user.
+        user: ``(uid, gid)`` to drop to instead of ``nobody`` (the "user" engine's account, which owns the
+            staged folder: :meth:`WorkerSandbox.command`).
     """
     unshare_net = not limits.network and network_namespaces_work()
-    drop_to = NOBODY if (unprivileged and can_drop_privileges(cmd[0])) else None
+    drop_to = user if user is not None else NOBODY if (unprivileged and can_drop_privileges(cmd[0])) else None
     full_env = dict(env)
     pass_fds: tuple[int, ...] = ()
     if channel is not None:
@@ -374,7 +377,9 @@ class SandboxUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class WorkerSandbox:
     """How the judge starts workers: ``engine`` "bwrap" (bubblewrap), "user" (the dedicated unprivileged user
-    ``ca15-worker``, for containers without namespaces: Gradescope) or "none" (rlimits only, unsandboxed).
+    ``user``, by default ``ca15-worker``, for containers without namespaces: Gradescope) or "none" (rlimits
+    only, unsandboxed). ``user`` matters to the "user" engine only; the kit's own test of that engine names an
+    existing account (``nobody``) instead of creating one.
 
     Each worker gets a fresh folder under ``scratch``: its own writable copy of the implementation root
     (``/submission`` inside) and its own ``/tmp``; the system, the interpreter and the virtualenv are
@@ -386,15 +391,17 @@ class WorkerSandbox:
     python: str
     scratch: str
     limits: Limits = field(default_factory=Limits)
+    user: str = SANDBOX_USER
 
     def to_json(self) -> str:
         return json.dumps({"engine": self.engine, "python": self.python, "scratch": self.scratch,
-                           "limits": self.limits.__dict__})  # fmt: skip
+                           "limits": self.limits.__dict__, "user": self.user})  # fmt: skip
 
     @classmethod
     def from_json(cls, text: str) -> WorkerSandbox:
         data = json.loads(text)
-        return cls(engine=data["engine"], python=data["python"], scratch=data["scratch"], limits=Limits(**data["limits"]))
+        return cls(engine=data["engine"], python=data["python"], scratch=data["scratch"],
+                   limits=Limits(**data["limits"]), user=data.get("user", SANDBOX_USER))  # fmt: skip
 
     def describe(self) -> str:
         if self.engine == "bwrap":
@@ -402,8 +409,8 @@ class WorkerSandbox:
                     "ipc, uts, network (loopback only) and mount namespaces; read-only system and interpreter; "
                     f"memory {self.limits.memory_bytes >> 20} MiB, CPU {self.limits.cpu_seconds} s")  # fmt: skip
         if self.engine == "user":
-            return (f"user {SANDBOX_USER} (no namespaces here): the kit is readable by root only; resource limits, "
-                    "a private network namespace where allowed")  # fmt: skip
+            return (f"user {self.user} (no namespaces here): the kit is readable by root only; resource "
+                    "limits, a private network namespace where allowed")  # fmt: skip
         return "unsandboxed (--no-sandbox): resource limits only; the worker shares this machine's file system"
 
     def stage(self, root: Path, modules: tuple[str, ...] = WORKER_MODULES) -> Path:
@@ -431,7 +438,7 @@ class WorkerSandbox:
         if self.engine == "user":  # Gradescope without namespaces: a dedicated unprivileged user (setup.sh)
             import pwd
 
-            entry = pwd.getpwnam(SANDBOX_USER)
+            entry = pwd.getpwnam(self.user)
             drop: tuple[int, int] | None = (entry.pw_uid, entry.pw_gid)
         else:
             drop = NOBODY if can_drop_privileges(self.python) else None
