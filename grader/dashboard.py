@@ -163,7 +163,8 @@ def _first_line(text: str) -> str:
 
 def _show_path(path: str, config: pytest.Config) -> str:
     """A path relative to the invocation folder where it can be; a worker's copy of the implementation root
-    is shown as ``<--impl>/<package>/...``."""
+    is shown as ``<--impl>/<package>/...`` (``<package>/...`` when ``--impl`` is absolute: the grader's
+    workspace means nothing to the student)."""
     p = Path(path)
     for base in (Path(config.invocation_params.dir), config.rootpath):
         try:
@@ -174,7 +175,8 @@ def _show_path(path: str, config: pytest.Config) -> str:
     for i, part in enumerate(parts):
         if part in IMPL_PACKAGES:
             impl = str(config.getoption("--impl", default="") or "").rstrip("/")
-            return "/".join(([impl] if impl else []) + list(parts[i:]))
+            shown = [impl] if impl and not Path(impl).is_absolute() else []  # the grader's workspace: not shown
+            return "/".join(shown + list(parts[i:]))
     return path
 
 

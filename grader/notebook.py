@@ -19,12 +19,15 @@ import time
 from pathlib import Path
 
 
-def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120) -> dict:
+def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120, stop_at_first_error: bool = False) -> dict:
     """Run ``path`` with ``CA15_IMPL=impl``; write the executed notebook to ``out``; return a summary dict
-    ``{"cells": n_code_cells, "errors": [{"cell": i, "ename": ..., "evalue": ...}], "seconds": t}``."""
+    ``{"cells": n_code_cells, "errors": [{"cell": i, "ename": ..., "evalue": ...}], "seconds": t}``.
+
+    Every cell runs, also after an error (the grader reports each cell's error), unless
+    ``stop_at_first_error``: then the cells after the first failing one are left unexecuted."""
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     nb = nbformat.read(path, as_version=4)
     os.environ["CA15_IMPL"] = str(impl)
@@ -33,13 +36,15 @@ def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120) -> dict:
         nb,
         timeout=cell_timeout,
         kernel_name="python3",
-        allow_errors=True,
+        allow_errors=not stop_at_first_error,
         resources={"metadata": {"path": str(path.parent)}},
     )
     start = time.monotonic()
     fatal = None
     try:
         client.execute()
+    except CellExecutionError:  # stop_at_first_error: the failing cell's error output is in the notebook
+        pass
     except (CellTimeoutError, DeadKernelError, RuntimeError) as exc:  # a hung cell or a killed kernel
         fatal = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     errors = []

@@ -112,7 +112,7 @@ def test_notebook_fails_cleanly_against_the_skeleton(tmp_path: Path, monkeypatch
     skeleton = tmp_path / "skeleton"
     build(REPO / "reference", skeleton)
     _isolate_env(monkeypatch, skeleton)
-    summary = execute(NOTEBOOK, skeleton, tmp_path / "executed.ipynb", cell_timeout=300)
+    summary = execute(NOTEBOOK, skeleton, tmp_path / "executed.ipynb", cell_timeout=300, stop_at_first_error=True)
     assert summary["errors"], "the skeleton ran without a NotImplementedError"
     first = summary["errors"][0]
     assert first["ename"] == "NotImplementedError", first
