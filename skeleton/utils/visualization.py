@@ -8,13 +8,15 @@ Jupyter when returned from a cell. Save with ``fig.savefig(path)``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
 
 from utils.checks import check_choice, check_positive_int
+
+if TYPE_CHECKING:  # matplotlib is imported by the first plot, not by ``import utils`` (it costs ~1 s)
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = ["VisualizationUtils"]
 
@@ -28,6 +30,8 @@ def _as_numpy(x: Any) -> np.ndarray:
 def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     if ax is not None:
         return ax.figure, ax
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=figsize)
     return fig, fig.add_subplot(1, 1, 1)
 

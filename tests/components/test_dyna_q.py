@@ -89,29 +89,42 @@ class _OldGym:
         return obs, reward, terminated or truncated, {**info, "TimeLimit.truncated": truncated}
 
 
-class _KnownModel(torch.nn.Module):
-    """A stand-in dynamics model: ``s' = s``, reward ``+1`` for action 0 and ``-1`` otherwise; logs its queries."""
+class _ModelDouble(torch.nn.Module):
+    """The part of DynamicsModel's interface that DynaQAgent uses, around a subclass's :meth:`_means`:
+    ``forward`` returns the dict of predicted means (and tiny stds), ``sample_prediction`` the means."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.queries: list[tuple[torch.Tensor, torch.Tensor]] = []
+    def _means(self, state, action) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted next states ``(B, S)`` and rewards ``(B, 1)``."""
+        raise NotImplementedError
 
     def forward(self, state, action):
-        state = torch.as_tensor(state, dtype=torch.float32)
-        state = state.reshape(-1, state.shape[-1])
-        action = torch.as_tensor(action).reshape(-1).long().to(state.device)
-        self.queries.append((state.detach().cpu().clone(), action.detach().cpu().clone()))
-        reward = torch.where(action == 0, 1.0, -1.0).to(state).reshape(-1, 1)
+        next_state, reward = self._means(state, action)
         return {
-            "next_state_mean": state.clone(),
+            "next_state_mean": next_state,
             "reward_mean": reward,
-            "next_state_std": torch.full_like(state, 1e-6),
+            "next_state_std": torch.full_like(next_state, 1e-6),
             "reward_std": torch.full_like(reward, 1e-6),
         }
 
     def sample_prediction(self, state, action, generator=None):
         out = self.forward(state, action)
         return out["next_state_mean"], out["reward_mean"].squeeze(-1)
+
+
+class _KnownModel(_ModelDouble):
+    """A stand-in dynamics model: ``s' = s``, reward ``+1`` for action 0 and ``-1`` otherwise; logs its queries."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _means(self, state, action):
+        state = torch.as_tensor(state, dtype=torch.float32)
+        state = state.reshape(-1, state.shape[-1])
+        action = torch.as_tensor(action).reshape(-1).long().to(state.device)
+        self.queries.append((state.detach().cpu().clone(), action.detach().cpu().clone()))
+        reward = torch.where(action == 0, 1.0, -1.0).to(state).reshape(-1, 1)
+        return state.clone(), reward
 
 
 class _Batch(NamedTuple):
@@ -159,7 +172,7 @@ class _ListBuffer:
         )
 
 
-class _MeanModel(torch.nn.Module):
+class _MeanModel(_ModelDouble):
     """A stand-in learned model with DynamicsModel's interface as DynaQAgent uses it: an MLP on
     ``[s, one_hot(a)]`` predicting ``(s' - s, r)``; ``forward`` returns the dict of means (and tiny stds), and
     ``optimizer`` (Adam) is what ``update_model`` steps."""
@@ -174,21 +187,11 @@ class _MeanModel(torch.nn.Module):
         )  # fmt: skip
         self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
 
-    def forward(self, state, action):
+    def _means(self, state, action):
         state = torch.as_tensor(state, dtype=torch.float32).reshape(-1, self.state_dim)
         one_hot = torch.nn.functional.one_hot(torch.as_tensor(action).long().reshape(-1), self.action_dim)
         out = self.net(torch.cat([state, one_hot.to(state)], dim=-1))
-        reward = out[:, self.state_dim :]
-        return {
-            "next_state_mean": state + out[:, : self.state_dim],
-            "reward_mean": reward,
-            "next_state_std": torch.full_like(state, 1e-6),
-            "reward_std": torch.full_like(reward, 1e-6),
-        }
-
-    def sample_prediction(self, state, action, generator=None):
-        out = self.forward(state, action)
-        return out["next_state_mean"], out["reward_mean"].squeeze(-1)
+        return state + out[:, : self.state_dim], out[:, self.state_dim :]
 
 
 def _always_terminal(next_states):

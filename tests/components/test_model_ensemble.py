@@ -9,7 +9,6 @@ ModelEnsemble's own code (and the given code around it) runs.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from types import SimpleNamespace
 
@@ -19,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from grader.remote import WorkerLost
+from tests.components._doubles import names_replaced
 
 pytestmark = pytest.mark.component("ModelEnsemble")
 
@@ -51,28 +50,6 @@ def _soft_bound_log_std_double(
 
 
 _DYNAMICS_DOUBLES = {"gaussian_nll": _gaussian_nll_double, "soft_bound_log_std": _soft_bound_log_std_double}
-_STASH = "_ca15_names_replaced_by_test_doubles"
-
-
-def _replace_names(impl, module_name, doubles):
-    """Probe: set ``module.<name> = double`` for each entry of ``doubles``, keeping the originals (the first
-    ones seen, so that a repeated replacement never loses them) in the module for :func:`_restore_names`."""
-    mod = impl.module(module_name)
-    stash = mod.__dict__.setdefault(_STASH, {})
-    for name, double in doubles.items():
-        if name not in stash:
-            stash[name] = (name in mod.__dict__, mod.__dict__.get(name))
-        setattr(mod, name, double)
-
-
-def _restore_names(impl, module_name):
-    """Probe: put back the names :func:`_replace_names` replaced in ``module_name`` (deleting added ones)."""
-    mod = impl.module(module_name)
-    for name, (present, original) in mod.__dict__.pop(_STASH, {}).items():
-        if present:
-            setattr(mod, name, original)
-        else:
-            mod.__dict__.pop(name, None)
 
 
 @pytest.fixture(autouse=True)
@@ -80,10 +57,8 @@ def _dynamics_doubles(impl):
     """Every test of this module runs with DynamicsModel's helpers replaced by test doubles in the worker's
     ``model_based_rl.ensemble`` (the worker is reused between tests, and under ``--isolation none`` it is this
     process: the originals are restored at teardown)."""
-    impl.run(_replace_names, "model_based_rl.ensemble", _DYNAMICS_DOUBLES)
-    yield
-    with contextlib.suppress(WorkerLost):  # a lost worker is replaced, patches and all, before the next test
-        impl.run(_restore_names, "model_based_rl.ensemble")
+    with names_replaced(impl, "model_based_rl.ensemble", _DYNAMICS_DOUBLES):
+        yield
 
 
 @pytest.fixture

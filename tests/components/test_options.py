@@ -430,6 +430,18 @@ def test_intra_option_update_reads_beta_at_the_next_state(impl, opts):
 
 
 @pytest.mark.shape
+def test_intra_option_update_steps_from_the_current_value(impl, opts):
+    """Q(s,o) moves alpha of the way from its current value to the target: Q = 2, target 5 -> 2 + 0.5 * 3 = 3.5."""
+    options = [opts.primitive_option(0, option_id=0)]  # beta = 1: U(s', o) = max_o' Q(s', o')
+    agent = opts.SMDPQLearningAgent(options, num_states=2, gamma=0.5, alpha=0.5)
+    impl.run(_set_q, agent, 1, [8.0])  # target = 1 + 0.5 * 8 = 5
+    impl.run(_set_q, agent, (0, 0), 2.0)
+    agent.intra_option_update(0, 0, 1.0, 1, False)
+    # (a sign slip, Q += alpha (target + Q), gives 2 + 0.5 * 7 = 5.5)
+    assert agent.q[0, 0] == pytest.approx(3.5)
+
+
+@pytest.mark.shape
 def test_intra_option_learning_values_options_never_executed(opts, envs):
     """Running only primitive options with intra_option=True still learns hallway-option values."""
     env = envs.FourRoomsEnv(slip=0.0, goal=(3, 6), start=(3, 1))

@@ -9,7 +9,6 @@ PrioritizedReplayBuffer's own code (and the given code around it) runs.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from types import SimpleNamespace
 
@@ -19,7 +18,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.remote import WorkerLost
+from tests.components._doubles import names_replaced
 
 pytestmark = pytest.mark.component("PrioritizedReplayBuffer")
 
@@ -40,28 +39,6 @@ def _circular_write_indices_double(position: int, count: int, capacity: int) -> 
 
 
 _REPLAY_DOUBLES = {"circular_write_indices": _circular_write_indices_double}
-_STASH = "_ca15_names_replaced_by_test_doubles"
-
-
-def _replace_names(impl, module_name, doubles):
-    """Probe: set ``module.<name> = double`` for each entry of ``doubles``, keeping the originals (the first
-    ones seen, so that a repeated replacement never loses them) in the module for :func:`_restore_names`."""
-    mod = impl.module(module_name)
-    stash = mod.__dict__.setdefault(_STASH, {})
-    for name, double in doubles.items():
-        if name not in stash:
-            stash[name] = (name in mod.__dict__, mod.__dict__.get(name))
-        setattr(mod, name, double)
-
-
-def _restore_names(impl, module_name):
-    """Probe: put back the names :func:`_replace_names` replaced in ``module_name`` (deleting added ones)."""
-    mod = impl.module(module_name)
-    for name, (present, original) in mod.__dict__.pop(_STASH, {}).items():
-        if present:
-            setattr(mod, name, original)
-        else:
-            mod.__dict__.pop(name, None)
 
 
 @pytest.fixture(autouse=True)
@@ -69,10 +46,8 @@ def _replay_buffer_doubles(impl):
     """Every test of this module runs with ReplayBuffer's ``circular_write_indices`` replaced by a test double
     in the worker's ``utils.replay`` (the worker is reused between tests, and under ``--isolation none`` it is
     this process: the original is restored at teardown)."""
-    impl.run(_replace_names, "utils.replay", _REPLAY_DOUBLES)
-    yield
-    with contextlib.suppress(WorkerLost):  # a lost worker is replaced, patches and all, before the next test
-        impl.run(_restore_names, "utils.replay")
+    with names_replaced(impl, "utils.replay", _REPLAY_DOUBLES):
+        yield
 
 
 FIELDS = ("states", "actions", "rewards", "next_states", "dones", "weights", "indices")
