@@ -23,7 +23,8 @@ splicing the unparsed node into the original text, so everything else stays byte
 
 Parsing happens in the main thread only (CPython 3.11's ``ast.parse`` is not thread-safe,
 python/cpython#106905); parallel runs (``--jobs``) use processes, each running pytest in a subprocess.
-Results are cached in ``build/mutants-cache.json`` under the inputs' digest, so an interrupted sweep resumes.
+Results are cached in ``build/mutants-cache.json``, each under a digest of the files that decide it
+(:func:`mutant_key`), so an interrupted sweep resumes and editing one component's tests re-runs only its mutants.
 
     python -m grader.mutants [--only SUBSTRING] [--jobs N] [--list] [--scope near|all] [--timeout S]
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import hashlib
 import json
 import shutil
 import sys
@@ -47,7 +49,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from grader.coverage import MutantTimeout, first_failure, inputs_digest, write_record
+from grader.coverage import DIGEST_FILES, MutantTimeout, first_failure, inputs_digest, search_plan, write_record
 from grader.generate import REPO, Region, _files, find_regions
 
 OPERATORS: tuple[str, ...] = ("sign", "off_by_one", "mask", "detach", "exponent", "swap_args", "reduction")
@@ -59,6 +61,29 @@ CACHE = REPO / "build" / "mutants-cache.json"
 EQUIVALENT: dict[str, str] = {
     "hierarchical_rl/hac.py:hindsight_action_transition:203:swap_args": (
         "hac_goal_achieved(goal, next_achieved_goal, threshold): |a - b| <= threshold is symmetric in a and b"
+    ),
+    "hierarchical_rl/hac.py:hindsight_goal_transition:235:swap_args": (
+        "hac_goal_achieved(new_goal, next_achieved_goal, threshold): |a - b| <= threshold is symmetric in a and b"
+    ),
+    "model_based_rl/dyna_q.py:epsilon_greedy_action:149:off_by_one#2": (
+        "q was reshaped to one dimension two lines above, so q.shape[-1] is q.shape[0]"
+    ),
+    "model_based_rl/dynamics.py:DynamicsModel.loss:322:sign": (
+        "next_states and rewards are both reshaped to (B, .) above, so cat(dim=1) is cat(dim=-1)"
+    ),
+    "model_based_rl/mpc.py:ModelPredictiveController._plan_cem:299:swap_args": (
+        "torch.max(a, b) is elementwise and symmetric in a and b (same broadcast shape either way)"
+    ),
+    "model_based_rl/mpc.py:ModelPredictiveController._plan_cem:299:swap_args#2": (
+        "torch.min(a, b) is elementwise and symmetric in a and b (same broadcast shape either way)"
+    ),
+    "planning/latent_planner.py:sample_action_sequences:75:sign": (
+        "mean - std * eps with eps ~ N(0, I) has the distribution of mean + std * eps (eps is symmetric); a "
+        "test that told them apart would also fail a correct implementation that draws its noise in another order"
+    ),
+    "planning/world_model.py:WorldModel.reparameterize:147:sign": (
+        "mean - std * eps with eps ~ N(0, I) has the distribution of mean + std * eps, and so has its gradient "
+        "with respect to mean and log_var; only a test bound to one random draw could tell them apart"
     ),
 }
 
@@ -322,19 +347,49 @@ def run_mutant(src: Path, mutant: Mutant, timeout: float, near_only: bool = True
     return Outcome(mutant.id, status, caught, round(time.monotonic() - started, 1))
 
 
-def _load_cache(path: Path, digest: str, scope: str) -> dict[str, Outcome]:
+def mutant_key(mutant: Mutant, near_only: bool, repo: Path = REPO) -> str:
+    """SHA-256 (hex) of everything that decides ``mutant``'s outcome: the mutated file, the rest of
+    ``reference/``, the harness (:data:`grader.coverage.DIGEST_FILES`), the graded tests' support modules and
+    the test files its runs use (:func:`grader.coverage.search_plan`). Editing one component's tests leaves
+    the other components' cached outcomes valid."""
+    rels = set(DIGEST_FILES)
+    rels.update(p.relative_to(repo).as_posix() for p in (repo / "reference").rglob("*.py") if "__pycache__" not in p.parts)
+    for folder in ("tests/components", "tests/hidden"):
+        rels.update(
+            p.relative_to(repo).as_posix()
+            for p in (repo / folder).glob("*.py")
+            if not p.name.startswith("test_")  # support modules every test file may import
+        )
+    for files, _ in search_plan(mutant.region, near_only=near_only):
+        rels.update(Path(f).resolve().relative_to(repo).as_posix() for f in files)
+    digest = hashlib.sha256(mutant.id.encode() + b"\0" + mutant.source.encode())
+    for rel in sorted(rels):
+        path = repo / rel
+        data = path.read_bytes() if path.is_file() else b""
+        digest.update(f"{rel}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def _load_cache(path: Path, keys: dict[str, str]) -> dict[str, Outcome]:
+    """The cached outcomes whose key is still ``keys[id]`` (:func:`mutant_key`)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        entries = data.get("outcomes", {})
+        return {k: Outcome(**v["outcome"]) for k, v in entries.items() if k in keys and v.get("key") == keys[k]}
+    except (OSError, json.JSONDecodeError, AttributeError, KeyError, TypeError):
         return {}
-    if data.get("digest") != digest or data.get("scope") != scope:
-        return {}
-    return {k: Outcome(**v) for k, v in data.get("outcomes", {}).items()}
 
 
-def _save_cache(path: Path, digest: str, scope: str, outcomes: dict[str, Outcome]) -> None:
-    payload = {"digest": digest, "scope": scope, "outcomes": {k: asdict(v) for k, v in sorted(outcomes.items())}}
-    write_record(path, payload)
+def _save_cache(path: Path, keys: dict[str, str], outcomes: dict[str, Outcome]) -> None:
+    """Merge ``outcomes`` (with their keys) into the cache at ``path``, keeping other mutants' entries."""
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8")).get("outcomes", {})
+        entries = {k: v for k, v in entries.items() if isinstance(v, dict) and "key" in v}
+    except (OSError, json.JSONDecodeError, AttributeError):
+        entries = {}
+    entries.update({k: {"key": keys[k], "outcome": asdict(v)} for k, v in outcomes.items()})
+    write_record(path, {"outcomes": dict(sorted(entries.items()))})
 
 
 def run_all(
@@ -348,12 +403,11 @@ def run_all(
     budget: float | None = None,
 ) -> list[Outcome]:
     """Outcomes of ``mutants`` (in their order): :data:`EQUIVALENT` ones are not run, cached ones (same
-    inputs digest and scope) are reused, the rest run in ``jobs`` processes; none is started after
+    :func:`mutant_key` and scope) are reused, the rest run in ``jobs`` processes; none is started after
     ``budget`` seconds (those are ``not_run``; run again to resume from the cache)."""
     stop_at = None if budget is None else time.monotonic() + budget
-    scope = "near" if near_only else "all"
-    digest = inputs_digest()
-    done = _load_cache(cache, digest, scope) if cache else {}
+    keys = {m.id: mutant_key(m, near_only) + ("" if near_only else ":all") for m in mutants if m.id not in EQUIVALENT}
+    done = _load_cache(cache, keys) if cache else {}
     outcomes: dict[str, Outcome] = {}
     todo: list[Mutant] = []
     for m in mutants:
@@ -369,7 +423,7 @@ def run_all(
         outcomes[outcome.id] = outcome
         done[outcome.id] = outcome
         if cache:
-            _save_cache(cache, digest, scope, done)
+            _save_cache(cache, keys, {outcome.id: outcome})
         if log:
             print(f"[{len(outcomes)}/{len(mutants)}] {outcome.status:<9} {outcome.seconds:>6.1f} s  {outcome.id}"
                   f"  {outcome.caught_by or outcome.note}", flush=True)  # fmt: skip
