@@ -361,7 +361,7 @@ def mutant_key(mutant: Mutant, near_only: bool, repo: Path = REPO) -> str:
             if not p.name.startswith("test_")  # support modules every test file may import
         )
     for files, _ in search_plan(mutant.region, near_only=near_only):
-        rels.update(Path(f).resolve().relative_to(repo).as_posix() for f in files)
+        rels.update(Path(f).resolve().relative_to(REPO).as_posix() for f in files)  # read from ``repo`` below
     digest = hashlib.sha256(mutant.id.encode() + b"\0" + mutant.source.encode())
     for rel in sorted(rels):
         path = repo / rel

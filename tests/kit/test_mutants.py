@@ -11,6 +11,8 @@ import pytest
 from grader.mutants import EQUIVALENT, OPERATORS, all_mutants, mutants_of_source, run_mutant
 
 REPO = Path(__file__).resolve().parents[2]
+#: One xdist worker runs the whole file (`make test` uses --dist loadgroup): the mutants are listed once.
+pytestmark = pytest.mark.xdist_group("mutants")
 
 
 def _region(body: str, head: str = "def f(a, b, d, x, n):") -> str:
@@ -108,3 +110,34 @@ def test_running_stats_mutants_are_caught_for_real() -> None:
     assert all("test_running_stats" in (o.caught_by or "") for o in outcomes), outcomes
     print(f"two mutants in {time.monotonic() - started:.1f} s")
 
+
+
+def test_a_cached_outcome_is_kept_until_a_file_that_decides_it_changes(tmp_path: Path) -> None:
+    """mutant_key changes with the mutant's own test file and the harness, not with another component's tests."""
+    import shutil
+
+    from grader.coverage import DIGEST_FILES
+    from grader.mutants import mutant_key
+
+    for rel in ("reference", "tests/components", "tests/hidden"):
+        shutil.copytree(REPO / rel, tmp_path / rel, ignore=shutil.ignore_patterns("__pycache__"))
+    for rel in DIGEST_FILES:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, tmp_path / rel)
+    mutant = mutants_of_source((REPO / "reference/planning/mcts.py").read_text(), "planning/mcts.py")[0]
+    key = mutant_key(mutant, True, tmp_path)
+    assert key == mutant_key(mutant, True, REPO)  # same files, same key
+
+    def edited(rel: str) -> str:
+        path = tmp_path / rel
+        original = path.read_text()
+        path.write_text(original + "\n# edited\n")
+        try:
+            return mutant_key(mutant, True, tmp_path)
+        finally:
+            path.write_text(original)
+
+    assert edited("tests/components/test_world_model.py") == key
+    assert edited("tests/components/test_mcts.py") != key
+    assert edited("grader/remote.py") != key
+    assert edited("reference/utils/replay.py") != key
