@@ -77,6 +77,77 @@ EQUIVALENT: dict[str, str] = {
     "model_based_rl/mpc.py:ModelPredictiveController._plan_cem:299:swap_args#2": (
         "torch.min(a, b) is elementwise and symmetric in a and b (same broadcast shape either way)"
     ),
+    "model_based_rl/mpc.py:ModelPredictiveController._plan_cem:299:sign": (
+        "mean - std * noise with noise ~ N(0, I) has the distribution of mean + std * noise (noise is symmetric); "
+        "a test that told them apart would also fail a correct implementation that draws its noise in another order"
+    ),
+    "model_based_rl/mpc.py:shift_plan:86:sign": (
+        "mean is the (H, A) plan, two-dimensional, so mean.shape[1] is mean.shape[-1]"
+    ),
+    "model_based_rl/dynamics.py:DynamicsModel.sample_prediction:294:sign": (
+        "mean - std * eps with eps ~ N(0, I) independent of the reward's noise has the distribution of "
+        "mean + std * eps; only a test bound to one random draw could tell them apart"
+    ),
+    "model_based_rl/dynamics.py:DynamicsModel.sample_prediction:295:sign": (
+        "reward_mean - reward_std * eps with eps ~ N(0, I) has the distribution of reward_mean + reward_std * eps "
+        "(and stays independent of the next state's noise)"
+    ),
+    "model_based_rl/dynamics.py:DynamicsModel.sample_prediction:295:sign#2": (
+        "the reward column is (B, 1), so squeeze(1) is squeeze(-1)"
+    ),
+    "model_based_rl/ensemble.py:ModelEnsemble.propagate:467:sign": (
+        "mean - std * noise with noise ~ N(0, I) has the distribution of mean + std * noise (noise is symmetric)"
+    ),
+    "planning/latent_planner.py:sample_action_sequences:76:swap_args": (
+        "torch.maximum(a, b) is elementwise and symmetric in a and b (same broadcast shape either way)"
+    ),
+    "planning/latent_planner.py:sample_action_sequences:76:swap_args#2": (
+        "torch.minimum(a, b) is elementwise and symmetric in a and b (same broadcast shape either way)"
+    ),
+    "planning/mcts.py:ucb_score:84:swap_args": "max(parent_visits, 1) is max(1, parent_visits)",
+    "planning/mcts.py:ucb_score:84:off_by_one#2": (
+        "max(parent_visits, 0) differs from max(parent_visits, 1) only when parent_visits = 0 < child_visits, "
+        "which no tree reaches (a child is never visited more often than its parent)"
+    ),
+    "planning/mcts.py:select_child:245:off_by_one#2": (
+        "with len(ties) == 0 never true, a single tie is returned as ties[rng.integers(1)] = ties[0]: the same "
+        "child, one more draw from rng (no test may depend on how many draws an implementation makes)"
+    ),
+    "planning/world_model.py:WorldModel.imagine:287:sign": (
+        "predict_reward returns (B, 1), so squeeze(1) is squeeze(-1)"
+    ),
+    "planning/world_model.py:WorldModel.loss:231:sign#2": (
+        "decode(z) - states is (B, S), two-dimensional, so sum(dim=1) is sum(dim=-1)"
+    ),
+    "hierarchical_rl/goal_conditioned.py:relabel_episode:166:off_by_one#4": (
+        "np.repeat(x[:, None], k, axis=0) has shape (T*k, 1, G) instead of (T, k, G), but the only use reshapes "
+        "it to (T*k, G), and both orders flatten to the same rows (each of the T rows repeated k times)"
+    ),
+    "hierarchical_rl/feudal.py:fun_intrinsic_reward:119:swap_args#2": "min(n - 1, c) is min(c, n - 1)",
+    "hierarchical_rl/feudal.py:fun_intrinsic_reward:119:sign#2": (
+        "the extra horizons i = n, n + 1 of range(1, min(c, n + 1) + 1) slice empty tensors (states[i:] with "
+        "i >= n), so they add nothing; the mean still divides by c"
+    ),
+    "hierarchical_rl/feudal.py:fun_intrinsic_reward:119:off_by_one#5": (
+        "the extra horizon i = n of range(1, min(c, n) + 1) slices empty tensors (states[n:]), adding nothing"
+    ),
+    "hierarchical_rl/feudal.py:fun_transition_policy_loss:150:swap_args": (
+        "cosine_similarity(a, b) is symmetric in a and b"
+    ),
+    "hierarchical_rl/feudal.py:fun_transition_policy_loss:150:sign": (
+        "direction and goals are (T, D), two-dimensional, so dim=1 is dim=-1"
+    ),
+    "hierarchical_rl/feudal.py:fun_intrinsic_reward:120:swap_args": "cosine_similarity(a, b) is symmetric in a and b",
+    "planning/world_model.py:WorldModel.loss:235:sign#2": (
+        "the latent error is (B, Z), two-dimensional, so sum(dim=1) is sum(dim=-1)"
+    ),
+    "hierarchical_rl/feudal.py:fun_intrinsic_reward:120:sign#4": (
+        "the state differences and goals are (N - i, D), two-dimensional, so dim=1 is dim=-1"
+    ),
+    "planning/world_model.py:WorldModel.loss:236:swap_args": (
+        "F.mse_loss(a, b) is symmetric in a and b (value and gradient; the rewards need no gradient)"
+    ),
+    "planning/world_model.py:WorldModel.loss:236:sign": "predict_reward returns (B, 1), so squeeze(1) is squeeze(-1)",
     "planning/latent_planner.py:sample_action_sequences:75:sign": (
         "mean - std * eps with eps ~ N(0, I) has the distribution of mean + std * eps (eps is symmetric); a "
         "test that told them apart would also fail a correct implementation that draws its noise in another order"

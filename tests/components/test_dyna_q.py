@@ -248,6 +248,15 @@ def _loss_and_grad(impl, q_values, actions, targets):
     return loss, q.grad
 
 
+def _grads_into_targets(impl, q_values, actions, targets):
+    """In the worker: q_learning_loss of fresh leaves that both require grad, backpropagated: the gradients
+    (q_values.grad, targets.grad)."""
+    q = q_values.detach().clone().requires_grad_(True)
+    y = targets.detach().clone().requires_grad_(True)
+    impl.module("model_based_rl.algorithms").q_learning_loss(q, actions, y).backward()
+    return q.grad, y.grad
+
+
 def _epsilon_greedy_draws(impl, q_values, epsilon, n):
     f = impl.module("model_based_rl.algorithms").epsilon_greedy_action
     return [f(q_values, epsilon) for _ in range(n)]
@@ -341,6 +350,17 @@ def test_q_learning_loss_value_and_gradient(impl):
     torch.testing.assert_close(loss, torch.tensor(((2.0 - 3.0) ** 2 + (1.0 + 1.0) ** 2) / 2))
     assert grad is not None, "no gradient reached q_values"
     torch.testing.assert_close(grad, torch.tensor([[0.0, 0.0, 1.0], [0.0, -2.0, 0.0]]))
+
+
+@pytest.mark.gradient
+def test_q_learning_loss_sends_no_gradient_into_its_targets(impl):
+    """Targets that require grad (a caller's own network output) get none: y is a constant (S&B eq. 6.8)."""
+    q = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]])
+    q_grad, targets_grad = impl.run(_grads_into_targets, q, torch.tensor([2, 1]), torch.tensor([2.0, 1.0]))
+    assert targets_grad is None or torch.count_nonzero(targets_grad) == 0, (
+        f"q_learning_loss must treat its targets as constants (detach them); they received {targets_grad}"
+    )
+    torch.testing.assert_close(q_grad, torch.tensor([[0.0, 0.0, 1.0], [0.0, -2.0, 0.0]]))
 
 
 def _tabular_step_observations(impl, q, action, reward, next_q, done, gamma):

@@ -138,14 +138,16 @@ class _RecordingReward:
 
 
 class _RowDistanceReward:
-    """−|row distance| (0 exactly when the goal is the next achieved goal); records the shapes it is given."""
+    """−(desired − achieved) in the first coordinate: 0 exactly when the goal is the next achieved goal, and
+    signed, so that a call with the arguments swapped (``compute_reward(desired, achieved)``) shows; records
+    the shapes it is given."""
 
     def __init__(self) -> None:
         self.shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
 
     def __call__(self, achieved, desired):
         self.shapes.append((tuple(np.shape(achieved)), tuple(np.shape(desired))))
-        return -np.abs(achieved[:, 0] - desired[:, 0])
+        return -(desired[:, 0] - achieved[:, 0])
 
 
 def _make(impl, cls):
@@ -285,12 +287,14 @@ def test_final_goal_is_last_achieved(impl):
 
 @pytest.mark.shape
 def test_episode_goals_come_from_whole_episode(impl):
-    """'episode' draws rows of the whole episode, including states before the transition."""
+    """'episode' draws rows 1..T of the whole episode (states before the transition too, never s_0's row).
+
+    A draw from 0..T misses row 0 in all 600 draws with probability (6/7)^600 < 1e-40."""
     T = 6
     goals = _gc(impl).sample_her_goals(_indexed_episode(T), T - 1, 600, "episode", np.random.default_rng(0))
     rows = goals[:, 0]
     assert goals.shape == (600, 3)
-    assert np.all((rows >= 0) & (rows <= T))
+    assert np.all((rows >= 1) & (rows <= T)), "'episode' goals are rows 1..T (achieved by the episode's moves)"
     assert np.all(np.isin(np.arange(1, T + 1), rows)), "every achieved goal 1..T should be drawn"
 
 
@@ -299,7 +303,7 @@ def test_episode_goals_come_from_whole_episode(impl):
 # ------------------------------------------------------------------------------------------------------
 @pytest.mark.shape
 def test_relabel_episode_recomputes_rewards(impl):
-    """relabel_episode: (T,k,G) goals; rewards compute_reward(m(s_{t+1}), g'), 0 iff g' = m(s_{t+1})."""
+    """relabel_episode: (T,k,G) goals; rewards compute_reward(m(s_{t+1}), g') (achieved first), 0 iff g' = m(s_{t+1})."""
     T, k = 5, 6
     ach = _indexed_episode(T)
     reward = impl.run(_make, _RowDistanceReward)  # lives in the worker, records how it is called

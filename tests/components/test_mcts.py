@@ -130,10 +130,12 @@ def _tree_nodes(impl, root):
 
 @pytest.mark.shape
 def test_ucb_score_hand_computed(impl):
-    """ucb_score = q + c sqrt(ln N / n): 0.5 + 1.4 sqrt(ln 10 / 2); c = 0 gives q; an unvisited child is +inf."""
+    """ucb_score = q + c sqrt(ln N / n): 0.5 + 1.4 sqrt(ln 10 / 2); c = 0 gives q; N = 1 gives q (ln 1 = 0);
+    an unvisited child is +inf."""
     ucb = _alg(impl).ucb_score
     assert ucb(0.5, 2, 10, 1.4) == pytest.approx(0.5 + 1.4 * math.sqrt(math.log(10) / 2))
     assert ucb(-3.0, 4, 7, 0.0) == pytest.approx(-3.0)
+    assert ucb(0.25, 1, 1, 2.0) == pytest.approx(0.25)
     assert ucb(-100.0, 0, 5, 1.4) == math.inf
 
 
@@ -213,16 +215,16 @@ def test_select_child_hand_computed(impl):
     assert alg.select_child(root, 0.0, 0.5, np.random.default_rng(0)).action == 3
 
 
-def _tied_selections(impl, n, visited):
-    """In the worker: a root with children 0..3, where 0, 1, 2 tie for the best UCB score (all unvisited,
-    or all visited with equal statistics) and 3 scores lower (visited, reward -10); the actions of ``n``
-    calls of ``select_child`` sharing one generator."""
+def _tied_selections(impl, n, visited, tied=3):
+    """In the worker: a root with children 0..tied, where 0..tied-1 tie for the best UCB score (all unvisited,
+    or all visited with equal statistics) and the last scores lower (visited, reward -10); the actions of
+    ``n`` calls of ``select_child`` sharing one generator."""
     alg = impl.module("planning.algorithms")
     root = impl.MCTSNode(0)
     root.visit_count = 12
-    for a in range(4):
-        child = impl.MCTSNode(a, parent=root, action=a, reward=-10.0 if a == 3 else 1.0)
-        if visited or a == 3:
+    for a in range(tied + 1):
+        child = impl.MCTSNode(a, parent=root, action=a, reward=-10.0 if a == tied else 1.0)
+        if visited or a == tied:
             child.visit_count, child.value_sum = 3, 1.5
         root.children[a] = child
     rng = np.random.default_rng(0)
@@ -232,19 +234,33 @@ def _tied_selections(impl, n, visited):
 @pytest.mark.shape
 @pytest.mark.parametrize("visited", [False, True], ids=["unvisited", "visited"])
 def test_select_child_breaks_ties_at_random(impl, visited):
-    """Over 100 selections among three tied best children, each is chosen, and the worse fourth never.
+    """Over 100 selections among three (then two) tied best children, each is chosen, and the worse one never.
 
-    A uniform tie-break misses a given one of the three with probability (2/3)^100 < 2.5e-18, so a correct
-    implementation fails this test with probability at most 3 * (2/3)^100 < 1e-17 (union bound), for any
-    generator stream. Always taking the first tied child fails it surely.
+    A uniform tie-break misses a given one of k tied children with probability ((k-1)/k)^100 <= 2.5e-18, so a
+    correct implementation fails this test with probability below 1e-17 (union bound), for any generator
+    stream. Always taking the first tied child (of every tie, or of two-way ties only) fails it surely.
     """
-    actions = impl.run(_tied_selections, 100, visited)
-    assert len(actions) == 100
-    assert 3 not in actions, "child 3 has a lower UCB score than the tied children 0, 1, 2"
-    assert set(actions) == {0, 1, 2}, (
-        f"ties must be broken uniformly at random with rng; 100 selections among the tied children 0, 1, 2 "
-        f"chose only {sorted(set(actions))}"
-    )
+    for tied in (3, 2):
+        actions = impl.run(_tied_selections, 100, visited, tied)
+        assert len(actions) == 100
+        assert tied not in actions, f"child {tied} has a lower UCB score than the tied children 0..{tied - 1}"
+        assert set(actions) == set(range(tied)), (
+            f"ties must be broken uniformly at random with rng; 100 selections among the {tied} tied children "
+            f"0..{tied - 1} chose only {sorted(set(actions))}"
+        )
+
+
+@pytest.mark.shape
+def test_select_child_without_rng_takes_the_first_tied_child(impl):
+    """With rng=None a tie goes to the first tied child in the children's order (0 of the tied 0, 1, 2)."""
+    root = impl.MCTSNode(0)
+    root.visit_count = 12
+    for a in range(4):
+        child = impl.MCTSNode(a, parent=root, action=a, reward=-10.0 if a == 3 else 1.0)
+        if a == 3:  # visited and worse: the only child that is not tied for +inf
+            child.visit_count, child.value_sum = 3, 1.5
+        impl.run(_attach, root, {a: child})
+    assert _alg(impl).select_child(root, 1.0, 0.9).action == 0
 
 
 @pytest.mark.shape

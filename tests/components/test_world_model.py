@@ -148,6 +148,14 @@ def test_imagine_matches_stepwise_rollout(impl):
 
 
 @pytest.mark.shape
+def test_imagine_zero_steps_gives_empty_batches(impl):
+    """With T = 0 actions imagine returns (B, 0, Z) latents and (B, 0) rewards (B = 4, Z = 5)."""
+    wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=5, hidden_dim=16)
+    latents, rewards = wm.imagine(torch.randn(4, 5), torch.zeros(4, 0, 2))
+    assert tuple(latents.shape) == (4, 0, 5) and tuple(rewards.shape) == (4, 0)
+
+
+@pytest.mark.shape
 @pytest.mark.points(0)
 def test_constructor_rejects_bad_arguments(impl):
     """Non-positive sizes, a negative beta or lr <= 0 raise ValueError naming the argument."""
