@@ -11,8 +11,6 @@ import pytest
 from grader.mutants import EQUIVALENT, OPERATORS, all_mutants, mutants_of_source, run_mutant
 
 REPO = Path(__file__).resolve().parents[2]
-#: One xdist worker runs the whole file (`make test` uses --dist loadgroup): the mutants are listed once.
-pytestmark = pytest.mark.xdist_group("mutants")
 
 
 def _region(body: str, head: str = "def f(a, b, d, x, n):") -> str:

@@ -12,8 +12,6 @@ import pytest
 from grader.seed_cells import parse_cells, parse_selection
 
 REPO = Path(__file__).resolve().parents[2]
-#: One xdist worker runs the whole file (`make test` uses --dist loadgroup): the seed cells run once.
-pytestmark = pytest.mark.xdist_group("seed_cells")
 
 
 @pytest.fixture(scope="module")
