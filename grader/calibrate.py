@@ -174,10 +174,11 @@ def calibrate(seeds: int, variants: list[str], only: str = "", jobs: int = 2, ti
 
 
 def false_fail_bound(failures: int, runs: int) -> float:
-    """Point estimate of the false-fail rate, or the rule-of-three 95% bound 3/n when nothing failed."""
+    """Point estimate of the false-fail rate, or the rule-of-three 95% bound 3/n (at most 1) when nothing
+    failed."""
     if runs <= 0:
         raise ValueError(f"runs must be positive, got {runs}")
-    return failures / runs if failures else 3 / runs
+    return failures / runs if failures else min(1.0, 3 / runs)
 
 
 def format_table(tallies: dict[str, Tally], variants: list[str]) -> str:

@@ -84,9 +84,10 @@ def test_junit_outcomes_reads_pass_fail_and_drops_skips(tmp_path: Path) -> None:
 
 
 def test_false_fail_bound_is_the_rate_or_three_over_n() -> None:
-    """2 failures in 40 runs estimate 5%; none in 60 runs is bounded by 3/60 = 5%."""
+    """2 failures in 40 runs estimate 5%; none in 60 runs is bounded by 3/60 = 5%, none in 2 by 100%."""
     assert false_fail_bound(2, 40) == 0.05
     assert false_fail_bound(0, 60) == 0.05
+    assert false_fail_bound(0, 2) == 1.0  # a bound, never above 100%
     with pytest.raises(ValueError, match="runs must be positive"):
         false_fail_bound(0, 0)
 
