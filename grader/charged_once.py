@@ -137,7 +137,7 @@ def graded_outcomes(
          f"--impl={root}", "--isolation=none", "-p", "no:randomly", "-p", "no:cacheprovider"],
         cwd=REPO, env=env,
         limits=Limits(wall_seconds=wall_seconds, cpu_seconds=int(2 * wall_seconds), memory_bytes=8 * 2**30),
-        channel=channel, unprivileged=False,
+        channel=channel,
     )  # fmt: skip
     meta = {t["nodeid"]: t for r in result.records if r.get("type") == "collected" for t in r["tests"]}
     tests = [{**meta.get(r["nodeid"], {}), **r} for r in result.records if r.get("type") == "test"]

@@ -244,7 +244,7 @@ def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
     return run_limited(
         cmd, cwd=ws / "judge", env=_judge_env(ws, config),
         limits=replace(config.test_limits, memory_bytes=16 * 2**30, max_processes=max(1024, config.test_limits.max_processes)),
-        channel=channel, unprivileged=False,
+        channel=channel,
     )  # fmt: skip
 
 
@@ -265,7 +265,7 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
         "--out", f"{tmp}/executed.ipynb", "--cell-timeout", str(config.cell_timeout)])  # fmt: skip
     try:
         result = run_limited(argv, cwd=Path(cwd), env=env, limits=config.notebook_limits,
-                             unprivileged=config.sandbox != "bwrap", user=drop_to)  # fmt: skip
+                             drop_to=drop_to)  # fmt: skip
         executed = base / "tmp" / "executed.ipynb"
         summary: dict = {"ran": False, "why": "The notebook run stopped before writing the executed notebook."}
         if executed.is_file() and not executed.is_symlink() and executed.stat().st_size < 50 * 2**20:
@@ -303,7 +303,6 @@ def expected_tests(config: GradeConfig) -> list[dict]:
                 cwd=config.kit, env={**os.environ, "PYTHONPATH": str(config.kit),
                                      "HYPOTHESIS_STORAGE_DIRECTORY": tempfile.gettempdir() + "/ca15-hypothesis"},
                 limits=Limits(wall_seconds=300, cpu_seconds=600, memory_bytes=8 * 2**30), channel=channel,
-                unprivileged=False,
             )  # fmt: skip
             collected = [r for r in result.records if r.get("type") == "collected"]
             if not collected:

@@ -1,8 +1,8 @@
 """Run untrusted code (a submission's tests or notebook) in a child process with limits.
 
 The child gets its own session (so the whole process group can be killed), resource limits (address space,
-CPU seconds, processes, file size, open files), an optional private network namespace (no network) and,
-when the grader runs as root, an unprivileged user. Output is captured up to a byte budget (head and tail
+CPU seconds, processes, file size, open files), an optional private network namespace (no network) and
+the unprivileged account its sandbox chose (:meth:`WorkerSandbox.command`). Output is captured up to a byte budget (head and tail
 kept). Results travel back over a pipe that the parent creates (:class:`ReportChannel`): every record is
 signed with a per-run key, so text that a submission prints or writes into files is never mistaken for a
 result.
@@ -291,8 +291,7 @@ def run_limited(
     env: dict[str, str],
     limits: Limits,
     channel: ReportChannel | None = None,
-    unprivileged: bool = True,
-    user: tuple[int, int] | None = None,
+    drop_to: tuple[int, int] | None = None,
 ) -> RunResult:
     """Run ``cmd`` under ``limits``; kill its whole process group at the wall-clock limit.
 
@@ -302,12 +301,10 @@ def run_limited(
         env: its complete environment (the parent's is not inherited).
         limits: resource limits.
         channel: a report channel whose write end the child inherits.
-        unprivileged: when the grader runs as root, drop the child to the ``nobody`` user.
-        user: ``(uid, gid)`` to drop to instead of ``nobody`` (the "user" engine's account, which owns the
-            staged folder: :meth:`WorkerSandbox.command`).
+        drop_to: ``(uid, gid)`` the child runs as (the sandbox decides: :meth:`WorkerSandbox.command`);
+            ``None`` keeps the grader's own.
     """
     unshare_net = not limits.network and network_namespaces_work()
-    drop_to = user if user is not None else NOBODY if (unprivileged and can_drop_privileges(cmd[0])) else None
     full_env = dict(env)
     pass_fds: tuple[int, ...] = ()
     if channel is not None:

@@ -36,7 +36,6 @@ def _graded_run(impl: Path) -> list[dict]:
          "--isolation=none", "--fast-todo", "--tb=no"],
         cwd=REPO, env={**os.environ, "CI": "1", "PYTHONPATH": str(REPO)},
         limits=Limits(wall_seconds=900, cpu_seconds=1800, memory_bytes=8 * 2**30), channel=channel,
-        unprivileged=False,
     )  # fmt: skip
     tests = [r for r in result.records if r.get("type") == "test"]
     assert tests, result.output[-3000:]
