@@ -88,9 +88,16 @@ def inputs_digest(repo: Path = REPO) -> str:
     Each file contributes its path, its length and its bytes (length-prefixed, so that no two different file
     sets hash alike). The same digest stamps ``docs/coverage.json`` and ``docs/mutants.json``.
     """
-    digest = hashlib.sha256()
-    for rel in digest_inputs(repo):
-        data = (repo / rel).read_bytes()
+    return files_digest(repo, digest_inputs(repo))
+
+
+def files_digest(repo: Path, rels: list[str], digest: hashlib._Hash | None = None) -> str:
+    """SHA-256 (hex) over ``(relative path, length, bytes)`` of the files ``rels`` of ``repo``, in the given
+    order (a missing file counts as empty), continuing ``digest`` when one is given."""
+    digest = digest or hashlib.sha256()
+    for rel in rels:
+        path = repo / rel
+        data = path.read_bytes() if path.is_file() else b""
         digest.update(f"{rel}\0{len(data)}\0".encode())
         digest.update(data)
     return digest.hexdigest()

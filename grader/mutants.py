@@ -49,7 +49,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from grader.coverage import DIGEST_FILES, MutantTimeout, first_failure, inputs_digest, search_plan, write_record
+from grader.coverage import (DIGEST_FILES, MutantTimeout, files_digest, first_failure, inputs_digest, search_plan,
+                             write_record)
 from grader.generate import REPO, Region, _files, find_regions
 
 OPERATORS: tuple[str, ...] = ("sign", "off_by_one", "mask", "detach", "exponent", "swap_args", "reduction")
@@ -433,13 +434,7 @@ def mutant_key(mutant: Mutant, near_only: bool, repo: Path = REPO) -> str:
         )
     for files, _ in search_plan(mutant.region, near_only=near_only):
         rels.update(Path(f).resolve().relative_to(REPO).as_posix() for f in files)  # read from ``repo`` below
-    digest = hashlib.sha256(mutant.id.encode() + b"\0" + mutant.source.encode())
-    for rel in sorted(rels):
-        path = repo / rel
-        data = path.read_bytes() if path.is_file() else b""
-        digest.update(f"{rel}\0{len(data)}\0".encode())
-        digest.update(data)
-    return digest.hexdigest()
+    return files_digest(repo, sorted(rels), hashlib.sha256(mutant.id.encode() + b"\0" + mutant.source.encode()))
 
 
 def _load_cache(path: Path, keys: dict[str, str]) -> dict[str, Outcome]:
