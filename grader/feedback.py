@@ -9,10 +9,11 @@ import html
 import io
 import re
 
+_TODO_HINT = "This still calls a `raise NotImplementedError(...)` TODO: fill in the part it names."
 HINTS = {
     "not run": "The test never reported: the test process stopped first (crash, exit, time or memory limit).",
-    "NotImplementedError": "This still calls a `raise NotImplementedError(...)` TODO: fill in the part it names.",
-    "not started: ": "This still calls a `raise NotImplementedError(...)` TODO: fill in the part it names.",
+    "NotImplementedError": _TODO_HINT,
+    "not started: ": _TODO_HINT,  # the judge's --fast-todo report of a NotImplementedError
     "Timeout": "The test ran past its time limit: look for an infinite loop or far too much work per call.",
     "MemoryError": "The code ran out of memory: look for tensors that grow without bound.",
 }
