@@ -216,6 +216,17 @@ def _same(a: ast.AST, b: ast.AST) -> bool:
     return ast.dump(a) == ast.dump(b)
 
 
+def _same_statement(tree: ast.Module, mutated: ast.Module, line: int, tops: dict[int, str]) -> bool:
+    """Whether ``mutated`` has the AST of ``tree``, for an edit inside the top-level statement holding ``line``
+    (the other statements are the same text, so only that one is compared; ``tops`` caches its dump)."""
+    if len(mutated.body) != len(tree.body):
+        return False
+    k = next(i for i, stmt in enumerate(tree.body) if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno))
+    if k not in tops:
+        tops[k] = ast.dump(tree.body[k])
+    return ast.dump(mutated.body[k]) == tops[k]
+
+
 def _expr_edit(source: str, node: ast.AST, new: ast.AST) -> tuple[str, ast.Module] | None:
     """Splice ``new`` (an expression or a one-line statement) over ``node``: the mutated source and its tree;
     parenthesised where the bare text would bind differently in its context. ``None`` when neither form
@@ -347,7 +358,7 @@ def mutants_of_source(source: str, path: str = "<string>", operators: tuple[str,
     if not regions:
         return []
     tree = ast.parse(source)
-    original = ast.dump(tree)
+    tops: dict[int, str] = {}  # index of a top-level statement -> its dump (the edits stay inside one)
     found: list[tuple[tuple, str, Region, int, str, str]] = []
     seen: set[str] = set()
     for region in regions:
@@ -365,7 +376,7 @@ def mutants_of_source(source: str, path: str = "<string>", operators: tuple[str,
                     if spliced is None:
                         continue
                     mutated, mutated_tree = spliced
-                if mutated in seen or ast.dump(mutated_tree) == original:
+                if mutated in seen or _same_statement(tree, mutated_tree, node.lineno, tops):
                     continue
                 seen.add(mutated)
                 order = (node.lineno, node.col_offset, OPERATORS.index(operator), rank)
