@@ -38,11 +38,13 @@ coverage:
 mutants:
 	$(PY) -m grader.mutants --jobs $(JOBS)
 
-# Convergence calibration: every convergence test over SEEDS seed offsets against the reference and two
-# perturbed references (extra random draws; nudged initial parameters); the table goes to docs/calibration.md.
+# Convergence calibration: every convergence test tried on SEEDS seeds against the reference and PERTURBED_SEEDS
+# against each of two perturbed references (extra random draws; nudged initial parameters); the table goes to
+# docs/calibration.md.
 SEEDS ?= 30
+PERTURBED_SEEDS ?= 15
 calibrate:
-	$(PY) -m grader.calibrate --seeds $(SEEDS) --jobs $(JOBS) --out docs/calibration.md
+	$(PY) -m grader.calibrate --seeds $(SEEDS) --perturbed-seeds $(PERTURBED_SEEDS) --jobs $(JOBS) --out docs/calibration.md
 
 points:
 	$(PY) -m grader.generate --points

@@ -12,8 +12,15 @@ over many seeds, and prints each test's pass rate:
 
 Seeds: ``pytest --seed-offset=k`` makes the ``seed`` fixture seed with ``k`` and ``reseed(n)`` with
 ``n + 1000·k``, so offset ``k`` is a different, reproducible draw of every seed a test uses; offset 0 is what
-the grader runs. A test's *false-fail rate* for a correct implementation is estimated from the failures over
-all variants and seeds; with no failure in ``n`` runs the rule of three bounds it by ``3/n`` (95%).
+the grader runs. A majority test (the ``seed_trials`` fixture: it passes when ``need`` of its ``of`` seeds
+learn) runs every seed here (``--all-seeds``) and records each seed's outcome, so one offset tries ``of``
+seeds; ``--seeds N`` runs each test on enough offsets to try N seeds against the reference
+(``--perturbed-seeds M``: M against each perturbed reference).
+
+A test's *false-fail rate* for a correct implementation is estimated over all variants. For a majority test:
+P(fewer than ``need`` of ``of`` seeds learn) at the per-seed failure rate p (binomial); for any other test
+the failure rate of its runs. With no failure in ``n`` seeds or runs the rule of three bounds the rate by
+``3/n`` (95%).
 
 The table goes to stdout and, with ``--out``, to a Markdown file (docs/calibration.md).
 """
@@ -21,6 +28,8 @@ The table goes to stdout and, with ``--out``, to a Markdown file (docs/calibrati
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import shutil
 import subprocess
@@ -35,6 +44,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 GRADED = ("tests/components", "tests/hidden")
+SEED_TRIAL = "seed_trial"  # tests/conftest.py: the user_properties key of one seed of a seed_trials test
 VARIANTS = ("reference", "draw", "fp")
 
 #: Appended to every module of a perturbed copy; ``_ca15_perturb`` is written next to the packages.
@@ -107,32 +117,70 @@ def perturbed_root(src: Path, kind: str, dest: Path) -> Path:
 
 
 @dataclass
+class Outcome:
+    """One test in one pytest run: its verdict and, for a ``seed_trials`` test, each seed's outcome."""
+
+    passed: bool
+    learned: list[bool] = field(default_factory=list)  # one per seed run, in order
+    rule: tuple[int, int] | None = None  # (need, of): the test passes when ``need`` of ``of`` seeds learn
+
+
+@dataclass
 class Tally:
-    """Outcomes of one test per variant: passed and run counts, and the seed offsets that failed."""
+    """Outcomes of one test per variant: runs and passes, the seed offsets that failed, and for a majority test
+    (``seed_trials``) the seeds run and the seeds that learned."""
 
     runs: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     passed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     failed_at: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+    trials: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    learned: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rule: tuple[int, int] | None = None
+
+    def add(self, variant: str, offset: int, outcome: Outcome) -> None:
+        self.runs[variant] += 1
+        self.passed[variant] += outcome.passed
+        if not outcome.passed:
+            self.failed_at[variant].append(offset)
+        self.trials[variant] += len(outcome.learned)
+        self.learned[variant] += sum(outcome.learned)
+        self.rule = outcome.rule or self.rule
 
 
-def junit_outcomes(path: Path) -> dict[str, bool]:
-    """``{test id: passed}`` from a pytest JUnit XML file (skipped tests are left out)."""
-    outcomes: dict[str, bool] = {}
+def junit_outcomes(path: Path) -> dict[str, Outcome]:
+    """``{test id: Outcome}`` from a pytest JUnit XML file (xunit1, so that ``user_properties`` are kept;
+    skipped tests are left out)."""
+    outcomes: dict[str, Outcome] = {}
     for case in ET.parse(path).getroot().iter("testcase"):
         if case.find("skipped") is not None:
             continue
         name = f"{case.get('classname', '')}::{case.get('name', '')}"
-        outcomes[name] = case.find("failure") is None and case.find("error") is None
+        outcome = Outcome(case.find("failure") is None and case.find("error") is None)
+        for prop in case.iter("property"):
+            if prop.get("name") == SEED_TRIAL:
+                trial = json.loads(prop.get("value", "{}"))
+                outcome.learned.append(bool(trial["learned"]))
+                outcome.rule = (int(trial["need"]), int(trial["of"]))
+        outcomes[name] = outcome
     return outcomes
 
 
-def run_once(root: Path, offset: int, only: str, timeout: float, marker: str = "convergence") -> dict[str, bool]:
-    """Every graded test selected by ``marker`` against ``root`` with seed offset ``offset``: ``{test: passed}``."""
+def node_id(test: str) -> str:
+    """The pytest node id of a JUnit test name: ``tests.components.test_x::test_y[p]`` ->
+    ``tests/components/test_x.py::test_y[p]``."""
+    module, _, name = test.partition("::")
+    return f"{module.replace('.', '/')}.py::{name}"
+
+
+def run_once(root: Path, offset: int, only: str, timeout: float, marker: str = "convergence",
+             nodes: list[str] | None = None) -> dict[str, Outcome]:  # fmt: skip
+    """The graded tests selected by ``marker`` (and ``only``; or the node ids ``nodes``) against ``root`` with
+    seed offset ``offset``, every seed of a majority test run (``--all-seeds``): ``{test: Outcome}``."""
     with tempfile.TemporaryDirectory(prefix="ca15-calibrate-") as tmp:
         xml = Path(tmp) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", *GRADED, "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+        cmd = [sys.executable, "-m", "pytest", *(nodes or GRADED), "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
                "--graded-only", "-m", marker, "--isolation=none", f"--impl={root}", f"--seed-offset={offset}",
-               f"--junitxml={xml}", "--tb=no", "-o", "junit_family=xunit1"]  # fmt: skip
+               "--all-seeds", f"--junitxml={xml}", "--tb=no", "-o", "junit_family=xunit1"]  # fmt: skip
         if only:
             cmd += ["-k", only]
         env = {**os.environ, "CI": "1", "HYPOTHESIS_STORAGE_DIRECTORY": f"{tmp}/hypothesis"}
@@ -143,33 +191,59 @@ def run_once(root: Path, offset: int, only: str, timeout: float, marker: str = "
         return junit_outcomes(xml) if xml.is_file() else {}
 
 
+def runs_needed(outcome: Outcome, target: int) -> int:
+    """Seed offsets a test needs for ``target`` seeds: ``target`` runs, or target / seeds-per-run (rounded up)
+    for a majority test, whose every run tries ``of`` seeds."""
+    per_run = outcome.rule[1] if outcome.rule else 1
+    return max(1, -(-target // per_run))
+
+
 def calibrate(seeds: int, variants: list[str], only: str = "", jobs: int = 2, timeout: float = 1800,
-              marker: str = "convergence", echo=print) -> dict[str, Tally]:  # fmt: skip
-    """Run the tests selected by ``marker`` for ``seeds`` offsets per variant; the tallies per test."""
+              marker: str = "convergence", echo=print, perturbed_seeds: int | None = None) -> dict[str, Tally]:  # fmt: skip
+    """Run the tests selected by ``marker`` until each has been tried on ``seeds`` seeds against the reference
+    (``perturbed_seeds``, default ``seeds``, against each perturbed reference); the tallies per test.
+
+    Offset 0 runs every selected test once per variant and shows how many seeds a run of each test tries; the
+    further offsets run only the tests that still need seeds, by node id."""
     tallies: dict[str, Tally] = defaultdict(Tally)
+    perturbed_seeds = seeds if perturbed_seeds is None else perturbed_seeds
+    target = {v: seeds if v == "reference" else perturbed_seeds for v in variants}
     with tempfile.TemporaryDirectory(prefix="ca15-perturbed-") as tmp:
         roots = {v: REPO / "reference" if v == "reference" else perturbed_root(REPO / "reference", v, Path(tmp) / v)
                  for v in variants}  # fmt: skip
-        jobs_list = [(v, k) for k in range(seeds) for v in variants]
         start = time.monotonic()
+        done = 0
 
-        def one(job: tuple[str, int]) -> tuple[str, int, dict[str, bool]]:
-            variant, offset = job
-            return variant, offset, run_once(roots[variant], offset, only, timeout, marker)
+        def one(job: tuple[str, int, list[str] | None]) -> tuple[str, int, dict[str, Outcome]]:
+            variant, offset, nodes = job
+            return variant, offset, run_once(roots[variant], offset, only, timeout, marker, nodes)
 
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            for done, (variant, offset, outcomes) in enumerate(pool.map(one, jobs_list), start=1):
-                if not outcomes:
-                    echo(f"warning: {variant} seed offset {offset}: no outcome (timeout or collection error)")
-                for test, ok in outcomes.items():
-                    tally = tallies[test]
-                    tally.runs[variant] += 1
-                    tally.passed[variant] += ok
-                    if not ok:
-                        tally.failed_at[variant].append(offset)
-                failed = ", ".join(t.rsplit("::", 1)[-1] for t, ok in sorted(outcomes.items()) if not ok)
-                echo(f"[{done}/{len(jobs_list)}] {variant} offset {offset}: {sum(outcomes.values())}/{len(outcomes)} "
-                     f"passed ({time.monotonic() - start:.0f} s){' failed: ' + failed if failed else ''}")  # fmt: skip
+        def run_jobs(jobs_list: list[tuple[str, int, list[str] | None]], total: int) -> dict[str, Outcome]:
+            nonlocal done
+            first: dict[str, Outcome] = {}
+            with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+                for variant, offset, outcomes in pool.map(one, jobs_list):
+                    done += 1
+                    if not outcomes:
+                        echo(f"warning: {variant} seed offset {offset}: no outcome (timeout or collection error)")
+                    for test, outcome in outcomes.items():
+                        tallies[test].add(variant, offset, outcome)
+                        first.setdefault(test, outcome)
+                    failed = ", ".join(t.rsplit("::", 1)[-1] for t, o in sorted(outcomes.items()) if not o.passed)
+                    echo(f"[{done}/{total}] {variant} offset {offset}: "
+                         f"{sum(o.passed for o in outcomes.values())}/{len(outcomes)} passed "
+                         f"({time.monotonic() - start:.0f} s){' failed: ' + failed if failed else ''}")  # fmt: skip
+            return first
+
+        later_guess = len(variants) * (max(target.values()) - 1)
+        first = run_jobs([(v, 0, None) for v in variants], len(variants) + later_guess)
+        later = []
+        for offset in range(1, max(target.values())):
+            for v in variants:
+                nodes = sorted(node_id(t) for t, o in first.items() if offset < runs_needed(o, target[v]))
+                if nodes:
+                    later.append((v, offset, nodes))
+        run_jobs(later, len(variants) + len(later))
     return dict(tallies)
 
 
@@ -181,8 +255,36 @@ def false_fail_bound(failures: int, runs: int) -> float:
     return failures / runs if failures else min(1.0, 3 / runs)
 
 
+def majority_false_fail(p: float, need: int, of: int) -> float:
+    """P(fewer than ``need`` of ``of`` independent seeds learn) when each seed fails with probability ``p``."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"p must be a probability in [0, 1], got {p}")
+    if not 1 <= need <= of:
+        raise ValueError(f"need must be between 1 and of = {of}, got {need}")
+    return sum(math.comb(of, j) * p**j * (1 - p) ** (of - j) for j in range(of - need + 1, of + 1))
+
+
+def estimate(t: Tally, variants: list[str]) -> str:
+    """The estimated false-fail rate of a correct implementation, over all variants: from the per-seed failure
+    rate for a majority test (``seed_trials``), else from the runs."""
+    if t.rule and sum(t.trials[v] for v in variants):
+        trials = sum(t.trials[v] for v in variants)
+        fails = trials - sum(t.learned[v] for v in variants)
+        p = false_fail_bound(fails, trials)
+        need, of = t.rule
+        rate = majority_false_fail(p, need, of)
+        seeds = f"p {'≤ ' if not fails else ''}{p:.1%} per seed ({fails}/{trials} seeds failed)"
+        return f"{rate:.2%} ({need} of {of} seeds; {seeds})"
+    runs = sum(t.runs[v] for v in variants)
+    if not runs:
+        return "n/a"
+    fails = runs - sum(t.passed[v] for v in variants)
+    return f"{false_fail_bound(fails, runs):.1%}" + (" (≤, none failed)" if not fails else "")
+
+
 def format_table(tallies: dict[str, Tally], variants: list[str]) -> str:
-    """A Markdown table: one row per test, pass counts per variant, the estimated false-fail rate."""
+    """A Markdown table: one row per test, runs passed per variant (and seeds learned, for a majority test),
+    the estimated false-fail rate."""
     head = ["test", *variants, "false-fail (est.)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for test in sorted(tallies):
@@ -190,26 +292,28 @@ def format_table(tallies: dict[str, Tally], variants: list[str]) -> str:
         cells = []
         for v in variants:
             cell = f"{t.passed[v]}/{t.runs[v]}"
+            if t.trials[v]:
+                cell += f"; seeds {t.learned[v]}/{t.trials[v]}"
             if t.failed_at[v]:
                 cell += f" (fails at {', '.join(map(str, t.failed_at[v][:5]))})"
             cells.append(cell)
-        runs = sum(t.runs[v] for v in variants)
-        fails = runs - sum(t.passed[v] for v in variants)
-        bound = false_fail_bound(fails, runs) if runs else float("nan")
-        est = f"{bound:.1%}" + (" (≤, none failed)" if not fails else "")
-        lines.append("| " + " | ".join([test, *cells, est]) + " |")
+        lines.append("| " + " | ".join([test, *cells, estimate(t, variants)]) + " |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader.calibrate", description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=30, help="seed offsets per variant (default 30)")
+    parser.add_argument("--seeds", type=int, default=30,
+                        help="seeds each test is tried on against the reference (default 30)")  # fmt: skip
+    parser.add_argument("--perturbed-seeds", type=int, default=None,
+                        help="seeds each test is tried on against each perturbed reference (default: --seeds)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
     parser.add_argument("--only", default="", help="pytest -k expression restricting the tests")
     parser.add_argument("--jobs", type=int, default=2, help="pytest runs at once (default 2)")
     parser.add_argument("--marker", default="convergence",
                         help="pytest -m expression (default: convergence; 'not gpu' checks every graded test)")
-    parser.add_argument("--out", type=Path, default=None, help="also write the table to this Markdown file")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="also write the table to this Markdown file (its '## ' sections are kept)")
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -217,17 +321,36 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--variants: expected a comma list of {', '.join(VARIANTS)}, got {args.variants!r}")
     if args.seeds < 1:
         parser.error(f"--seeds: expected a positive number, got {args.seeds}")
+    if args.perturbed_seeds is not None and args.perturbed_seeds < 1:
+        parser.error(f"--perturbed-seeds: expected a positive number, got {args.perturbed_seeds}")
     start = time.monotonic()
-    tallies = calibrate(args.seeds, variants, args.only, args.jobs, marker=args.marker)
+    tallies = calibrate(args.seeds, variants, args.only, args.jobs, marker=args.marker,
+                        perturbed_seeds=args.perturbed_seeds)  # fmt: skip
     table = format_table(tallies, variants)
     print(table)
     if args.out:
-        header = (f"# Convergence calibration\n\n`python -m grader.calibrate --seeds {args.seeds} --variants "
-                  f"{','.join(variants)} --marker {args.marker!r}{' --only ' + repr(args.only) if args.only else ''}` "
-                  f"({time.monotonic() - start:.0f} s, {args.jobs} jobs). Each cell: runs passed / runs; a run is "
-                  "one seed offset of the whole test (all of its internal seeds).\n\n")  # fmt: skip
-        args.out.write_text(header + table + "\n")
+        perturbed = "" if args.perturbed_seeds is None else f" --perturbed-seeds {args.perturbed_seeds}"
+        only = f" --only {args.only!r}" if args.only else ""
+        header = (f"# Convergence calibration\n\n`python -m grader.calibrate --seeds {args.seeds}{perturbed} "
+                  f"--variants {','.join(variants)} --marker {args.marker!r}{only}` ({time.monotonic() - start:.0f} s, "
+                  f"{args.jobs} jobs, {time.strftime('%Y-%m-%d')}).\n\n{CELLS}\n\n")  # fmt: skip
+        kept = ""
+        if args.out.is_file():
+            old = args.out.read_text(encoding="utf-8")
+            at = old.find("\n## ")
+            kept = old[at:] if at >= 0 else ""
+        args.out.write_text(header + table + "\n" + kept, encoding="utf-8")
     return 0
+
+
+#: What a cell of the table means (the header of docs/calibration.md).
+CELLS = (
+    "Each cell: runs passed / runs, where a run is one seed offset of the whole test; for a majority test "
+    "(`seed_trials`: it passes when `need` of its `of` seeds learn) also the seeds that learned / seeds tried, "
+    "every seed run (`--all-seeds`). The estimate pools the variants: for a majority test it is P(fewer than "
+    "`need` of `of` seeds learn) at the per-seed failure rate p, with p the observed rate or, when no seed "
+    "failed, the rule-of-three bound 3/n; for another test, the observed failure rate or 3/n."
+)
 
 
 if __name__ == "__main__":

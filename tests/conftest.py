@@ -7,6 +7,7 @@ Options:
                         plain data comes back (grader.remote); ``none``: the same requests in this process,
                         with plain tracebacks (a student's quick local loop)
     --seed-offset K     shift every seed (``make calibrate``); 0, the default, is what the grader runs
+    --all-seeds         ``seed_trials`` tests run every seed, not only until the majority is decided (calibration)
 
 Markers (registered here, validated at collection):
     component(name)   the graded component a test file belongs to (``pytestmark``)
@@ -22,10 +23,12 @@ Fixtures:
     seed     autouse: seeds ``random``, ``numpy`` and ``torch`` with 0 (K under ``--seed-offset``) before every
              test (the worker too, when the test uses ``impl``); returns the seed
     reseed   ``reseed(n)`` seeds the judge and the worker with ``n`` (``n + 1000*K`` under ``--seed-offset`` K)
+    seed_trials  a convergence verdict by majority over seeds, each seed's outcome recorded for calibration
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -102,6 +105,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=0,
         help="shift every seed (calibration, grader/calibrate.py): the seed fixture seeds with K and reseed(n) "
         "with n + 1000*K (default 0, what the grader runs)",
+    )
+    group.addoption(
+        "--all-seeds",
+        action="store_true",
+        help="seed_trials tests run every seed instead of stopping once the majority is decided (calibration)",
     )
     group.addoption(
         "--graded-only",
@@ -318,6 +326,47 @@ def reseed(request: pytest.FixtureRequest):
             remote.seed(seed + offset)
 
     return reseed_all
+
+
+#: ``user_properties`` key of one seed's outcome in a :func:`seed_trials` test (grader/calibrate.py reads it).
+SEED_TRIAL = "seed_trial"
+
+
+@pytest.fixture
+def seed_trials(request: pytest.FixtureRequest, reseed):
+    """A learning verdict by majority over seeds: ``seed_trials(trial, what, seeds=(0, 1, 2), need=2)``.
+
+    ``trial(seed) -> (learned: bool, detail: str)`` runs one learning experiment; each seed is reseeded with
+    ``reseed(seed)`` first. The test passes when at least ``need`` seeds learn; seeds stop running once the
+    verdict is decided (``--all-seeds`` runs every one, for calibration). Each seed's outcome is recorded in
+    the test's ``user_properties`` as ``("seed_trial", json)`` so that ``make calibrate`` estimates the per-seed
+    failure rate p and from it the test's false-fail rate P(fewer than ``need`` of ``len(seeds)`` learn).
+    The assertion names every seed run with its ``detail``. Returns ``[(seed, learned, detail), ...]``.
+    """
+    run_all = request.config.getoption("--all-seeds")
+
+    def run(trial, what: str, seeds=(0, 1, 2), need: int = 2) -> list[tuple[int, bool, str]]:
+        seeds = tuple(seeds)
+        if not 1 <= need <= len(seeds):
+            raise ValueError(f"need must be between 1 and len(seeds) = {len(seeds)}, got {need}")
+        results: list[tuple[int, bool, str]] = []
+        for seed in seeds:
+            reseed(seed)
+            learned, detail = trial(seed)
+            learned = bool(learned)
+            results.append((seed, learned, detail))
+            record = {"seed": seed, "learned": learned, "need": need, "of": len(seeds)}
+            request.node.user_properties.append((SEED_TRIAL, json.dumps(record)))
+            passed, failed = sum(ok for _, ok, _ in results), sum(not ok for _, ok, _ in results)
+            if not run_all and (passed >= need or failed > len(seeds) - need):
+                break
+        passed = sum(ok for _, ok, _ in results)
+        assert passed >= need, f"{what}: on {passed} of the {len(results)} seeds run, {need} needed: " + "; ".join(
+            f"seed {seed}: {detail}{'' if ok else ' (no)'}" for seed, ok, detail in results
+        )
+        return results
+
+    return run
 
 
 @pytest.fixture(autouse=True)

@@ -696,12 +696,17 @@ MAZE = {"height": 4, "width": 5, "walls": [(0, 2), (1, 2), (2, 2)], "start": (1,
 @pytest.mark.convergence
 @pytest.mark.points(3)
 @pytest.mark.timeout(240)
-def test_planning_reaches_the_goal_in_fewer_real_steps(impl, reseed):
+def test_planning_reaches_the_goal_in_fewer_real_steps(impl, reseed, seed_trials):
     """S&B Figure 8.2 in small: after one shared random-walk episode, Dyna-Q with n=10 planning steps needs
-    clearly fewer real steps over the next 5 episodes than the same agent without planning (6 seeds, summed)."""
-    steps = {0: [], 10: []}
-    for seed in range(6):
-        reseed(seed)
+    fewer than 3/4 of the real steps of the same agent without planning over the next 5 episodes (2 of 3 seeds).
+
+    Measured with the reference over 6-seed groups (0-5, 12-17, 18-23, 30-35, 36-41, with its own DynamicsModel
+    and ReplayBuffer): the ratio of the summed steps was 0.31-0.52 (0.56 with search_control="random"); with the
+    test doubles (_ListBuffer, _MeanModel), seeds 6-11: 0.32 (n=10 540 steps, n=0 1686). Calibration per seed:
+    docs/calibration.md (the test fails when 2 of 3 seeds fail, about 3p² for a per-seed rate p).
+    """
+
+    def trial(seed: int) -> tuple[bool, str]:
         env = _Maze(**MAZE)  # the judge's maze: it steps the environment and counts the real steps itself
         explorer = impl.DynaQAgent(
             state_dim=env.n_states,
@@ -720,7 +725,8 @@ def test_planning_reaches_the_goal_in_fewer_real_steps(impl, reseed):
             stored=0, learning_starts=32,
         )
         assert reached == [True], "the random walk should reach the goal of this small maze"
-        for n, totals in steps.items():
+        steps = {}
+        for n in (0, 10):
             agent = impl.run(_deepcopy, explorer)
             reseed(100 + seed)
             lengths, _, _ = _run_dyna(
@@ -735,8 +741,8 @@ def test_planning_reaches_the_goal_in_fewer_real_steps(impl, reseed):
                 stored=stored,
                 learning_starts=32,  # train()'s default: the agent's batch_size
             )
-            totals.append(sum(lengths))
-    # Measured with the reference over seed groups 0-5, 12-17, 18-23, 30-35, 36-41 with its own DynamicsModel and
-    # ReplayBuffer: the ratio of the sums was 0.31-0.52 (0.56 with search_control="random"). With the test doubles
-    # (_ListBuffer, _MeanModel): seeds 6-11 0.32 (n=10 540 steps, n=0 1686), seeds 12-17 0.34 (576, 1698).
-    assert sum(steps[10]) < 0.75 * sum(steps[0]), steps
+            steps[n] = sum(lengths)
+        return steps[10] < 0.75 * steps[0], f"{steps[10]} real steps with planning, {steps[0]} without"
+
+    seed_trials(trial, "Dyna-Q with 10 planning steps needed fewer than 3/4 of the real steps of no planning",
+                seeds=(0, 1, 2), need=2)  # fmt: skip

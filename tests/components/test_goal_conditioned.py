@@ -517,9 +517,8 @@ def test_critic_regresses_onto_terminal_rewards(impl, device):
 # ------------------------------------------------------------------------------------------------------
 # convergence: bit flipping (discrete, DQN + HER) and a point-reaching task (continuous, DDPG + HER)
 # ------------------------------------------------------------------------------------------------------
-def _bit_flipping_success(impl, reseed, seed: int, her_k: int, n_bits: int = 10, episodes: int = 250, curve=None):
+def _bit_flipping_success(impl, seed: int, her_k: int, n_bits: int = 10, episodes: int = 250, curve=None):
     """Greedy success rate (100 episodes judged here, fresh goals) after training DQN(+HER) on n-bit flipping."""
-    reseed(seed)
     env = BitFlip(n_bits, seed)
     agent = impl.GoalConditionedAgent(
         n_bits,
@@ -548,37 +547,48 @@ def _bit_flipping_success(impl, reseed, seed: int, her_k: int, n_bits: int = 10,
 @pytest.mark.convergence
 @pytest.mark.points(3)
 @pytest.mark.timeout(200)
-def test_her_solves_bit_flipping(impl, reseed, curve):
-    """DQN + HER ('future', k=4) solves 10-bit flipping: greedy success > 0.9 (seeds 0, 1, 2).
+def test_her_solves_bit_flipping(impl, seed_trials, curve):
+    """DQN + HER ('future', k=4) solves 10-bit flipping: greedy success > 0.9 on at least 2 of 3 seeds.
 
     Measured with the reference (seeds 0-9, 100 episodes judged on the test's BitFlip): 0.99-1.0.
+    Calibration: docs/calibration.md (the test fails when 2 of 3 seeds fail, about 3p² for a per-seed rate p).
     """
-    rates = [_bit_flipping_success(impl, reseed, seed, her_k=4, curve=curve) for seed in (0, 1, 2)]
-    assert min(rates) > 0.9, rates
+
+    def trial(seed: int) -> tuple[bool, str]:
+        rate = _bit_flipping_success(impl, seed, her_k=4, curve=curve)
+        return rate > 0.9, f"success {rate:.2f}"
+
+    seed_trials(trial, "DQN + HER solved 10-bit flipping (greedy success > 0.9)", seeds=(0, 1, 2), need=2)
 
 
 @pytest.mark.convergence
 @pytest.mark.timeout(200)
-def test_without_relabelling_bit_flipping_fails(impl, reseed):
-    """The same budget without relabelling (her_k=0) stays below 0.2 success (seeds 0, 1).
+def test_without_relabelling_bit_flipping_fails(impl, seed_trials):
+    """The same budget without relabelling (her_k=0) stays below 0.2 success on at least 2 of 3 seeds.
 
     Measured with the reference (seeds 0-9, 100 episodes judged on the test's BitFlip): 0.0-0.01.
+    Calibration: docs/calibration.md.
     """
-    rates = [_bit_flipping_success(impl, reseed, seed, her_k=0) for seed in (0, 1)]
-    assert max(rates) < 0.2, rates
+
+    def trial(seed: int) -> tuple[bool, str]:
+        rate = _bit_flipping_success(impl, seed, her_k=0)
+        return rate < 0.2, f"success {rate:.2f}"
+
+    seed_trials(trial, "without relabelling (her_k=0) 10-bit flipping stayed unsolved (success < 0.2)",
+                seeds=(0, 1, 2), need=2)  # fmt: skip
 
 
 @pytest.mark.convergence
 @pytest.mark.points(2)
 @pytest.mark.timeout(200)
-def test_her_ddpg_reaches_point_goals(impl, reseed):
-    """DDPG + HER learns to reach random 2-D goals: greedy success > 0.8 (seeds 0, 1).
+def test_her_ddpg_reaches_point_goals(impl, seed_trials):
+    """DDPG + HER learns to reach random 2-D goals: greedy success > 0.8 on at least 2 of 3 seeds.
 
     Measured with the reference (seeds 0-9, 50 episodes judged on fresh goals): 0.98-1.0.
+    Calibration: docs/calibration.md.
     """
-    rates = []
-    for seed in (0, 1):
-        reseed(seed)
+
+    def trial(seed: int) -> tuple[bool, str]:
         env = PointReach(seed)
         agent = impl.GoalConditionedAgent(
             2,
@@ -596,8 +606,9 @@ def test_her_ddpg_reaches_point_goals(impl, reseed):
         judged = rollout(
             PointReach(100 + seed), act=_greedy(agent), episodes=50, max_steps=10, success=_final_success
         )
-        rates.append(judged.success_rate)
-    assert min(rates) > 0.8, rates
+        return judged.success_rate > 0.8, f"success {judged.success_rate:.2f}"
+
+    seed_trials(trial, "DDPG + HER reached point goals (greedy success > 0.8)", seeds=(0, 1, 2), need=2)
 
 
 # ------------------------------------------------------------------------------------------------------

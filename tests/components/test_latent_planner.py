@@ -289,9 +289,9 @@ def test_cem_finds_known_optimum(impl, reseed, goal, expected_first_action):
         assert action.tolist() == pytest.approx(list(expected_first_action), abs=0.05), f"seed {seed}"
 
 
-def _train_point_mass_latent_model(seed: int, steps: int = 1000):
-    """Deterministic auto-encoder + latent dynamics + reward of the point mass s' = s + 0.1a, r = -||s'||."""
-    torch.manual_seed(seed)
+def _train_point_mass_latent_model(steps: int = 1000):
+    """Deterministic auto-encoder + latent dynamics + reward of the point mass s' = s + 0.1a, r = -||s'||,
+    trained here in the judge from torch's global generator (seed it first)."""
     enc = nn.Sequential(nn.Linear(2, 32), nn.Tanh(), nn.Linear(32, 4))
     dec = nn.Sequential(nn.Linear(4, 32), nn.Tanh(), nn.Linear(32, 2))
     dyn = nn.Sequential(nn.Linear(6, 64), nn.Tanh(), nn.Linear(64, 4))
@@ -319,10 +319,15 @@ def _train_point_mass_latent_model(seed: int, steps: int = 1000):
 @pytest.mark.convergence
 @pytest.mark.points(2)
 @pytest.mark.timeout(120)
-def test_planning_with_trained_model_reaches_goal(impl, reseed):
-    """With a learned point-mass model, 12 MPC steps end far closer to the goal than random actions (3 seeds)."""
-    for seed in (0, 1, 2):
-        enc, dec, dyn, rew = _train_point_mass_latent_model(seed)
+def test_planning_with_trained_model_reaches_goal(impl, reseed, seed_trials):
+    """With a learned point-mass model, 12 MPC steps end far closer to the goal than random actions (2 of 3 seeds).
+
+    Measured with the reference (seeds 0-2): mean planned distance ≤ 0.15 against about 0.8 for random actions.
+    Calibration: docs/calibration.md (the test fails when 2 of 3 seeds fail, about 3p² for a per-seed rate p).
+    """
+
+    def trial(seed: int) -> tuple[bool, str]:
+        enc, dec, dyn, rew = _train_point_mass_latent_model()
         planner = impl.LatentSpacePlanner(
             encoder=enc,
             decoder=dec,
@@ -347,9 +352,12 @@ def test_planning_with_trained_model_reaches_goal(impl, reseed):
             random_.append(s.norm().item())
         mean_planned = sum(planned) / len(planned)
         mean_random = sum(random_) / len(random_)
-        # optimal: about 0 (12 steps of up to 0.14 from distance 0.8); random: about 0.8; measured: <= 0.15
-        assert mean_planned < 0.35, f"seed {seed}: planned final distances {planned}"
-        assert mean_planned < 0.5 * mean_random, f"seed {seed}: planned {planned}, random {random_}"
+        # optimal: about 0 (12 steps of up to 0.14 from distance 0.8); random: about 0.8
+        learned = mean_planned < 0.35 and mean_planned < 0.5 * mean_random
+        return learned, f"mean final distance planned {mean_planned:.2f}, random {mean_random:.2f}"
+
+    seed_trials(trial, "MPC on the learned model ended nearer the goal (mean distance < 0.35 and < half of "
+                "random's)", seeds=(0, 1, 2), need=2)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------- device

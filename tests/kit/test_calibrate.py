@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import sys
@@ -10,7 +11,17 @@ from textwrap import dedent
 
 import pytest
 
-from grader.calibrate import Tally, false_fail_bound, format_table, junit_outcomes, perturbed_root
+from grader.calibrate import (
+    Outcome,
+    Tally,
+    false_fail_bound,
+    format_table,
+    junit_outcomes,
+    majority_false_fail,
+    node_id,
+    perturbed_root,
+    runs_needed,
+)
 
 PLAIN = "def double(x):\n    return 2 * x\n"
 NET = dedent(
@@ -80,7 +91,21 @@ def test_junit_outcomes_reads_pass_fail_and_drops_skips(tmp_path: Path) -> None:
         '<testcase classname="a" name="err"><error message="x"/></testcase>'
         '<testcase classname="a" name="skip"><skipped/></testcase></testsuite></testsuites>'
     )
-    assert junit_outcomes(xml) == {"a::ok": True, "a::bad": False, "a::err": False}
+    outcomes = junit_outcomes(xml)
+    assert {name: o.passed for name, o in outcomes.items()} == {"a::ok": True, "a::bad": False, "a::err": False}
+    assert all(o.learned == [] and o.rule is None for o in outcomes.values())
+
+
+def test_junit_outcomes_reads_each_seed_of_a_majority_test(tmp_path: Path) -> None:
+    """The seed_trial properties of a test case become its per-seed outcomes, in order, and its (need, of)."""
+    props = "".join(
+        f'<property name="seed_trial" value="{json.dumps(dict(seed=s, learned=ok, need=2, of=3)).replace(chr(34), "&quot;")}"/>'
+        for s, ok in [(0, True), (1, False), (2, True)]
+    )
+    xml = tmp_path / "j.xml"
+    xml.write_text(f'<testsuites><testsuite><testcase classname="m" name="t"><properties>{props}</properties>'
+                   '</testcase></testsuite></testsuites>')  # fmt: skip
+    assert junit_outcomes(xml) == {"m::t": Outcome(True, [True, False, True], (2, 3))}
 
 
 def test_false_fail_bound_is_the_rate_or_three_over_n() -> None:
@@ -92,6 +117,46 @@ def test_false_fail_bound_is_the_rate_or_three_over_n() -> None:
         false_fail_bound(0, 0)
 
 
+def test_majority_false_fail_is_the_binomial_tail() -> None:
+    """2 of 3 seeds needed, p = 0.1: fail when 2 or 3 seeds fail, 3·0.1²·0.9 + 0.1³ = 0.028."""
+    assert majority_false_fail(0.1, 2, 3) == pytest.approx(0.028)
+    assert majority_false_fail(0.1, 3, 3) == pytest.approx(1 - 0.9**3)  # every seed needed
+    assert majority_false_fail(0.0, 2, 3) == 0.0
+    with pytest.raises(ValueError, match="need must be between 1 and of = 3, got 4"):
+        majority_false_fail(0.1, 4, 3)
+
+
+def test_runs_needed_counts_every_seed_of_a_majority_test() -> None:
+    """30 seeds take 10 offsets of a 3-seed majority test, 30 of a single-seed test, and at least one."""
+    assert runs_needed(Outcome(True, [True] * 3, (2, 3)), 30) == 10
+    assert runs_needed(Outcome(True, [True] * 3, (2, 3)), 10) == 4
+    assert runs_needed(Outcome(True), 30) == 30
+    assert runs_needed(Outcome(True), 0) == 1
+
+
+def test_node_id_turns_a_junit_name_back_into_a_path() -> None:
+    """JUnit's dotted class name and test name give the node id pytest selects (parameters kept)."""
+    assert node_id("tests.components.test_x::test_y[seed1]") == "tests/components/test_x.py::test_y[seed1]"
+
+
+def test_seed_trials_stops_once_the_majority_is_decided(seed_trials, request: pytest.FixtureRequest) -> None:
+    """Two learning seeds of three decide a 2-of-3 test: the third is not run; both outcomes are recorded."""
+    tried = []
+    seed_trials(lambda seed: (tried.append(seed) or True, "ok"), "learned", seeds=(0, 1, 2), need=2)
+    assert tried == [0, 1]
+    recorded = [json.loads(v) for k, v in request.node.user_properties if k == "seed_trial"]
+    assert recorded == [{"seed": s, "learned": True, "need": 2, "of": 3} for s in (0, 1)]
+
+
+def test_seed_trials_fails_naming_every_seed_run(seed_trials) -> None:
+    """Two failing seeds of three decide a 2-of-3 test too: the message names both, with their details."""
+    with pytest.raises(AssertionError, match=r"learned: on 0 of the 2 seeds run, 2 needed: seed 5: 0.10 \(no\); "
+                       r"seed 6: 0.20 \(no\)"):  # fmt: skip
+        seed_trials(lambda seed: (False, f"{(seed - 4) / 10:.2f}"), "learned", seeds=(5, 6, 7), need=2)
+    with pytest.raises(ValueError, match="need must be between 1 and len"):
+        seed_trials(lambda seed: (True, ""), "learned", seeds=(0,), need=2)
+
+
 def test_table_lists_counts_and_failing_offsets() -> None:
     """A row shows passes/runs per variant, the failing seed offsets, and the estimate over all variants."""
     tally = Tally()
@@ -100,3 +165,13 @@ def test_table_lists_counts_and_failing_offsets() -> None:
     tally.failed_at["draw"].append(7)
     table = format_table({"t::x": tally}, ["reference", "draw"])
     assert "| t::x | 30/30 | 29/30 (fails at 7) | 1.7% |" in table
+
+
+def test_table_estimates_a_majority_test_from_its_seeds() -> None:
+    """A 2-of-3 test with 1 failed seed in 60: p = 1/60, false-fail 3p²(1-p) + p³ ≈ 0.08%."""
+    tally = Tally()
+    for offset in range(10):
+        tally.add("reference", offset, Outcome(True, [True, True, True], (2, 3)))
+        tally.add("draw", offset, Outcome(True, [True, offset != 4, True], (2, 3)))
+    row = format_table({"t::m": tally}, ["reference", "draw"]).splitlines()[-1]
+    assert row == "| t::m | 10/10; seeds 30/30 | 10/10; seeds 29/30 | 0.08% (2 of 3 seeds; p 1.7% per seed (1/60 seeds failed)) |"
