@@ -235,8 +235,7 @@ def calibrate(seeds: int, variants: list[str], only: str = "", jobs: int = 2, ti
                          f"({time.monotonic() - start:.0f} s){' failed: ' + failed if failed else ''}")  # fmt: skip
             return first
 
-        later_guess = len(variants) * (max(target.values()) - 1)
-        first = run_jobs([(v, 0, None) for v in variants], len(variants) + later_guess)
+        first = run_jobs([(v, 0, None) for v in variants], len(variants))  # how many seeds a run of each tries
         later = []
         for offset in range(1, max(target.values())):
             for v in variants:
