@@ -300,6 +300,26 @@ def format_table(tallies: dict[str, Tally], variants: list[str]) -> str:
     return "\n".join(lines)
 
 
+def write_record(old: str, command: str, table: str, variants: list[str], merge: bool) -> str:
+    """The Markdown record (docs/calibration.md) after a run of ``command`` that printed ``table``.
+
+    ``old`` is the record's current text. Its '## ' sections are kept. With ``merge`` (an ``--only`` run) the
+    new rows replace the rows of the same tests and the other rows stay, when ``old`` has a table with the
+    same variants; the header then names this run as well."""
+    at = old.find("\n## ")
+    kept = old[at:] if at >= 0 else ""
+    head_row = table.splitlines()[0]
+    if merge and head_row in old:
+        rows = {line.split(" | ", 1)[0]: line for line in old[: at if at >= 0 else len(old)].splitlines()
+                if line.startswith("| ") and line != head_row}  # fmt: skip
+        rows.update({line.split(" | ", 1)[0]: line for line in table.splitlines()[2:]})
+        top = old[: old.index(head_row)].rstrip("\n")
+        rows_text = "\n".join(rows[key] for key in sorted(rows))
+        table = "\n".join(table.splitlines()[:2]) + "\n" + rows_text
+        return f"{top}\n\nRows re-run: {command}.\n\n{table}\n{kept}"
+    return f"# Convergence calibration\n\n{command}.\n\n{CELLS}\n\n{table}\n{kept}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m grader.calibrate", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=30,
@@ -330,15 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         perturbed = "" if args.perturbed_seeds is None else f" --perturbed-seeds {args.perturbed_seeds}"
         only = f" --only {args.only!r}" if args.only else ""
-        header = (f"# Convergence calibration\n\n`python -m grader.calibrate --seeds {args.seeds}{perturbed} "
-                  f"--variants {','.join(variants)} --marker {args.marker!r}{only}` ({time.monotonic() - start:.0f} s, "
-                  f"{args.jobs} jobs, {time.strftime('%Y-%m-%d')}).\n\n{CELLS}\n\n")  # fmt: skip
-        kept = ""
-        if args.out.is_file():
-            old = args.out.read_text(encoding="utf-8")
-            at = old.find("\n## ")
-            kept = old[at:] if at >= 0 else ""
-        args.out.write_text(header + table + "\n" + kept, encoding="utf-8")
+        command = (f"`python -m grader.calibrate --seeds {args.seeds}{perturbed} --variants {','.join(variants)} "
+                   f"--marker {args.marker!r}{only}` ({time.monotonic() - start:.0f} s, {args.jobs} jobs, "
+                   f"{time.strftime('%Y-%m-%d')})")  # fmt: skip
+        old = args.out.read_text(encoding="utf-8") if args.out.is_file() else ""
+        args.out.write_text(write_record(old, command, table, variants, merge=bool(args.only)), encoding="utf-8")
     return 0
 
 

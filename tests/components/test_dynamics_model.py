@@ -179,7 +179,11 @@ def test_samples_follow_the_predicted_gaussian(impl, device, reseed, scale):
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_recovers_noisy_linear_system(impl, device, reseed, seed):
-    """On s' = A s + B a + N(0, 0.1²), r = s₀ − a + N(0, 0.2²) it learns the means and calibrated stds."""
+    """On s' = A s + B a + N(0, 0.1²), r = s₀ − a + N(0, 0.2²) it learns the means and calibrated stds.
+
+    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
+    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    """
     reseed(seed)
     A_ = torch.tensor([[0.9, 0.2], [-0.1, 0.8]])
     B_ = torch.tensor([[0.5], [1.0]])

@@ -284,7 +284,11 @@ def test_expand_node_one_child_per_action_and_never_terminal(impl):
 @pytest.mark.convergence
 @pytest.mark.points(2)
 def test_notebook_cell_returns_action_2(impl):
-    """The notebook's call (with num_actions=3) picks action 2 (towards the goal) for several seeds."""
+    """The notebook's call (with num_actions=3) picks action 2 (towards the goal) for several seeds.
+
+    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
+    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    """
     for seed in range(5):
         env = impl.run(_new, SimpleMCTSEnv)  # the env the planner gets, watched by the judge
         mcts = impl.MonteCarloTreeSearch(
@@ -374,7 +378,10 @@ def test_terminal_nodes_are_never_expanded(impl):
 @pytest.mark.points(2)
 def test_four_and_five_tuple_envs_find_the_far_goal(impl):
     """On TwoGoalChain (Q*(left) = 0.45 < Q*(right) = 0.729) both step APIs pick action 1 within 150
-    simulations for several seeds, through env.action_space.n, without stepping the original env."""
+    simulations for several seeds, through env.action_space.n, without stepping the original env.
+    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
+    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    """
     for five in (True, False):
         for seed in range(3):
             env = impl.run(_new, TwoGoalChain, five_tuple=five)  # the env the planner gets, watched by the judge
@@ -388,7 +395,10 @@ def test_four_and_five_tuple_envs_find_the_far_goal(impl):
 @pytest.mark.convergence
 def test_model_tree_prefers_delayed_reward(impl):
     """On a hand-built depth-2 tree (Q*(0) = 1, Q*(1) = 4.5) the model planner picks 1 within 60 simulations
-    for several seeds, and Q(root, 1) approaches 4.5 from below."""
+    for several seeds, and Q(root, 1) approaches 4.5 from below.
+    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
+    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    """
     for seed in range(5):
         mcts = impl.MonteCarloTreeSearch(
             model=delayed_reward_tree, num_actions=2, num_simulations=60, max_depth=5, gamma=0.9, seed=seed

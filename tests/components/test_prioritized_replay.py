@@ -221,7 +221,12 @@ def test_stratified_prefix_sums_one_per_segment(impl):
 @pytest.mark.convergence
 @pytest.mark.timeout(60)
 def test_sampling_frequencies_match_priorities(impl):
-    """Chi-square test: empirical sampling frequencies match P(i) = p_i^α / Σ p^α (p-value > 1e-4)."""
+    """Chi-square test: empirical sampling frequencies match P(i) = p_i^α / Σ p^α (p-value > 1e-4).
+
+    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
+    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three; by construction a correct
+    sampler fails the chi-square test with probability 1e-4 (its p-value threshold).
+    """
     priorities = np.array([0.5, 1.0, 1.0, 2.0, 3.0, 5.0, 8.0, 0.25])
     alpha = 0.6
     buf = _buffer(impl, priorities, alpha=alpha)

@@ -21,6 +21,7 @@ from grader.calibrate import (
     node_id,
     perturbed_root,
     runs_needed,
+    write_record,
 )
 
 PLAIN = "def double(x):\n    return 2 * x\n"
@@ -175,3 +176,16 @@ def test_table_estimates_a_majority_test_from_its_seeds() -> None:
         tally.add("draw", offset, Outcome(True, [True, offset != 4, True], (2, 3)))
     row = format_table({"t::m": tally}, ["reference", "draw"]).splitlines()[-1]
     assert row == "| t::m | 10/10; seeds 30/30 | 10/10; seeds 29/30 | 0.08% (2 of 3 seeds; p 1.7% per seed (1/60 seeds failed)) |"
+
+
+def test_an_only_run_replaces_its_rows_and_keeps_the_rest() -> None:
+    """Re-running one test (--only) replaces its row, keeps the other rows and the '## ' sections."""
+    head = "| test | reference | false-fail (est.) |\n|---|---|---|"
+    old = write_record("", "`first`", f"{head}\n| t::a | 1/1 | x |\n| t::b | 1/1 | x |", ["reference"], merge=False)
+    old += "\n## Other check\n\nkept\n"
+    new = write_record(old, "`second`", f"{head}\n| t::b | 2/2 | y |", ["reference"], merge=True)
+    assert "| t::a | 1/1 | x |\n| t::b | 2/2 | y |" in new and "| t::b | 1/1 | x |" not in new
+    assert "`first`" in new and "Rows re-run: `second`." in new
+    assert new.endswith("## Other check\n\nkept\n")
+    fresh = write_record(old, "`third`", f"{head}\n| t::c | 3/3 | z |", ["reference"], merge=False)
+    assert "t::a" not in fresh and "`first`" not in fresh and fresh.endswith("kept\n")
