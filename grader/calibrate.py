@@ -42,9 +42,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.markers import SEED_TRIAL
+
 REPO = Path(__file__).resolve().parent.parent
 GRADED = ("tests/components", "tests/hidden")
-SEED_TRIAL = "seed_trial"  # tests/conftest.py: the user_properties key of one seed of a seed_trials test
 VARIANTS = ("reference", "draw", "fp")
 
 #: Appended to every module of a perturbed copy; ``_ca15_perturb`` is written next to the packages.
@@ -266,8 +267,8 @@ def majority_false_fail(p: float, need: int, of: int) -> float:
 def estimate(t: Tally, variants: list[str]) -> str:
     """The estimated false-fail rate of a correct implementation, over all variants: from the per-seed failure
     rate for a majority test (``seed_trials``), else from the runs."""
-    if t.rule and sum(t.trials[v] for v in variants):
-        trials = sum(t.trials[v] for v in variants)
+    trials = sum(t.trials[v] for v in variants)
+    if t.rule and trials:
         fails = trials - sum(t.learned[v] for v in variants)
         p = false_fail_bound(fails, trials)
         need, of = t.rule

@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Protocol
 
 CATEGORIES: tuple[str, ...] = ("shape", "gradient", "convergence", "property")
+#: ``user_properties`` key of one seed's outcome in a ``seed_trials`` test (tests/conftest.py writes it as JSON
+#: ``{"seed", "learned", "need", "of"}``; grader/calibrate.py reads it from JUnit).
+SEED_TRIAL = "seed_trial"
+
 MARKERS: dict[str, str] = {
     "component": "component(name): graded component this test belongs to",
     "shape": "shape: category - output shapes, dtypes, API contract",

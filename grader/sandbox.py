@@ -2,10 +2,10 @@
 
 The child gets its own session (so the whole process group can be killed), resource limits (address space,
 CPU seconds, processes, file size, open files), an optional private network namespace (no network) and
-the unprivileged account its sandbox chose (:meth:`WorkerSandbox.command`). Output is captured up to a byte budget (head and tail
-kept). Results travel back over a pipe that the parent creates (:class:`ReportChannel`): every record is
-signed with a per-run key, so text that a submission prints or writes into files is never mistaken for a
-result.
+the unprivileged account its sandbox chose (:meth:`WorkerSandbox.command`). Output is captured up to a byte
+budget (head and tail kept). Results travel back over a pipe that the parent creates (:class:`ReportChannel`):
+every record is signed with a per-run key, so text that a submission prints or writes into files is never
+mistaken for a result.
 """
 
 from __future__ import annotations

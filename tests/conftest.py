@@ -47,7 +47,7 @@ if str(REPO) not in sys.path:  # the kit's own package, also when it is not pip-
     sys.path.append(str(REPO))
 
 from grader.impl import resolve_root
-from grader.markers import MARKERS, category_of, marker_errors, points_of
+from grader.markers import MARKERS, SEED_TRIAL, category_of, marker_errors, points_of
 from grader.remote import LocalSession, ProcessSession, RemoteImplementation, Session, WorkerLost, ship_by_value
 
 GRADED_DIRS = ("components", "hidden")
@@ -328,10 +328,6 @@ def reseed(request: pytest.FixtureRequest):
     return reseed_all
 
 
-#: ``user_properties`` key of one seed's outcome in a :func:`seed_trials` test (grader/calibrate.py reads it).
-SEED_TRIAL = "seed_trial"
-
-
 @pytest.fixture
 def seed_trials(request: pytest.FixtureRequest, reseed):
     """A learning verdict by majority over seeds: ``seed_trials(trial, what, seeds=(0, 1, 2), need=2)``.
@@ -350,17 +346,17 @@ def seed_trials(request: pytest.FixtureRequest, reseed):
         if not 1 <= need <= len(seeds):
             raise ValueError(f"need must be between 1 and len(seeds) = {len(seeds)}, got {need}")
         results: list[tuple[int, bool, str]] = []
+        passed = 0
         for seed in seeds:
             reseed(seed)
             learned, detail = trial(seed)
             learned = bool(learned)
             results.append((seed, learned, detail))
+            passed += learned
             record = {"seed": seed, "learned": learned, "need": need, "of": len(seeds)}
             request.node.user_properties.append((SEED_TRIAL, json.dumps(record)))
-            passed, failed = sum(ok for _, ok, _ in results), sum(not ok for _, ok, _ in results)
-            if not run_all and (passed >= need or failed > len(seeds) - need):
+            if not run_all and (passed >= need or len(results) - passed > len(seeds) - need):
                 break
-        passed = sum(ok for _, ok, _ in results)
         assert passed >= need, f"{what}: on {passed} of the {len(results)} seeds run, {need} needed: " + "; ".join(
             f"seed {seed}: {detail}{'' if ok else ' (no)'}" for seed, ok, detail in results
         )
