@@ -18,9 +18,11 @@ seeds; ``--seeds N`` runs each test on enough offsets to try N seeds against the
 (``--perturbed-seeds M``: M against each perturbed reference).
 
 A test's *false-fail rate* for a correct implementation is estimated over all variants. For a majority test:
-P(fewer than ``need`` of ``of`` seeds learn) at the per-seed failure rate p (binomial); for any other test
-the failure rate of its runs. With no failure in ``n`` seeds or runs the rule of three bounds the rate by
-``3/n`` (95%).
+P(fewer than ``need`` of ``of`` seeds learn) at the per-seed failure rate p (binomial). For a test that checks
+its statistics with the ``margin`` fixture: each check's values over the runs are fitted (Student-t prediction
+of one more run, after a Box-Cox transform of value/threshold when both are positive) and the checks' rates
+summed; the observed failure rate where it is larger. For any other test the failure rate of its runs. With
+no failure in ``n`` seeds or runs the rule of three bounds the rate by ``3/n`` (95%).
 
 The table goes to stdout and, with ``--out``, to a Markdown file (docs/calibration.md).
 """
@@ -42,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.markers import SEED_TRIAL
+from grader.markers import MARGIN, SEED_TRIAL
 
 REPO = Path(__file__).resolve().parent.parent
 GRADED = ("tests/components", "tests/hidden")
@@ -124,6 +126,7 @@ class Outcome:
     passed: bool
     learned: list[bool] = field(default_factory=list)  # one per seed run, in order
     rule: tuple[int, int] | None = None  # (need, of): the test passes when ``need`` of ``of`` seeds learn
+    margins: list[tuple[str, float, str, float]] = field(default_factory=list)  # (what, value, op, threshold)
 
 
 @dataclass
@@ -137,6 +140,7 @@ class Tally:
     trials: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     learned: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rule: tuple[int, int] | None = None
+    margins: dict[str, list[tuple[float, str, float]]] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, variant: str, offset: int, outcome: Outcome) -> None:
         self.runs[variant] += 1
@@ -146,6 +150,8 @@ class Tally:
         self.trials[variant] += len(outcome.learned)
         self.learned[variant] += sum(outcome.learned)
         self.rule = outcome.rule or self.rule
+        for what, value, op, threshold in outcome.margins:
+            self.margins[what].append((value, op, threshold))
 
 
 def junit_outcomes(path: Path) -> dict[str, Outcome]:
@@ -162,6 +168,9 @@ def junit_outcomes(path: Path) -> dict[str, Outcome]:
                 trial = json.loads(prop.get("value", "{}"))
                 outcome.learned.append(bool(trial["learned"]))
                 outcome.rule = (int(trial["need"]), int(trial["of"]))
+            elif prop.get("name") == MARGIN:
+                check = json.loads(prop.get("value", "{}"))
+                outcome.margins.append((str(check["what"]), float(check["value"]), check["op"], float(check["threshold"])))
         outcomes[name] = outcome
     return outcomes
 
@@ -264,6 +273,96 @@ def majority_false_fail(p: float, need: int, of: int) -> float:
     return sum(math.comb(of, j) * p**j * (1 - p) ** (of - j) for j in range(of - need + 1, of + 1))
 
 
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with ``df`` degrees of freedom (through the regularized incomplete beta
+    function: P(|T| > |t|) = I_{df/(df+t²)}(df/2, 1/2))."""
+    if df <= 0:
+        raise ValueError(f"df must be positive, got {df}")
+    tail = 0.5 * _betainc(df / 2, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1 - tail
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (modified Lentz)."""
+    if x <= 0 or x >= 1:
+        return 0.0 if x <= 0 else 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side only
+        return 1 - _betainc(b, a, 1 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)) / a
+    tiny, c, d = 1e-300, 1.0, 1 - (a + b) * x / (a + 1)
+    d = 1 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):  # fmt: skip
+            d = 1 + numerator * d
+            d = 1 / (d if abs(d) > tiny else tiny)
+            c = 1 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1) < 1e-15:
+            break
+    return front * f
+
+
+def slack_false_fail(slacks: list[float]) -> float:
+    """P(the next run's slack ≤ 0) when the slacks seen so far are draws of a normal of unknown mean and spread:
+    the Student-t prediction of one more draw, t = mean / (sd · √(1 + 1/n)) with n - 1 degrees of freedom.
+    A slack is how far a run was on the passing side of its threshold (negative: it failed)."""
+    n = len(slacks)
+    if n < 3:
+        raise ValueError(f"a fit needs at least 3 slacks, got {n}")
+    mean = sum(slacks) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in slacks) / (n - 1))
+    if sd <= 1e-9 * max(1.0, abs(mean)):  # the same slack every run (up to rounding): a deterministic check
+        return 0.0 if mean > 0 else 1.0
+    return t_sf(mean / (sd * math.sqrt(1 + 1 / n)), n - 1)
+
+
+#: Box-Cox powers tried for a positive statistic (0: the log).
+LAMBDAS = tuple(k / 4 for k in range(-8, 9))
+
+
+def box_cox(x: float, lam: float) -> float:
+    """The Box-Cox transform (x^λ - 1)/λ, log x at λ = 0: increasing in x > 0, and 0 at x = 1."""
+    return math.log(x) if lam == 0 else (x**lam - 1) / lam
+
+
+def box_cox_lambda(xs: list[float]) -> float:
+    """The λ of :data:`LAMBDAS` under which the positive ``xs`` look most normal: the maximum of the profile
+    log-likelihood -n/2 · log σ²(λ) + (λ - 1) · Σ log x (Box and Cox 1964)."""
+    logs = sum(math.log(x) for x in xs)
+
+    def loglik(lam: float) -> float:
+        ys = [box_cox(x, lam) for x in xs]
+        mean = sum(ys) / len(ys)
+        var = sum((y - mean) ** 2 for y in ys) / len(ys)
+        return -math.inf if var <= 0 else -len(ys) / 2 * math.log(var) + (lam - 1) * logs
+
+    return max(LAMBDAS, key=loglik)
+
+
+def check_false_fail(runs: list[tuple[float, str, float]]) -> tuple[float, float]:
+    """One check of a ``margin`` test over many runs, ``[(value, op, threshold), ...]``: the estimated
+    probability that a run fails it, and the fitted distance to the threshold in standard deviations.
+
+    When every value and threshold is positive (errors, distances, step counts: skewed, bounded by 0), the
+    ratios value/threshold are Box-Cox transformed with the λ of maximum likelihood and the slack is how far
+    each lies on the passing side of 1 (-T(x) for < and <=, T(x) for > and >=); otherwise the slack is
+    threshold - value (or value - threshold). The slacks are fitted by :func:`slack_false_fail`."""
+    finite = [(v, op, c) for v, op, c in runs if math.isfinite(v) and math.isfinite(c)]
+    below = [op in ("<", "<=") for _, op, _ in finite]
+    if all(v > 0 and c > 0 for v, _, c in finite):
+        ratios = [v / c for v, _, c in finite]
+        lam = box_cox_lambda(ratios)
+        slacks = [-box_cox(x, lam) if b else box_cox(x, lam) for x, b in zip(ratios, below)]
+    else:
+        slacks = [(c - v) if b else (v - c) for (v, _, c), b in zip(finite, below)]
+    mean = sum(slacks) / len(slacks)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in slacks) / (len(slacks) - 1))
+    return slack_false_fail(slacks), (mean / sd if sd > 1e-9 * max(1.0, abs(mean)) else math.inf)
+
+
 def estimate(t: Tally, variants: list[str]) -> str:
     """The estimated false-fail rate of a correct implementation, over all variants: from the per-seed failure
     rate for a majority test (``seed_trials``), else from the runs."""
@@ -279,6 +378,18 @@ def estimate(t: Tally, variants: list[str]) -> str:
     if not runs:
         return "n/a"
     fails = runs - sum(t.passed[v] for v in variants)
+    checks = {what: values for what, values in t.margins.items() if len(values) >= 3}
+    if checks:
+        fitted = {what: check_false_fail(values) for what, values in checks.items()}
+        rate = min(1.0, sum(r for r, _ in fitted.values()))
+        closest = min(fitted, key=lambda what: fitted[what][1])
+        distance = fitted[closest][1]
+        near = f"closest: {closest}, {distance:.1f} sd" if math.isfinite(distance) else "the same values every run"
+        runs_fitted = max(len(values) for values in checks.values())
+        note = f"fit of {len(fitted)} check{'s' * (len(fitted) > 1)} over {runs_fitted} runs; {near}"
+        if fails:
+            return f"{max(rate, fails / runs):.2%} ({fails}/{runs} runs failed; {note})"
+        return f"{rate:.2%} ({note})"
     return f"{false_fail_bound(fails, runs):.1%}" + (" (≤, none failed)" if not fails else "")
 
 
@@ -297,7 +408,7 @@ def format_table(tallies: dict[str, Tally], variants: list[str]) -> str:
             if t.failed_at[v]:
                 cell += f" (fails at {', '.join(map(str, t.failed_at[v][:5]))})"
             cells.append(cell)
-        lines.append("| " + " | ".join([test, *cells, estimate(t, variants)]) + " |")
+        lines.append("| " + " | ".join([test, *cells, estimate(t, variants).replace("|", "\\|")]) + " |")
     return "\n".join(lines)
 
 
@@ -334,6 +445,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="pytest -m expression (default: convergence; 'not gpu' checks every graded test)")
     parser.add_argument("--out", type=Path, default=None,
                         help="also write the table to this Markdown file (its '## ' sections are kept)")
+    parser.add_argument("--values", type=Path, default=None,
+                        help="also write every recorded margin check, {test: {check: [[value, op, threshold], ...]}}, "
+                             "to this JSON file (to choose a threshold from)")  # fmt: skip
     args = parser.parse_args(argv)
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -348,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
                         perturbed_seeds=args.perturbed_seeds)  # fmt: skip
     table = format_table(tallies, variants)
     print(table)
+    if args.values:
+        checks = {test: dict(t.margins) for test, t in sorted(tallies.items()) if t.margins}
+        args.values.write_text(json.dumps(checks, indent=1) + "\n", encoding="utf-8")
     if args.out:
         perturbed = "" if args.perturbed_seeds is None else f" --perturbed-seeds {args.perturbed_seeds}"
         only = f" --only {args.only!r}" if args.only else ""
@@ -365,7 +482,12 @@ CELLS = (
     "(`seed_trials`: it passes when `need` of its `of` seeds learn) also the seeds that learned / seeds tried, "
     "every seed run (`--all-seeds`). The estimate pools the variants: for a majority test it is P(fewer than "
     "`need` of `of` seeds learn) at the per-seed failure rate p, with p the observed rate or, when no seed "
-    "failed, the rule-of-three bound 3/n; for another test, the observed failure rate or 3/n."
+    "failed, the rule-of-three bound 3/n. For a test whose checks are recorded (the `margin` fixture), each "
+    "check's slacks over all runs (how far each run was on the passing side of its threshold: for positive "
+    "values and threshold, of the ratio value/threshold after the Box-Cox transform of maximum likelihood, "
+    "which suits errors and step counts) give P(one more run fails it) by the Student-t prediction, and the "
+    "test's estimate is the sum over its checks; \"closest\" names the check nearest its threshold, in standard "
+    "deviations of its slack. Another test: the observed failure rate or 3/n."
 )
 
 

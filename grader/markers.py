@@ -8,6 +8,9 @@ CATEGORIES: tuple[str, ...] = ("shape", "gradient", "convergence", "property")
 #: ``user_properties`` key of one seed's outcome in a ``seed_trials`` test (tests/conftest.py writes it as JSON
 #: ``{"seed", "learned", "need", "of"}``; grader/calibrate.py reads it from JUnit).
 SEED_TRIAL = "seed_trial"
+#: ``user_properties`` key of one checked statistic of a convergence test (the ``margin`` fixture writes it as JSON
+#: ``{"what", "value", "op", "threshold"}``; grader/calibrate.py fits the values of many runs).
+MARGIN = "margin"
 
 MARKERS: dict[str, str] = {
     "component": "component(name): graded component this test belongs to",

@@ -47,7 +47,7 @@ if str(REPO) not in sys.path:  # the kit's own package, also when it is not pip-
     sys.path.append(str(REPO))
 
 from grader.impl import resolve_root
-from grader.markers import MARKERS, SEED_TRIAL, category_of, marker_errors, points_of
+from grader.markers import MARGIN, MARKERS, SEED_TRIAL, category_of, marker_errors, points_of
 from grader.remote import LocalSession, ProcessSession, RemoteImplementation, Session, WorkerLost, ship_by_value
 
 GRADED_DIRS = ("components", "hidden")
@@ -315,15 +315,17 @@ def curve(request: pytest.FixtureRequest):
 @pytest.fixture
 def reseed(request: pytest.FixtureRequest):
     """The seeding function, for tests that loop over several fixed seeds: ``reseed(3)`` seeds this process
-    and, when the test uses ``impl``, the worker."""
+    and, when the test uses ``impl``, the worker, and returns the seed it used (3, or 3 + 1000·K under
+    ``--seed-offset`` K: pass it on to a component that takes its own ``seed=``)."""
     remote = request.getfixturevalue("impl") if "impl" in request.fixturenames else None
 
     offset = 1000 * request.config.getoption("--seed-offset")
 
-    def reseed_all(seed: int) -> None:
+    def reseed_all(seed: int) -> int:
         seed_all(seed + offset)
         if remote is not None:
             remote.seed(seed + offset)
+        return seed + offset
 
     return reseed_all
 
@@ -363,6 +365,34 @@ def seed_trials(request: pytest.FixtureRequest, reseed):
         return results
 
     return run
+
+
+_COMPARE = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}
+
+
+@pytest.fixture
+def margin(request: pytest.FixtureRequest):
+    """A convergence check that keeps its distance from the threshold on record:
+    ``margin(what, value, op, threshold, detail="")`` asserts ``value op threshold`` (op one of < <= > >=),
+    the message naming ``what``, both numbers and ``detail``, and returns ``value`` as a float.
+
+    Each check is recorded in the test's ``user_properties`` as ``("margin", json)`` (also when it fails), so
+    that ``make calibrate`` fits the values of many runs and estimates how often a correct implementation
+    would land on the wrong side of the threshold (grader/calibrate.py).
+    """
+
+    def check(what: str, value, op: str, threshold: float, detail: str = "") -> float:
+        if op not in _COMPARE:
+            raise ValueError(f"op must be one of {sorted(_COMPARE)}, got {op!r}")
+        value, threshold = float(value), float(threshold)
+        record = {"what": what, "value": value, "op": op, "threshold": threshold}
+        request.node.user_properties.append((MARGIN, json.dumps(record)))
+        assert _COMPARE[op](value, threshold), f"{what}: {value:.4g}, needed {op} {threshold:.4g}" + (
+            f" ({detail})" if detail else ""
+        )
+        return value
+
+    return check
 
 
 @pytest.fixture(autouse=True)

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import subprocess
 import sys
 from pathlib import Path
 from textwrap import dedent
+from xml.sax.saxutils import quoteattr
 
 import pytest
 
 from grader.calibrate import (
+    LAMBDAS,
     Outcome,
     Tally,
+    box_cox,
+    box_cox_lambda,
+    check_false_fail,
     false_fail_bound,
     format_table,
     junit_outcomes,
@@ -21,6 +27,8 @@ from grader.calibrate import (
     node_id,
     perturbed_root,
     runs_needed,
+    slack_false_fail,
+    t_sf,
     write_record,
 )
 
@@ -189,3 +197,81 @@ def test_an_only_run_replaces_its_rows_and_keeps_the_rest() -> None:
     assert new.endswith("## Other check\n\nkept\n")
     fresh = write_record(old, "`third`", f"{head}\n| t::c | 3/3 | z |", ["reference"], merge=False)
     assert "t::a" not in fresh and "`first`" not in fresh and fresh.endswith("kept\n")
+
+
+def test_t_sf_matches_the_closed_forms() -> None:
+    """Student t tails: 1/4 at t = 1 with 1 df (Cauchy); 1/2 - t/(2·sqrt(2 + t²)) with 2 df; symmetric."""
+    assert t_sf(1.0, 1) == pytest.approx(0.25)
+    assert t_sf(2.0, 2) == pytest.approx(0.5 - 2 / (2 * 6**0.5))
+    assert t_sf(-2.0, 2) == pytest.approx(1 - (0.5 - 2 / (2 * 6**0.5)))
+    assert t_sf(3.0, 1e7) == pytest.approx(0.0013499, rel=1e-4)  # the normal tail at 3 sd
+
+
+def test_slack_fit_is_the_t_prediction_of_one_more_run() -> None:
+    """Slacks 1, 2, 3: mean 2, sd 1, t = 2/sqrt(1 + 1/3) = sqrt(3) with 2 df, so P = 1/2 - sqrt(3)/(2·sqrt(5))."""
+    assert slack_false_fail([1.0, 2.0, 3.0]) == pytest.approx(0.5 - 3**0.5 / (2 * 5**0.5))
+    assert slack_false_fail([0.5] * 4) == 0.0  # the same margin every run
+    with pytest.raises(ValueError, match="at least 3 slacks, got 2"):
+        slack_false_fail([1.0, 2.0])
+
+
+def test_box_cox_is_zero_at_one_and_the_log_at_lambda_zero() -> None:
+    """T(1) = 0 for every λ (a ratio of 1 sits on the threshold); T(e) = 1 at λ = 0; T(4) = (2 - 1)/0.5 at λ = 1/2."""
+    assert all(box_cox(1.0, lam) == 0 for lam in LAMBDAS)
+    assert box_cox(math.e, 0) == pytest.approx(1.0)
+    assert box_cox(4.0, 0.5) == pytest.approx(2.0)
+
+
+def test_box_cox_lambda_finds_the_log_of_a_geometric_set_in_any_unit() -> None:
+    """1, 2, 4, 8, 16 are evenly spaced on the log scale: λ = 0; scaling every value by 10 keeps λ."""
+    assert box_cox_lambda([1.0, 2.0, 4.0, 8.0, 16.0]) == 0.0
+    assert box_cox_lambda([1.0, 2.0, 3.0, 4.0, 5.0]) == box_cox_lambda([10.0, 20.0, 30.0, 40.0, 50.0])
+
+
+def test_check_fit_transforms_positive_ratios_and_leaves_signed_values_raw() -> None:
+    """Positive values: the slacks are -T(value/threshold) at the fitted λ; negative values: threshold - value."""
+    values = [0.05, 0.1, 0.2, 0.4, 0.1]
+    lam = box_cox_lambda([v / 0.5 for v in values])
+    rate, distance = check_false_fail([(v, "<", 0.5) for v in values])
+    assert rate == pytest.approx(slack_false_fail([-box_cox(v / 0.5, lam) for v in values])) and distance > 0
+    above, _ = check_false_fail([(0.5 / v, ">", 1.0) for v in values])  # 1/x: the same slacks seen from above
+    assert above == pytest.approx(slack_false_fail([box_cox(0.5 / v, box_cox_lambda([0.5 / v for v in values]))
+                                                    for v in values]))  # fmt: skip
+    signed, _ = check_false_fail([(-11.0, "<", -10.0), (-12.0, "<", -10.0), (-13.0, "<", -10.0)])
+    assert signed == pytest.approx(slack_false_fail([1.0, 2.0, 3.0]))
+
+
+def test_junit_outcomes_reads_each_checked_margin(tmp_path: Path) -> None:
+    """The margin properties of a test case become its checks: (what, value, op, threshold), in order."""
+    props = "".join(
+        f'<property name="margin" value={quoteattr(json.dumps(dict(what=w, value=v, op=op, threshold=c)))}/>'
+        for w, v, op, c in [("mse", 0.002, "<", 0.01), ("ratio", 0.3, "<", 0.6)]
+    )
+    xml = tmp_path / "j.xml"
+    xml.write_text(f'<testsuites><testsuite><testcase classname="m" name="t"><properties>{props}</properties>'
+                   '</testcase></testsuite></testsuites>')  # fmt: skip
+    assert junit_outcomes(xml)["m::t"].margins == [("mse", 0.002, "<", 0.01), ("ratio", 0.3, "<", 0.6)]
+
+
+def test_margin_checks_records_and_names_what_failed(margin, request: pytest.FixtureRequest) -> None:
+    """margin() returns the value of a passing check, fails a missed one naming both numbers, records both."""
+    assert margin("final distance", 0.04, "<", 0.1) == 0.04
+    with pytest.raises(AssertionError, match=r"success rate: 0.3, needed >= 0.5 \(seed 7\)"):
+        margin("success rate", 0.3, ">=", 0.5, detail="seed 7")
+    recorded = [json.loads(v) for k, v in request.node.user_properties if k == "margin"]
+    assert recorded == [{"what": "final distance", "value": 0.04, "op": "<", "threshold": 0.1},
+                        {"what": "success rate", "value": 0.3, "op": ">=", "threshold": 0.5}]  # fmt: skip
+    with pytest.raises(ValueError, match="op must be one of"):
+        margin("x", 1.0, "==", 1.0)
+
+
+def test_table_estimates_a_margin_test_from_its_fitted_checks() -> None:
+    """Two checks with slacks 1, 2, 3 (negative values: no log fit): each fails with 1/2 - sqrt(3)/(2·sqrt(5)) =
+    11.27%, and the test's estimate is their sum, 22.54%; the closest check is 2.0 sd from its threshold (its
+    name's "|" escaped for the Markdown table)."""
+    tally = Tally()
+    for offset, slack in enumerate([1.0, 2.0, 3.0]):
+        checks = [("|a|", -10 - slack, "<", -10.0), ("b", -10 + slack, ">", -10.0)]
+        tally.add("reference", offset, Outcome(True, margins=checks))
+    row = format_table({"t::f": tally}, ["reference"]).splitlines()[-1]
+    assert row == "| t::f | 3/3 | 22.54% (fit of 2 checks over 3 runs; closest: \\|a\\|, 2.0 sd) |"
