@@ -495,11 +495,12 @@ def test_update_takes_a_gradient_step_on_every_q_parameter(impl, device):
 
 
 @pytest.mark.convergence
-def test_repeated_updates_fit_a_one_step_problem(impl, device):
+def test_repeated_updates_fit_a_one_step_problem(impl, device, margin):
     """On terminal transitions only, repeated update() calls fit Q(s, a) to the rewards (|error| < 0.1).
 
-    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
-    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference, 15 on
+    each perturbed reference); the fit of its check puts the false-fail rate at 0.00 % (the error is far below
+    0.1 every run).
     """
     agent = impl.DynaQAgent(state_dim=2, action_dim=2, lr=5e-3, batch_size=4, device=device)
     impl.run(_with_doubles, agent)
@@ -509,7 +510,7 @@ def test_repeated_updates_fit_a_one_step_problem(impl, device):
     impl.run(_store_all, agent, terminal)
     impl.run(_call_n, agent, "update", 400)
     q = agent.q_network(torch.as_tensor(states, device=device)).detach().cpu().numpy()
-    np.testing.assert_allclose(q, rewards, atol=0.1)
+    margin("max |Q(s, a) - r(s, a)|", np.abs(q - rewards).max(), "<", 0.1, detail=f"Q = {q.round(3).tolist()}")
 
 
 @pytest.mark.gradient
@@ -541,11 +542,12 @@ def test_update_model_lowers_model_loss(impl, device):
 
 @pytest.mark.convergence
 @pytest.mark.points(2)
-def test_planning_learns_from_the_model_not_the_buffer(impl, device):
+def test_planning_learns_from_the_model_not_the_buffer(impl, device, margin):
     """With a known model (reward +1 for action 0, -1 else, always terminal), planning alone fits Q to it.
 
-    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
-    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference, 15 on
+    each perturbed reference); the fit of its check puts the false-fail rate at 0.01 % (max |Q - r| 4.0 sd below
+    0.15).
     """
     agent = impl.DynaQAgent(
         state_dim=3,
@@ -564,8 +566,9 @@ def test_planning_learns_from_the_model_not_the_buffer(impl, device):
     loss = agent.planning_step(num_planning_steps=300)
     assert isinstance(loss, float)
     assert agent.dynamics_model.queries, "planning_step never queried agent.dynamics_model"
-    q = agent.q_network(torch.as_tensor(states, device=device)).cpu()
-    torch.testing.assert_close(q, torch.tensor([[1.0, -1.0]] * 3), atol=0.15, rtol=0)
+    q = agent.q_network(torch.as_tensor(states, device=device)).detach().cpu()
+    error = (q - torch.tensor([[1.0, -1.0]] * 3)).abs().max()
+    margin("max |Q(s, a) - model reward|", error, "<", 0.15, detail=f"Q = {q.numpy().round(3).tolist()}")
 
 
 @pytest.mark.shape

@@ -178,11 +178,12 @@ def test_samples_follow_the_predicted_gaussian(impl, device, reseed, scale):
 @pytest.mark.points(3)
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_recovers_noisy_linear_system(impl, device, reseed, seed):
+def test_recovers_noisy_linear_system(impl, device, reseed, seed, margin):
     """On s' = A s + B a + N(0, 0.1²), r = s₀ − a + N(0, 0.2²) it learns the means and calibrated stds.
 
-    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
-    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference, 15 on
+    each perturbed reference) per case; the fit of its 4 checks puts the false-fail rate at 0.00 % and 0.03 %
+    (closest: the reward std, 3.7 sd inside 30 %).
     """
     reseed(seed)
     A_ = torch.tensor([[0.9, 0.2], [-0.1, 0.8]])
@@ -207,14 +208,14 @@ def test_recovers_noisy_linear_system(impl, device, reseed, seed):
     out = m(s.to(device), a.to(device))
     true_mean = (s @ A_.T + a @ B_.T).to(device)
     true_r = (s[:, 0] - a[:, 0]).to(device)
-    assert (out["next_state_mean"] - true_mean).abs().mean() < 0.5 * sig
-    assert (out["reward_mean"][:, 0] - true_r).abs().mean() < 0.5 * sig_r
+    margin("next-state mean, mean |error|", (out["next_state_mean"] - true_mean).abs().mean(), "<", 0.5 * sig)
+    margin("reward mean, mean |error|", (out["reward_mean"][:, 0] - true_r).abs().mean(), "<", 0.5 * sig_r)
     learned = out["next_state_std"].mean(0)
-    assert ((learned / sig - 1).abs() < 0.3).all(), (
-        f"next-state std {learned.tolist()} not within 30% of {sig}"
-    )
+    margin("next-state std, largest relative error", (learned / sig - 1).abs().max(), "<", 0.3,
+           detail=f"learned {learned.tolist()}, true {sig}")  # fmt: skip
     learned_r = out["reward_std"].mean().item()
-    assert abs(learned_r / sig_r - 1) < 0.3, f"reward std {learned_r} not within 30% of {sig_r}"
+    margin("reward std, relative error", abs(learned_r / sig_r - 1), "<", 0.3,
+           detail=f"learned {learned_r:.4f}, true {sig_r}")  # fmt: skip
 
 
 @pytest.mark.shape

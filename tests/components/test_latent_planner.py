@@ -270,14 +270,16 @@ def test_action_dim_inference_and_errors(impl):
     [((0.5, -0.3), (0.5, -0.3)), ((3.0, 0.2), (1.0, 0.2))],
     ids=["interior", "saturated"],
 )
-def test_cem_finds_known_optimum(impl, reseed, goal, expected_first_action):
-    """Identity encoder, z' = z + a, r = -||z'-g||²: the first planned action is g − z0, clipped to [-1, 1].
+def test_cem_finds_known_optimum(impl, seed_trials, goal, expected_first_action):
+    """Identity encoder, z' = z + a, r = -||z'-g||²: the first planned action is g − z0, clipped to [-1, 1]
+    (within 0.05, on 2 of 3 seeds).
 
-    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
-    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    Calibration (docs/calibration.md, 2026-12-01): no seed of 60 failed in either case (30 on the reference, 15
+    on each perturbed reference), so p ≤ 5 % per seed (rule of three) and the estimated false-fail rate is ≤
+    0.73 %. (As one run of all 3 seeds, the fit of the errors gave 0.4 % and 1.0 %.)
     """
-    for seed in (0, 1, 2):
-        reseed(seed)
+
+    def trial(seed: int) -> tuple[bool, str]:
         planner = impl.LatentSpacePlanner(
             encoder=nn.Identity(),
             decoder=nn.Identity(),
@@ -290,7 +292,10 @@ def test_cem_finds_known_optimum(impl, reseed, goal, expected_first_action):
             num_elites=50,
         )
         action = planner.plan(torch.zeros(2), num_candidates=500)
-        assert action.tolist() == pytest.approx(list(expected_first_action), abs=0.05), f"seed {seed}"
+        error = (action - torch.tensor(expected_first_action)).abs().max().item()
+        return error < 0.05, f"first action {[round(a, 3) for a in action.tolist()]}"
+
+    seed_trials(trial, f"CEM's first action within 0.05 of {list(expected_first_action)}", seeds=(0, 1, 2), need=2)
 
 
 def _train_point_mass_latent_model(steps: int = 1000):

@@ -395,11 +395,12 @@ def test_gradient_reaches_every_member(impl, ens, device):
 @pytest.mark.points(2)
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("seed", [0, 1])
-def test_epistemic_std_grows_off_distribution(impl, device, reseed, seed):
+def test_epistemic_std_grows_off_distribution(impl, device, reseed, seed, margin):
     """Trained on states in [-1,1]², the members disagree far more at |s| = 4 than on the training data.
 
-    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
-    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference, 15 on
+    each perturbed reference) per case; the fit of its check puts the false-fail rate at 0.00 % in both (≥ 6.9
+    sd).
     """
     reseed(seed)
     ens = impl.ModelEnsemble(
@@ -417,7 +418,7 @@ def test_epistemic_std_grows_off_distribution(impl, device, reseed, seed):
     a_t = torch.rand(200, 1) * 2 - 1
     epi_in = _prediction(impl, ens, s_in, a_t).epistemic_std.mean().item()  # fresh inputs, drawn by the judge
     epi_out = _prediction(impl, ens, s_out, a_t).epistemic_std.mean().item()
-    assert epi_out > 3.0 * epi_in, f"epistemic std off-distribution {epi_out:.4f} vs on {epi_in:.4f}"
+    margin("epistemic std off-distribution", epi_out, ">", 3.0 * epi_in, detail=f"on-distribution {epi_in:.4f}")
 
 
 @pytest.mark.shape

@@ -556,39 +556,53 @@ def _steps_over_training(impl, opts, seed, intra_option=False):
     return np.asarray(steps)
 
 
+def _options_trial(impl, opts, reseed, curve=None, intra_option=False):
+    """One seed of the options-versus-plain-Q-learning experiment: ``trial(seed) -> (learned, detail)`` for
+    ``seed_trials``: learned when the options need < 60% of plain Q-learning's steps over the 40 episodes and
+    the last 10 episodes take < 100 steps on average."""
+
+    def trial(seed: int) -> tuple[bool, str]:
+        shifted = reseed(seed)  # the seed under --seed-offset, for the judge's own generators and the agent's
+        prim = _q_learning_steps(shifted)
+        hier = _steps_over_training(impl, opts, shifted, intra_option=intra_option)
+        if curve is not None:
+            curve(f"options, seed {seed}", hier, xlabel="episode", ylabel="steps to goal")
+            curve(f"primitive Q-learning, seed {seed}", prim, xlabel="episode", ylabel="steps to goal")
+        ratio, last = hier.sum() / prim.sum(), hier[-10:].mean()
+        detail = f"{ratio:.2f} of plain Q-learning's steps, last 10 episodes {last:.0f} steps"
+        return ratio < 0.6 and last < 100, detail
+
+    return trial
+
+
 @pytest.mark.convergence
 @pytest.mark.points(2)
 @pytest.mark.timeout(60)
-def test_smdp_q_learning_with_hallway_options_beats_primitive_q_learning(impl, opts, curve):
+def test_smdp_q_learning_with_hallway_options_beats_primitive_q_learning(impl, opts, curve, reseed, seed_trials):
     """Over the first 40 episodes, hallway options (+primitives) need less than 60% of the primitive steps
-    of plain Q-learning, on each of 3 seeds, and the last episodes are short.
+    of plain Q-learning and the last episodes are short, on 2 of 3 seeds.
 
     Steps counted by the judge (its four rooms runs the options; plain Q-learning is the judge's own).
-    Measured with the reference (seeds 0-9): 0.13-0.23 of the plain steps, last 10 episodes 24-60 steps.
-    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
-    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    Measured with the reference over 30 seed offsets: 0.10-0.53 of the plain steps, last 10 episodes 23-60 steps.
+    Calibration (docs/calibration.md, 2026-12-01): no seed of 60 failed (30 on the reference, 15 on each
+    perturbed reference), so p ≤ 5 % per seed (rule of three) and the estimated false-fail rate is ≤ 0.73 %. (As
+    one run of all 3 seeds, the fit gave 1.9 %: hence the majority.)
     """
-    for seed in SEEDS:
-        prim = _q_learning_steps(seed)
-        hier = _steps_over_training(impl, opts, seed)
-        curve(f"options, seed {seed}", hier, xlabel="episode", ylabel="steps to goal")
-        curve(f"primitive Q-learning, seed {seed}", prim, xlabel="episode", ylabel="steps to goal")
-        assert hier.sum() < 0.6 * prim.sum(), (seed, hier.sum(), prim.sum())
-        assert hier[-10:].mean() < 100, (seed, hier[-10:])
+    seed_trials(_options_trial(impl, opts, reseed, curve), "hallway options needed < 60% of plain Q-learning's "
+                "steps, last 10 episodes < 100 steps", seeds=SEEDS, need=2)  # fmt: skip
 
 
 @pytest.mark.convergence
 @pytest.mark.timeout(60)
-def test_intra_option_q_learning_beats_primitive_q_learning(impl, opts):
-    """Intra-option Q-learning with hallway options also needs less than 60% of plain Q-learning's steps.
+def test_intra_option_q_learning_beats_primitive_q_learning(impl, opts, reseed, seed_trials):
+    """Intra-option Q-learning with hallway options also needs less than 60% of plain Q-learning's steps
+    (2 of 3 seeds).
 
-    Steps counted by the judge as above. Measured with the reference (seeds 0-9): 0.17-0.36 of the plain
-    steps, last 10 episodes 29-56 steps.
-    Calibration (docs/calibration.md, 2026-12-01): passed all 60 runs (30 seed offsets on the reference,
-    15 on each perturbed reference), a false-fail rate ≤ 5 % by the rule of three.
+    Steps counted by the judge as above. Measured with the reference over 30 seed offsets: 0.16-0.53 of the
+    plain steps, last 10 episodes 26-82 steps.
+    Calibration (docs/calibration.md, 2026-12-01): no seed of 60 failed (30 on the reference, 15 on each
+    perturbed reference), so p ≤ 5 % per seed (rule of three) and the estimated false-fail rate is ≤ 0.73 %. (As
+    one run of all 3 seeds, the fit gave 3.9 %: hence the majority.)
     """
-    for seed in SEEDS:
-        prim = _q_learning_steps(seed)
-        intra = _steps_over_training(impl, opts, seed, intra_option=True)
-        assert intra.sum() < 0.6 * prim.sum(), (seed, intra.sum(), prim.sum())
-        assert intra[-10:].mean() < 100, (seed, intra[-10:])
+    seed_trials(_options_trial(impl, opts, reseed, intra_option=True), "intra-option learning needed < 60% of "
+                "plain Q-learning's steps, last 10 episodes < 100 steps", seeds=SEEDS, need=2)  # fmt: skip
