@@ -305,6 +305,13 @@ def _betainc(a: float, b: float, x: float) -> float:
     return front * f
 
 
+def _mean_sd(xs: list[float]) -> tuple[float, float, bool]:
+    """Mean, sample standard deviation, and whether the values are one value up to rounding."""
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+    return mean, sd, sd <= 1e-9 * max(1.0, abs(mean))
+
+
 def slack_false_fail(slacks: list[float]) -> float:
     """P(the next run's slack ≤ 0) when the slacks seen so far are draws of a normal of unknown mean and spread:
     the Student-t prediction of one more draw, t = mean / (sd · √(1 + 1/n)) with n - 1 degrees of freedom.
@@ -312,9 +319,8 @@ def slack_false_fail(slacks: list[float]) -> float:
     n = len(slacks)
     if n < 3:
         raise ValueError(f"a fit needs at least 3 slacks, got {n}")
-    mean = sum(slacks) / n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in slacks) / (n - 1))
-    if sd <= 1e-9 * max(1.0, abs(mean)):  # the same slack every run (up to rounding): a deterministic check
+    mean, sd, constant = _mean_sd(slacks)
+    if constant:  # the same slack every run: a deterministic check
         return 0.0 if mean > 0 else 1.0
     return t_sf(mean / (sd * math.sqrt(1 + 1 / n)), n - 1)
 
@@ -358,14 +364,14 @@ def check_false_fail(runs: list[tuple[float, str, float]]) -> tuple[float, float
         slacks = [-box_cox(x, lam) if b else box_cox(x, lam) for x, b in zip(ratios, below)]
     else:
         slacks = [(c - v) if b else (v - c) for (v, _, c), b in zip(finite, below)]
-    mean = sum(slacks) / len(slacks)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in slacks) / (len(slacks) - 1))
-    return slack_false_fail(slacks), (mean / sd if sd > 1e-9 * max(1.0, abs(mean)) else math.inf)
+    mean, sd, constant = _mean_sd(slacks)
+    return slack_false_fail(slacks), (math.inf if constant else mean / sd)
 
 
 def estimate(t: Tally, variants: list[str]) -> str:
     """The estimated false-fail rate of a correct implementation, over all variants: from the per-seed failure
-    rate for a majority test (``seed_trials``), else from the runs."""
+    rate for a majority test (``seed_trials``), from its fitted checks for a ``margin`` test, else from the
+    runs."""
     trials = sum(t.trials[v] for v in variants)
     if t.rule and trials:
         fails = trials - sum(t.learned[v] for v in variants)
