@@ -29,6 +29,7 @@ Fixtures:
 from __future__ import annotations
 
 import json
+import operator
 import os
 import random
 import sys
@@ -367,7 +368,7 @@ def seed_trials(request: pytest.FixtureRequest, reseed):
     return run
 
 
-_COMPARE = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__}
+_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
 @pytest.fixture
