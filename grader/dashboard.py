@@ -279,7 +279,7 @@ class Row:
     first: GradedOutcome | None = None
 
 
-@dataclass
+@dataclass(eq=False)  # a plugin: pluggy keeps plugins in sets, so it must hash (by identity)
 class Tally:
     """Every graded test's outcome of this session, in the controller (xdist sends the reports there)."""
 

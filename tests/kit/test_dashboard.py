@@ -142,6 +142,24 @@ def test_component_option_gives_the_full_output_of_one_component(fake_kit: Path)
     assert "--component=nope: no test of that component; components: Alpha, Beta" in bad
 
 
+@pytest.mark.timeout(600)
+def test_a_conftest_in_a_subfolder_leaves_the_dashboard_working(tmp_path: Path) -> None:
+    """A second conftest.py (a student's own, in a subfolder) beside the dashboard plugin: the table still prints
+    (pytest then hashes every plugin, the dashboard's tally among them)."""
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "tests" / "mine").mkdir(parents=True)
+    (tmp_path / "tests" / "conftest.py").write_text(FAKE_CONFTEST)
+    (tmp_path / "tests" / "test_beta.py").write_text(dedent(FAKE_BETA))
+    (tmp_path / "tests" / "mine" / "conftest.py").write_text("def pytest_collection_modifyitems(items):\n    pass\n")
+    (tmp_path / "tests" / "mine" / "test_mine.py").write_text(
+        "import pytest\npytestmark = pytest.mark.component('Mine')\ndef test_mine():\n    pass\n"
+    )
+    out = _pytest(tmp_path, "-q", "--dashboard", "tests")
+    assert "INTERNALERROR" not in out, out
+    assert re.search(r"^Beta\s+0/2\s+0/2\s+not started$", out, re.M), out
+    assert re.search(r"^Mine\s+1/1\s+1/1\s+ok$", out, re.M), out
+
+
 def test_grader_splits_public_and_hidden_per_component() -> None:
     """results.json's ``public_hidden``: per component the public and hidden subtotals apart, hidden rows of
     Gradescope visibility ``hidden`` with no message."""
