@@ -63,12 +63,16 @@ if "torch" in sys.modules:
     sys.modules["torch"].set_num_threads(1)
 
 try:
-    from hypothesis import HealthCheck, settings
+    from hypothesis import HealthCheck, Phase, settings
 
+    # No "explain" phase: after shrinking, it reruns a failing test hundreds of times (339 calls to the worker for
+    # one RunningStats property test against the skeleton) only to annotate the example it already reports.
+    FAILING_PHASES = tuple(p for p in Phase if p is not Phase.explain)
     settings.register_profile(
         "ci",
         derandomize=True,
         max_examples=30,
+        phases=FAILING_PHASES,
         deadline=None,
         print_blob=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
@@ -76,6 +80,7 @@ try:
     settings.register_profile(
         "dev",
         max_examples=60,
+        phases=FAILING_PHASES,
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
