@@ -26,6 +26,11 @@ GOOD = "def double(x):\n    return 2 * x\n"
 pytestmark = pytest.mark.timeout(300)
 
 
+# Seconds per test and per notebook cell in the miniature kit: its tests and cells take milliseconds, and the
+# submissions that loop forever burn the whole limit, so it is short.
+TIME_LIMIT = 4
+
+
 @pytest.fixture(scope="module")
 def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A miniature kit: the real harness and grader, one component with public and hidden tests."""
@@ -34,7 +39,7 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "tests" / "hidden").mkdir()
     shutil.copy2(REPO / "tests" / "conftest.py", root / "tests" / "conftest.py")
     shutil.copytree(REPO / "grader", root / "grader", ignore=shutil.ignore_patterns("__pycache__"))
-    pyproject = (REPO / "pyproject.toml").read_text().replace("timeout = 120", "timeout = 10")
+    pyproject = (REPO / "pyproject.toml").read_text().replace("timeout = 120", f"timeout = {TIME_LIMIT}")
     (root / "pyproject.toml").write_text(pyproject)
     _submission(root / "reference", GOOD)
     (root / "notebooks").mkdir()
@@ -92,7 +97,7 @@ def _submission(root: Path, algorithms: str, notebook: list[str] | None = None, 
 def _config(kit: Path, **kw) -> GradeConfig:
     limits = Limits(wall_seconds=600, cpu_seconds=600, memory_bytes=2 * 2**30, max_processes=64)
     defaults = dict(
-        kit=kit, test_limits=limits, notebook_limits=limits, worker_limits=limits, cell_timeout=10, notebook_points=1,
+        kit=kit, test_limits=limits, notebook_limits=limits, worker_limits=limits, cell_timeout=TIME_LIMIT, notebook_points=1,
         run_notebook=False,
     )
     return GradeConfig(**{**defaults, **kw})

@@ -122,7 +122,7 @@ def _root(tmp_path: Path, source: str) -> Path:
 
 
 SOURCE = '''
-import os, time, torch
+import os, time
 
 class Counter:
     def __init__(self):
@@ -144,6 +144,7 @@ class Counter:
     def die(self):
         os._exit(7)
     def grad(self):
+        import torch  # here, not at the top: a worker that never needs torch starts in a fraction of a second
         return torch.ones(2, requires_grad=True) * 3
 '''
 
