@@ -128,3 +128,14 @@ def test_resolve_root_prefers_the_given_base_and_names_missing_roots(tmp_path: P
     assert resolve_root("reference", tmp_path) == (REPO / "reference").resolve()
     with pytest.raises(ValueError, match="--impl"):
         resolve_root("nowhere", tmp_path)
+
+
+def test_every_run_first_entry_names_an_existing_test() -> None:
+    """Each prefix of tests/kit/conftest.py RUN_FIRST names a test file (and function) that exists."""
+    from tests.kit.conftest import RUN_FIRST
+
+    for prefix in RUN_FIRST:
+        path, _, name = prefix.partition("::")
+        assert (REPO / path).is_file(), f"RUN_FIRST names a missing file: {prefix}"
+        if name:
+            assert f"\ndef {name}(" in (REPO / path).read_text(), f"RUN_FIRST names a missing test: {prefix}"
