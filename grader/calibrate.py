@@ -316,13 +316,18 @@ def slack_false_fail(slacks: list[float]) -> float:
     """P(the next run's slack ≤ 0) when the slacks seen so far are draws of a normal of unknown mean and spread:
     the Student-t prediction of one more draw, t = mean / (sd · √(1 + 1/n)) with n - 1 degrees of freedom.
     A slack is how far a run was on the passing side of its threshold (negative: it failed)."""
+    return _slack_fit(slacks)[0]
+
+
+def _slack_fit(slacks: list[float]) -> tuple[float, float]:
+    """:func:`slack_false_fail` and the slacks' mean in standard deviations (inf when they are constant)."""
     n = len(slacks)
     if n < 3:
         raise ValueError(f"a fit needs at least 3 slacks, got {n}")
     mean, sd, constant = _mean_sd(slacks)
     if constant:  # the same slack every run: a deterministic check
-        return 0.0 if mean > 0 else 1.0
-    return t_sf(mean / (sd * math.sqrt(1 + 1 / n)), n - 1)
+        return (0.0 if mean > 0 else 1.0), math.inf
+    return t_sf(mean / (sd * math.sqrt(1 + 1 / n)), n - 1), mean / sd
 
 
 #: Box-Cox powers tried for a positive statistic (0: the log).
@@ -364,8 +369,7 @@ def check_false_fail(runs: list[tuple[float, str, float]]) -> tuple[float, float
         slacks = [-box_cox(x, lam) if b else box_cox(x, lam) for x, b in zip(ratios, below)]
     else:
         slacks = [(c - v) if b else (v - c) for (v, _, c), b in zip(finite, below)]
-    mean, sd, constant = _mean_sd(slacks)
-    return slack_false_fail(slacks), (math.inf if constant else mean / sd)
+    return _slack_fit(slacks)
 
 
 def estimate(t: Tally, variants: list[str]) -> str:
