@@ -34,6 +34,7 @@ from pathlib import Path
 from grader.feedback import component_split, failures_text, notebook_text, render_html, render_markdown, write_curves
 from grader.sandbox import (NOBODY, SANDBOX_USER, Limits, ReportChannel, RunResult, WorkerSandbox,
                             can_drop_privileges, check_bwrap, run_limited)
+from grader.version import kit_version
 
 REPO = Path(__file__).resolve().parent.parent
 EXPECTED_PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environments")
@@ -67,6 +68,21 @@ class GradeConfig:
     worker_limits: Limits = field(default_factory=lambda: Limits(wall_seconds=1800, cpu_seconds=3600))
     #: where each submission's temporary workspace is made (default: the system's temporary folder)
     workspace_root: Path | None = None
+    #: grade only these test files (stems after ``test_``: ``("running_stats",)`` runs
+    #: tests/components/test_running_stats.py and tests/hidden/test_hidden_running_stats.py); () is all of them
+    only: tuple[str, ...] = ()
+
+
+def test_targets(config: GradeConfig) -> list[str]:
+    """The graded test files or folders the judge runs: public, then hidden (when included); ``config.only``
+    narrows them to the named files (Gradescope's smoke test grades one component)."""
+    dirs = ["components"] + (["hidden"] if config.include_hidden else [])
+    folders = [config.kit / "tests" / d for d in dirs if (config.kit / "tests" / d).is_dir()]
+    if not config.only:
+        return [str(f) for f in folders]
+    files = [f / (f"test_{stem}.py" if f.name == "components" else f"test_hidden_{stem}.py")
+             for stem in config.only for f in folders]  # fmt: skip
+    return [str(f) for f in files if f.is_file()]
 
 
 class SubmissionError(Exception):
@@ -230,8 +246,7 @@ def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
     """The judge: pytest with the kit's graded tests (public, then hidden), in a trusted process that never
     imports ``root``; every worker that runs ``root`` starts in the sandbox. Records come over the pipe."""
     kit = config.kit
-    dirs = ["components"] + (["hidden"] if config.include_hidden else [])
-    targets = [str(kit / "tests" / d) for d in dirs if (kit / "tests" / d).is_dir()]
+    targets = test_targets(config)
     spec = ws / "judge" / "worker-sandbox.json"
     spec.write_text(worker_sandbox(ws, config).to_json())
     cmd = [
@@ -284,18 +299,18 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
 
 
 # --------------------------------------------------------------------------------------------- expectations
-_EXPECTED: dict[tuple[Path, bool], list[dict]] = {}
+_EXPECTED: dict[tuple[Path, bool, tuple[str, ...]], list[dict]] = {}
 _EXPECTED_LOCK = threading.Lock()
 
 
 def expected_tests(config: GradeConfig) -> list[dict]:
     """The graded tests the kit defines (collected once from the kit itself, never from a submission)."""
-    key = (config.kit, config.include_hidden)
+    key = (config.kit, config.include_hidden, config.only)
     with _EXPECTED_LOCK:
         if key not in _EXPECTED:
-            targets = [str(config.kit / "tests" / "components")]
-            if config.include_hidden and (config.kit / "tests" / "hidden").is_dir():
-                targets.append(str(config.kit / "tests" / "hidden"))
+            targets = test_targets(config)
+            if not targets:
+                raise ValueError(f"only={config.only!r}: no graded test file of that name in {config.kit / 'tests'}")
             channel = ReportChannel()
             result = run_limited(
                 [config.python, "-m", "pytest", *targets, "--collect-only", "-q", "-p", "grader.pytest_report",
@@ -366,13 +381,15 @@ def score(expected: list[dict], test_run: RunResult | None, notebook: dict | Non
     }
 
 
-def gradescope_results(scored: dict, notes: list[str], config: GradeConfig) -> dict:
+def gradescope_results(scored: dict, notes: list[str], config: GradeConfig, environment: dict | None = None) -> dict:
     """Gradescope's ``results.json``.
 
     Public tests are ``visible`` (name, docstring and failure message). Hidden tests keep their own row (name,
     points, passed or failed; never their message, which stays in the TA's ``log.txt``) with Gradescope
     visibility ``hidden``: staff see them, a student never does; the student sees the total score, and
-    ``make test`` in the release lists the hidden points per component.
+    ``make test`` in the release lists the hidden points per component. ``environment``
+    (:func:`grading_environment`) goes to ``extra_data.grader`` and to a last, 0-point row of visibility
+    ``hidden`` that staff see on Gradescope: the kit's version, the sandbox engine and the limits in force.
     """
     entries = []
     for i, t in enumerate(scored["tests"], start=1):
@@ -399,6 +416,12 @@ def gradescope_results(scored: dict, notes: list[str], config: GradeConfig) -> d
             "status": "passed" if scored["notebook_score"] else "failed",
             "output": notebook_text(nb),
         })  # fmt: skip
+    if environment is not None:
+        entries.append({
+            "name": ENVIRONMENT_ROW, "number": str(len(entries) + 1), "score": 0, "max_score": 0,
+            "status": "passed", "visibility": "hidden", "tags": ["grader"],
+            "output": f"Kit {environment['version']}; sandbox: {environment['summary']}.",
+        })  # fmt: skip
     return {
         "score": scored["score"],
         "output": "\n".join(notes) if notes else "Graded.",
@@ -406,8 +429,19 @@ def gradescope_results(scored: dict, notes: list[str], config: GradeConfig) -> d
         "stdout_visibility": "hidden",
         "tests": entries,
         "extra_data": {"components": scored["components"], "categories": scored["categories"],
-                       "public_hidden": component_split(scored)},  # fmt: skip
+                       "public_hidden": component_split(scored),
+                       **({"grader": environment} if environment is not None else {})},  # fmt: skip
     }
+
+
+#: The name of results.json's staff-only row that records the grader's version and sandbox.
+ENVIRONMENT_ROW = "Grader environment (staff only)"
+
+
+def grading_environment(sandbox: WorkerSandbox, config: GradeConfig) -> dict:
+    """The staff-visible facts of one grading: the kit's version, the sandbox engine and the limits really
+    in force on this host (:meth:`WorkerSandbox.facts`), and a one-line summary of them."""
+    return {"version": kit_version(config.kit), "sandbox": sandbox.facts(), "summary": sandbox.summary()}
 
 
 # ------------------------------------------------------------------------------------------ one submission
@@ -458,13 +492,16 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
                 log.append(f"left out of the submission: {', '.join(skipped[:20])}")
                 notes.append(f"{len(skipped)} entries of the submission were left out (links and special files are "
                              f"never graded): {', '.join(skipped[:5])}")  # fmt: skip
+            environment = grading_environment(worker_sandbox(ws, config), config)
             log.append(f"worker sandbox: {worker_sandbox(ws, config).describe()}")
+            log.append(f"limits in force: {environment['summary']}; kit {environment['version']}")
             if config.sandbox == "none":
                 status = "unsandboxed"
         except SubmissionError as exc:
             status = "error"
             notes.append(f"Not graded: {exc}.")
             root = notebook = None
+            environment = None
         nb_summary = None
         if root is not None and config.run_notebook:
             if notebook is None:
@@ -500,7 +537,7 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
                 status = f"graded, as user {config.sandbox_user} (no namespaces)"
     scored = score(expected_tests(config), test_run, nb_summary, config)
     notes += worker_notes(scored["tests"])
-    results = gradescope_results(scored, notes, config)
+    results = gradescope_results(scored, notes, config, environment)
     results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1)})
     (staging / "results.json").write_text(json.dumps(results, indent=2))
     (staging / "feedback.md").write_text(render_markdown(name, scored, notes))
@@ -519,6 +556,8 @@ def gradebook_row(name: str, results: dict) -> dict:
     row = {"submission": name, "status": extra.get("status", "graded"), "score": results["score"]}
     if extra.get("why"):
         row["why"] = extra["why"]
+    if extra.get("grader"):
+        row["sandbox"] = extra["grader"].get("summary", "")
     row["max_score"] = sum(t["max_score"] for t in results["tests"])
     for comp, sub in extra.get("components", {}).items():
         row[comp] = sub["score"]
@@ -546,7 +585,7 @@ def write_gradebook(out_dir: Path) -> Path:
         except (json.JSONDecodeError, KeyError):
             rows.append({"submission": path.parent.name, "status": "error", "score": 0, "max_score": 0})
     columns = ["submission", "status", "score", "max_score"]
-    columns += sorted({k for r in rows for k in r} - set(columns) - {"why"}) + ["why"]
+    columns += sorted({k for r in rows for k in r} - set(columns) - {"why", "sandbox"}) + ["sandbox", "why"]
     tmp = out_dir / ".gradebook.csv.partial"
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, restval="")

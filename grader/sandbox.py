@@ -400,6 +400,36 @@ class WorkerSandbox:
         return cls(engine=data["engine"], python=data["python"], scratch=data["scratch"],
                    limits=Limits(**data["limits"]), user=data.get("user", SANDBOX_USER))  # fmt: skip
 
+    def facts(self) -> dict:
+        """What isolates a worker here, for the staff-visible record of every grading (results.json's
+        ``extra_data.grader.sandbox``, the hidden "Grader environment" row, the gradebook's ``sandbox``
+        column): the engine, and which limits are really in force on this host. A False is a limit this host
+        could not apply, so that a course grading without it knows."""
+        netns = self.engine == "bwrap" or network_namespaces_work()
+        return {
+            "engine": self.engine,
+            "engine_version": bwrap_version() if self.engine == "bwrap" else None,
+            "account": f"uid {SANDBOX_UID} in a user namespace" if self.engine == "bwrap" else (
+                self.user if self.engine == "user" else ("nobody" if can_drop_privileges(self.python) else "the grader's own")),
+            "memory_mib_per_process": self.limits.memory_bytes >> 20,
+            "cpu_seconds": self.limits.cpu_seconds,
+            "wall_seconds": self.limits.wall_seconds,
+            "pids_cgroup": PidsCgroup.available(),
+            "pid_namespace": self.engine == "bwrap",
+            "network_namespace": netns,
+            "mount_namespace": self.engine == "bwrap",
+            "seccomp": False,
+        }  # fmt: skip
+
+    def summary(self) -> str:
+        """:meth:`facts` in one line: ``bwrap 0.8.0: memory 3072 MiB per process, CPU 3600 s; pids cgroup no; ...``."""
+        f = self.facts()
+        yes = {True: "yes", False: "NO"}
+        name = f"{f['engine']} {f['engine_version']}" if f["engine_version"] else f["engine"]
+        return (f"{name} as {f['account']}: memory {f['memory_mib_per_process']} MiB per process, CPU "
+                f"{f['cpu_seconds']} s; network namespace {yes[f['network_namespace']]}, pid namespace "
+                f"{yes[f['pid_namespace']]}, pids cgroup {yes[f['pids_cgroup']]}, seccomp {yes[f['seccomp']]}")  # fmt: skip
+
     def describe(self) -> str:
         if self.engine == "bwrap":
             return (f"bubblewrap {bwrap_version()} ({shutil.which('bwrap')}): uid {SANDBOX_UID} inside; user, pid, "
@@ -516,10 +546,31 @@ def check_bwrap(python: str) -> None:
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SandboxUnavailable(f"bubblewrap could not start a sandbox: {exc}") from exc
     if proc.returncode != 0 or proc.stdout.strip() != str(SANDBOX_UID):
-        raise SandboxUnavailable(
-            f"bubblewrap could not start a sandbox here (exit {proc.returncode}): {proc.stderr.strip()[:500]}\n"
-            "  It needs unprivileged user namespaces: sudo sysctl -w kernel.unprivileged_userns_clone=1 (Debian), "
+        raise SandboxUnavailable(f"bubblewrap could not start a sandbox here (exit {proc.returncode}): "
+                                 f"{proc.stderr.strip()[:500]}\n{bwrap_advice(proc.stderr)}")
+
+
+#: bubblewrap's error where the container masks parts of /proc (Docker's and Podman's default).
+MASKED_PROC = "Can't mount proc"
+
+
+def bwrap_advice(stderr: str) -> str:
+    """What really helps when bubblewrap failed with ``stderr``.
+
+    A masked ``/proc`` (Docker and Podman overmount /proc/kcore, /proc/keys, ... by default) makes the kernel
+    refuse a fresh procfs in a new pid namespace ("mount too revealing"): containers/bubblewrap#284 and #505.
+    Unconfining seccomp does not change that; unmasking /proc does. Refused namespaces are the other cause.
+    """
+    fallback = ("  Or grade without a sandbox, knowingly: ca15-grade --no-sandbox ... (results are marked "
+                "unsandboxed); on Gradescope, run_autograder falls back to the ca15-worker user engine by itself.")
+    if MASKED_PROC in stderr:
+        return ("  The container masks parts of /proc (Docker's and Podman's default), so the kernel refuses the "
+                "fresh /proc of a new pid namespace (containers/bubblewrap#284, #505); seccomp=unconfined does "
+                "not help. Start the container with /proc unmasked: docker run --security-opt "
+                "systempaths=unconfined (Docker 19.03+), podman run --security-opt unmask=ALL, or --privileged.\n"
+                + fallback)
+    return ("  It needs user namespaces: sudo sysctl -w kernel.unprivileged_userns_clone=1 (Debian), "
             "kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu 24.04), or run the grader as root; in a "
-            "container, allow namespaces (e.g. docker --security-opt seccomp=unconfined).\n"
-            "  Or grade without a sandbox, knowingly: ca15-grade --no-sandbox ... (results are marked unsandboxed)"
-        )
+            "container, allow them (docker run --security-opt seccomp=unconfined, or a seccomp profile that allows "
+            "clone/unshare with CLONE_NEWUSER) and, as Docker masks /proc, --security-opt systempaths=unconfined.\n"
+            + fallback)

@@ -146,7 +146,7 @@ def test_sys_exit_at_import_scores_zero(kit: Path, tmp_path: Path) -> None:
 def test_hard_exit_at_import_fails_every_test_with_the_reason(kit: Path, tmp_path: Path) -> None:
     """os._exit(0) at import kills the worker, never the judge: every test fails, and the notes say why."""
     results, feedback = _grade(kit, tmp_path, "import os\nos._exit(0)\n")
-    assert results["score"] == 0 and len(results["tests"]) == 3
+    assert results["score"] == 0 and len(results["tests"]) == 4  # 3 tests and the staff-only environment row
     assert "exit status 0" in results["output"] and "exit status 0" in feedback
 
 
@@ -204,7 +204,7 @@ def test_fork_loop_is_contained(kit: Path, tmp_path: Path) -> None:
     limits = Limits(wall_seconds=120, cpu_seconds=120, max_processes=8)
     results, _ = _grade(kit, tmp_path, forker, worker_limits=limits)
     assert results["score"] == 4  # the original process passes all; its forked copies never answer
-    assert len(results["tests"]) == 3
+    assert len(results["tests"]) == 4  # 3 tests and the staff-only environment row
 
 
 def test_megabytes_of_output_are_truncated(kit: Path, tmp_path: Path) -> None:
@@ -266,7 +266,7 @@ def test_hidden_test_content_never_reaches_the_student(kit: Path, tmp_path: Path
     assert results["score"] == 3
     text = json.dumps(results) + feedback
     assert "SECRET-HIDDEN-MESSAGE" not in text and "test_double_zero" not in feedback
-    hidden = [t for t in results["tests"] if t["visibility"] == "hidden"]
+    hidden = [t for t in results["tests"] if t["visibility"] == "hidden" and "grader" not in t.get("tags", [])]
     assert len(hidden) == 1 and hidden[0]["output"] == "Hidden test: failed."
 
 
@@ -394,7 +394,7 @@ def test_gradescope_zip_holds_the_autograder_and_no_solution(tmp_path: Path) -> 
     assert archive.getinfo("setup.sh").external_attr >> 16 == 0o755
     setup = archive.read("setup.sh").decode()
     assert subprocess.run(["bash", "-n"], input=setup, capture_output=True, text=True).returncode == 0
-    assert 'python="$(pick_python)"' in setup and '"$python" -m venv /autograder/venv' in setup
+    assert 'python="$(pick_python)"' in setup and '"$python" -m venv "$VENV"' in setup
 
 
 def test_run_autograder_grades_a_fake_autograder_tree(kit: Path, tmp_path: Path) -> None:
@@ -425,7 +425,7 @@ def double(x):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((root / "results" / "results.json").read_text())
     # full marks: the worker could read neither the kit's hidden tests nor the kit's folder
-    assert results["score"] == 4 and len(results["tests"]) == 4, results  # 3 tests and the notebook entry (none: 0)
+    assert results["score"] == 4 and len(results["tests"]) == 5, results  # 3 tests, the notebook (none: 0), the staff row
     assert "READ THE KIT" not in json.dumps(results)
 
 
@@ -625,3 +625,33 @@ def test_feedback_of_a_failing_submission_stays_under_100_kb() -> None:
     assert all(f"M{i}:" + "x" * 6000 in full for i in range(300) if i % 10)
     assert "M10:" not in full and "M10:" not in markdown  # hidden messages never reach the student
     assert "| X | 0/270 | 0/270 | 0/30 |" in markdown
+
+
+def test_results_record_the_kit_version_and_the_limits_in_force_for_staff_only(kit: Path, tmp_path: Path) -> None:
+    """results.json carries the kit's version, the engine and its limits: in extra_data and a hidden 0-point row."""
+    import csv
+
+    from grader.grade import ENVIRONMENT_ROW, write_gradebook
+    from grader.version import kit_version
+
+    results, feedback = _grade(kit, tmp_path, GOOD)
+    staff = results["tests"][-1]
+    assert staff["name"] == ENVIRONMENT_ROW and staff["visibility"] == "hidden" and staff["max_score"] == 0
+    grader = results["extra_data"]["grader"]
+    assert grader["version"] == kit_version(kit) and grader["sandbox"]["engine"] == "bwrap"
+    assert set(grader["sandbox"]) >= {"memory_mib_per_process", "pids_cgroup", "network_namespace", "seccomp"}
+    assert grader["summary"] in staff["output"] and "network namespace yes" in grader["summary"]
+    assert ENVIRONMENT_ROW not in results["output"] and "seccomp" not in feedback  # not in what the student reads
+    row = next(csv.DictReader(write_gradebook(tmp_path / "out").open()))
+    assert row["sandbox"] == grader["summary"]
+
+
+def test_bwrap_advice_for_a_masked_proc_names_what_unmasks_it() -> None:
+    """'Can't mount proc' (a masked /proc): the advice is systempaths=unconfined / unmask=ALL, not seccomp."""
+    from grader.sandbox import bwrap_advice
+
+    masked = bwrap_advice("bwrap: Can't mount proc on /newroot/proc: Operation not permitted")
+    assert "systempaths=unconfined" in masked and "unmask=ALL" in masked and "#284" in masked
+    assert "seccomp=unconfined does not help" in masked
+    refused = bwrap_advice("bwrap: No permissions to creating new namespace")
+    assert "user namespaces" in refused and "Can't mount" not in refused

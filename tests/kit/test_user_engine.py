@@ -122,7 +122,7 @@ def test_user_engine_runs_the_submission_as_the_user_and_keeps_the_root_only_kit
     out.mkdir()
     grade_one(sub, out, _config(private, python=python, sandbox="user", sandbox_user=USER, workspace_root=folder))
     results = json.loads((out / "alice" / "results.json").read_text())
-    assert results["score"] == 4 and len(results["tests"]) == 3, results
+    assert results["score"] == 4 and len(results["tests"]) == 4, results  # 3 tests and the staff-only row
     assert "READ THE KIT" not in json.dumps(results)
     assert f"worker sandbox: user {USER} (no namespaces here)" in (out / "alice" / "log.txt").read_text()
 
@@ -145,7 +145,10 @@ def test_run_autograder_with_the_user_engine_keeps_the_kit_from_the_worker(
                           timeout=280)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = json.loads((root / "results" / "results.json").read_text())
-    assert results["score"] == 4 and len(results["tests"]) == 4, results  # 3 tests and the notebook entry (0)
+    assert results["score"] == 4 and len(results["tests"]) == 5, results  # 3 tests, the notebook (0), the staff row
+    staff = results["tests"][-1]
+    assert staff["visibility"] == "hidden" and "user as nobody" in staff["output"] and "seccomp NO" in staff["output"]
+    assert results["extra_data"]["grader"]["sandbox"]["engine"] == "user"
     assert "READ THE KIT" not in json.dumps(results)
 
 
