@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 IMPL   ?= reference
 JOBS   ?= 2
 
-.PHONY: install test bench seed-cells skeleton coverage mutants calibrate points release grade-examples gradescope notebook clean
+.PHONY: install test bench seed-cells skeleton coverage mutants calibrate points release grade-examples gradescope gradescope-check notebook clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,15 @@ grade-examples:
 # Gradescope's autograder.zip.
 gradescope:
 	$(PY) -m grader gradescope build --out build/autograder.zip
+
+# Gradescope for real (root, mmdebstrap, about 15 minutes and 3 GB per suite; not part of `make test`): a fresh
+# Debian image per suite, setup.sh in it, then run_autograder on the reference and the skeleton in a 1-CPU,
+# 1.5 GiB cgroup, with namespaces refused (Docker's default) and allowed. SUITES="bookworm trixie" for more;
+# WHEELS=DIR when PyTorch's CPU index is unreachable (default: pip's find-links folder, and it says so).
+SUITES ?= bookworm
+gradescope-check:
+	@command -v mmdebstrap >/dev/null || { echo "installing mmdebstrap (builds the fresh image) with apt-get ..."; apt-get install -y -qq mmdebstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap >/dev/null; }; }
+	$(PY) -m grader.gradescope_check --suites $(SUITES) $(if $(WHEELS),--wheels $(WHEELS))
 
 # Execute the assignment notebook against IMPL (relative to this folder, or absolute); the executed copy lands in build/.
 notebook:
