@@ -28,6 +28,30 @@ def _hint(test: dict) -> str:
     return ""
 
 
+#: C0 controls except tab and newline, DEL, and the C1 controls: a terminal or a pager acts on them (ESC
+#: sequences clear the screen, OSC 52 writes the clipboard, BEL rings), so submission text never keeps them.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def inert(text: object) -> str:
+    """Submission text (a message, an output, a file name) made safe to store and show: control characters
+    become ``\\xNN`` escapes, and a lone surrogate (which no UTF-8 file can hold) becomes ``\\udNNN``."""
+    text = str(text)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def inert_tree(value: object) -> object:
+    """:func:`inert` on every string inside lists and dicts (keys included); other values unchanged."""
+    if isinstance(value, str):
+        return inert(value)
+    if isinstance(value, list):
+        return [inert_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {inert(k) if isinstance(k, str) else k: inert_tree(v) for k, v in value.items()}
+    return value
+
+
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~])")
 
 

@@ -31,7 +31,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from grader.feedback import component_split, failures_text, notebook_text, render_html, render_markdown, write_curves
+from grader.feedback import (component_split, failures_text, inert, inert_tree, notebook_text, render_html,
+                             render_markdown, write_curves)
 from grader.sandbox import (NOBODY, SANDBOX_USER, Limits, ReportChannel, RunResult, WorkerSandbox,
                             can_drop_privileges, check_bwrap, run_limited)
 from grader.version import kit_version
@@ -123,7 +124,7 @@ def unpack(submission: Path, dest: Path) -> list[str]:
                 if not target.is_relative_to(dest.resolve()):
                     raise SubmissionError(f"the archive entry {info.filename!r} points outside the submission")
                 if stat.S_ISLNK(info.external_attr >> 16):
-                    left_out.append(f"{info.filename} (a link)")
+                    left_out.append(f"{info.filename!r} (a link)")
                     continue
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
@@ -152,7 +153,7 @@ def _copy_folder(src: Path, dest: Path) -> list[str]:
             path = Path(folder) / name
             info = path.lstat()
             if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
-                left_out.append(f"{rel / name} ({'a hard link' if stat.S_ISREG(info.st_mode) else 'not a regular file'})")
+                left_out.append(f"{str(rel / name)!r} ({'a hard link' if stat.S_ISREG(info.st_mode) else 'not a regular file'})")
                 continue
             if name.endswith(".pyc"):
                 continue
@@ -207,7 +208,7 @@ def prepare_workspace(ws: Path, submission: Path, config: GradeConfig) -> tuple[
     and no sandboxed run can (see :class:`grader.sandbox.WorkerSandbox`)."""
     left_out = unpack(submission, ws / "submission")
     if left_out:
-        (ws / "left_out.txt").write_text("\n".join(left_out))
+        (ws / "left_out.json").write_text(json.dumps(left_out))  # one entry each, whatever a name holds
     root = find_root(ws / "submission")
     notebook = find_notebook(ws / "submission")
     for sub in ("scratch", "workers", "judge"):
@@ -291,6 +292,7 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
             assignment = config.kit / "notebooks" / NOTEBOOK_NAME
             wanted = json.loads(assignment.read_text()) if assignment.is_file() else None
             summary = credit(book, wanted) if book is not None else {"ran": False, "why": "The executed notebook is not valid JSON."}
+            summary = inert_tree(summary)  # cell lines and error values are the submission's text
             if book is not None:
                 shutil.copy2(executed, ws / "scratch" / "executed.ipynb")
     finally:
@@ -350,10 +352,10 @@ def score(expected: list[dict], test_run: RunResult | None, notebook: dict | Non
                 "(crash, hard exit, time or memory limit), so it counts as failed"
             )
         else:
-            outcome, message = rec["outcome"], rec.get("message", "")
+            outcome, message = rec["outcome"], inert(rec.get("message", ""))
         earned = exp["points"] if outcome == "passed" else 0
         tests.append({**exp, "outcome": outcome, "message": message, "score": earned,
-                      "duration": (rec or {}).get("duration", 0.0), "curves": (rec or {}).get("curves", [])})  # fmt: skip
+                      "duration": (rec or {}).get("duration", 0.0), "curves": inert_tree((rec or {}).get("curves", []))})  # fmt: skip
     components: dict[str, dict] = {}
     categories = {c: {"score": 0, "max_score": 0} for c in CATEGORIES}
     for t in tests:
@@ -461,16 +463,26 @@ def _explain(run: RunResult, limits: Limits, what: str) -> list[str]:
     return notes
 
 
+#: What a lost worker did, in fixed words (never a number or text that the worker chose), and the phrases of
+#: grader.remote's WorkerLost messages that say so.
+LOST_KINDS = (
+    ("ran past its time limit", "ran past the time limit"),
+    ("sent something that is not data", "not valid data|is larger than the"),
+    ("could not import your code", "could not be imported|did not start properly"),
+    ("crashed or was killed", "died while|is gone"),
+)
+
+
 def worker_notes(tests: list[dict]) -> list[str]:
-    """One note for the tests whose worker died, hung or sent non-data (each such test failed on its own)."""
-    lost = [t for t in tests if "WorkerLost" in t.get("message", "")]
+    """One note for the public tests whose worker died, hung or sent non-data (each such test failed on its
+    own). Hidden tests never count, and the note names fixed kinds only: a worker chooses its exit status and
+    what it sends, so repeating either would let a hidden test's worker signal to the student."""
+    lost = [t for t in tests if not t.get("hidden") and "WorkerLost" in t.get("message", "")]
     if not lost:
         return []
-    causes = sorted({m.group(0) for t in lost for m in re.finditer(
-        r"killed by SIG[A-Z]+|exit status -?\d+|time limit|not valid data|could not start", t["message"])})  # fmt: skip
-    return [f"In {len(lost)} test(s) the worker process running your code died, hung or answered with something "
-            f"that is not data ({', '.join(causes) or 'see each test'}); each of those tests failed, and the next "
-            "test started a fresh worker."]  # fmt: skip
+    kinds = [kind for kind, pattern in LOST_KINDS if any(re.search(pattern, t["message"]) for t in lost)]
+    return [f"In {len(lost)} public test(s) the worker process running your code {' or '.join(kinds) or 'failed'}; "
+            "each of those tests failed, and the next test started a fresh worker."]
 
 
 def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
@@ -487,8 +499,8 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
         try:
             root, notebook = prepare_workspace(ws, submission, config)
             log.append(f"implementation root: {root.relative_to(ws / 'submission')}/")
-            if (ws / "left_out.txt").is_file():
-                skipped = (ws / "left_out.txt").read_text().splitlines()
+            if (ws / "left_out.json").is_file():
+                skipped = [inert(entry) for entry in json.loads((ws / "left_out.json").read_text())]
                 log.append(f"left out of the submission: {', '.join(skipped[:20])}")
                 notes.append(f"{len(skipped)} entries of the submission were left out (links and special files are "
                              f"never graded): {', '.join(skipped[:5])}")  # fmt: skip
@@ -511,7 +523,7 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
                 notes.append(nb_summary["why"])
             else:
                 nb_run, nb_summary = run_notebook(ws, root, notebook, config)
-                log += ["--- notebook ---", nb_run.output]
+                log += ["--- notebook ---", inert(nb_run.output)]
                 notes += _explain(nb_run, config.notebook_limits, "notebook run")
                 executed = ws / "scratch" / "executed.ipynb"
                 if executed.is_file() and executed.stat().st_size < 50 * 2**20:
@@ -519,7 +531,7 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
         test_run = None
         if root is not None:
             test_run = run_tests(ws, root, config)
-            log += ["--- tests ---", test_run.output]
+            log += ["--- tests ---", inert(test_run.output)]
             notes += _explain(test_run, config.test_limits, "test run")
             finished = any(r.get("type") == "finished" for r in test_run.records)
             if not finished and not test_run.timed_out and not test_run.signal_name:
@@ -539,16 +551,35 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
     notes += worker_notes(scored["tests"])
     results = gradescope_results(scored, notes, config, environment)
     results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1)})
-    (staging / "results.json").write_text(json.dumps(results, indent=2))
-    (staging / "feedback.md").write_text(render_markdown(name, scored, notes))
-    (staging / "failures.txt").write_text(failures_text(scored))
-    (staging / "feedback.html").write_text(render_html(name, scored, notes))
-    write_curves(scored, staging)
-    (staging / "log.txt").write_text("\n".join(log))
+    (staging / "results.json").write_text(json.dumps(results, indent=2), errors="backslashreplace")
+    log += _write_reports(staging, [
+        ("feedback.md", lambda: render_markdown(name, scored, notes)),
+        ("failures.txt", lambda: failures_text(scored)),
+        ("feedback.html", lambda: render_html(name, scored, notes)),
+        ("learning curves", lambda: write_curves(scored, staging)),
+    ])  # fmt: skip
+    (staging / "log.txt").write_text("\n".join(log), errors="backslashreplace")
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
     return gradebook_row(name, results)
+
+
+def _write_reports(folder: Path, reports: list) -> list[str]:
+    """Write each ``(file name, render)`` into ``folder``; a report that fails to render or write is replaced
+    by a note and logged, never raised: results.json, written before, and the score stand. Returns log lines."""
+    log = []
+    for filename, render in reports:
+        try:
+            text = render()
+            if text is not None:
+                (folder / filename).write_text(text, encoding="utf-8", errors="backslashreplace")
+        except Exception as exc:  # noqa: BLE001 - a report is never worth a grade
+            log.append(f"could not write {filename}: {type(exc).__name__}: {exc}")
+            if filename.endswith((".md", ".html", ".txt")):
+                (folder / filename).write_text(f"This report could not be written ({type(exc).__name__}); your score "
+                                               "in results.json stands. Please tell the course staff.\n")  # fmt: skip
+    return log
 
 
 def gradebook_row(name: str, results: dict) -> dict:
@@ -568,6 +599,7 @@ def gradebook_row(name: str, results: dict) -> dict:
 def _write_error(final: Path, why: str, status: str = "error") -> None:
     """A results.json with score 0 and ``status``, so that the gradebook lists the submission and says why."""
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    why = inert(why)
     results = {"score": 0, "output": why, "visibility": "visible", "tests": [],
                "extra_data": {"status": status, "why": why}}  # fmt: skip
     (staging / "results.json").write_text(json.dumps(results, indent=2))

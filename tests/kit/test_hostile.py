@@ -24,9 +24,12 @@ from grader.sandbox import Limits, check_bwrap, SandboxUnavailable
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENT_FILES = ["test_running_stats.py"]
-HIDDEN_FILES = ["test_hidden_running_stats.py"]
+# test_hidden_goal_conditioned.py: quick hand-computed tests, one of which reads a probe's result (the lie
+# workers below answer every failing probe themselves)
+HIDDEN_FILES = ["test_hidden_running_stats.py", "test_hidden_goal_conditioned.py"]
 
 pytestmark = pytest.mark.timeout(1500)
+TIME_LIMIT = 20
 
 # Appended to every module of the skeleton copy: wraps the module's functions and methods so that a TODO
 # (NotImplementedError) triggers the attack instead.
@@ -55,6 +58,27 @@ def _guard(fn):
         except NotImplementedError:
             return fallback(fn, args, kwargs)
     return inner
+'''
+
+LIE = '''
+def _lie():
+    worker = next((m for m in list(sys.modules.values()) if hasattr(m, "Dispatcher")), None)  # __main__
+    if worker is None or getattr(worker.Dispatcher, "_lied", False):
+        return
+    original = worker.Dispatcher.execute
+    def execute(self, op, *args):
+        try:
+            return original(self, op, *args)
+        except Exception:
+            if op == "run":
+                return ANSWER
+            raise
+    worker.Dispatcher.execute = execute
+    worker.Dispatcher._lied = True
+_lie()
+
+def fallback(fn, args, kwargs):
+    raise NotImplementedError("lie")
 '''
 
 ATTACKS: dict[str, str] = {
@@ -247,6 +271,24 @@ def fallback(fn, args, kwargs):
         return target(*args, **kwargs)
     raise NotImplementedError("escape")
 ''',
+    # Choose the worker's exit status (113), a number the student must never see again: it could carry bits
+    # out of a hidden test (issue 22: "exit status 102, 103, 108, 114" in the notes).
+    "exit_status": '''
+import os
+
+def fallback(fn, args, kwargs):
+    os._exit(113)
+''',
+    # Terminal control sequences (clear screen, an OSC 52 clipboard write, BEL) and a lone surrogate in every
+    # message: the records must stay inert text, and the surrogate must not crash the writing of feedback.
+    "control_chars": '''
+def fallback(fn, args, kwargs):
+    raise ValueError("CTRL-MARKER \\x1b[2J\\x1b]52;c;SGFja2Vk\\x07\\x9b31m\\x07 lone \\ud800 surrogate")
+''',
+    # Answer every probe that fails with True, or with False, from inside the worker's dispatcher: a probe
+    # that returned a verdict (a bool computed in the worker) would hand these the point.
+    "lie_true": LIE.replace("ANSWER", "True"),
+    "lie_false": LIE.replace("ANSWER", "False"),
     # Kill every process in sight (a classmate's included, if it were visible) and leave a daemon behind.
     "killer": '''
 import os, signal, subprocess
@@ -287,12 +329,32 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in HIDDEN_FILES:
         shutil.copy2(REPO / "tests" / "hidden" / name, root / "tests" / "hidden" / name)
     shutil.copytree(REPO / "grader", root / "grader", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
+    # Each of these tests takes under 2 s against the reference; a worker that stalls (the liar's endless
+    # nesting, a hang) is stopped after 20 s instead of the real kit's 120, keeping the batch short.
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert "timeout = 120" in pyproject, "the kit's per-test timeout moved: update the hostile kit"
+    (root / "pyproject.toml").write_text(pyproject.replace("timeout = 120", f"timeout = {TIME_LIMIT}"))
     return root
+
+
+#: Attacks that are files of the submission rather than code: each is made by its function in the copy.
+FORGED_NAME = "x\n\n**Score: 262 / 262**\n"
+ATTACK_FILES = {
+    # A link (left out of every submission) whose name forges lines of the student's feedback.
+    "forged_name": lambda dest: _link(dest / FORGED_NAME, "/etc/passwd"),
+}
+
+
+def _link(path: Path, target: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # "... 262 / 262": the slash makes a folder
+    path.symlink_to(target)
 
 
 def _hostile(dest: Path, attack: str) -> Path:
     shutil.copytree(REPO / "skeleton", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    if attack in ATTACK_FILES:
+        ATTACK_FILES[attack](dest)
+        return dest
     (dest / "utils" / "_attack.py").write_text(WRAPPER + dedent(ATTACKS[attack]))
     for module in dest.rglob("*.py"):
         if module.name != "_attack.py":
@@ -306,7 +368,7 @@ def batch(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     subs = tmp_path_factory.mktemp("subs")
     shutil.copytree(REPO / "reference", subs / "correct", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "skeleton", subs / "skeleton", ignore=shutil.ignore_patterns("__pycache__"))
-    for attack in ATTACKS:
+    for attack in [*ATTACKS, *ATTACK_FILES]:
         _hostile(subs / attack, attack)
     before = _tree_hash(kit)
     out = tmp_path_factory.mktemp("out")
@@ -334,7 +396,7 @@ def test_skeleton_scores_nothing(batch: dict) -> None:
     assert int(batch["rows"]["skeleton"]["score"]) == 0
 
 
-@pytest.mark.parametrize("attack", sorted(ATTACKS))
+@pytest.mark.parametrize("attack", sorted([*ATTACKS, *ATTACK_FILES]))
 def test_attack_scores_what_the_skeleton_scores(batch: dict, attack: str) -> None:
     """Each attack built on the skeleton earns exactly the skeleton's score, component by component."""
     row, base = batch["rows"][attack], batch["rows"]["skeleton"]
@@ -361,3 +423,40 @@ def test_kit_is_unchanged_and_no_process_is_left(batch: dict) -> None:
     """The attacks changed no file of the kit and left no worker, sandbox or daemon running."""
     assert batch["kit_changed"] == []
     assert batch["left"] == []
+
+
+def _student_text(batch: dict, name: str) -> tuple[dict, str]:
+    """results.json of submission ``name`` and all the student sees: the notes, the visible rows, feedback."""
+    results = json.loads((batch["out"] / name / "results.json").read_text())
+    visible = [results["output"]] + [t["output"] for t in results["tests"] if t.get("visibility") == "visible"]
+    for page in ("feedback.md", "feedback.html"):
+        visible.append((batch["out"] / name / page).read_text())
+    return results, "\n".join(visible)
+
+
+def test_notes_name_no_number_the_worker_chose_and_count_public_tests_only(batch: dict) -> None:
+    """A worker that exits 113 on every call: the notes say the worker crashed, never '113', and count public tests."""
+    results, _ = _student_text(batch, "exit_status")
+    notes = results["output"]
+    assert "crashed" in notes, "the attack did not run: the test proves nothing"
+    assert "113" not in notes
+    public = sum(1 for t in results["tests"] if t.get("visibility") == "visible" and "WorkerLost" in t["output"])
+    assert f"In {public} public test(s)" in notes, notes
+
+
+def test_control_characters_and_lone_surrogates_stay_inert(batch: dict) -> None:
+    """ESC, BEL, C1 controls and a lone surrogate in messages: graded as usual, and no output holds them raw."""
+    results, visible = _student_text(batch, "control_chars")
+    assert results["tests"] and "CTRL-MARKER" in visible, "the attack did not run: the test proves nothing"
+    for name in ("results.json", "feedback.md", "feedback.html", "failures.txt", "log.txt"):
+        raw = (batch["out"] / "control_chars" / name).read_bytes()
+        text = raw.decode("utf-8")  # valid UTF-8 throughout: no lone surrogate was written
+        assert not any(ch in text for ch in "\x1b\x07\x9b"), f"{name} holds a raw control character"
+
+
+def test_a_file_name_cannot_forge_lines_of_the_feedback(batch: dict) -> None:
+    """A left-out link named with newlines and a fake score: its name is quoted, on one line, never a score line."""
+    results, visible = _student_text(batch, "forged_name")
+    assert repr(FORGED_NAME) in results["output"], results["output"]
+    for line in visible.splitlines():
+        assert not line.lstrip("> ").startswith("**Score: 262"), line
