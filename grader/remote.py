@@ -467,6 +467,18 @@ def default_launcher(root: Path, read_fd: int, write_fd: int) -> subprocess.Pope
 
 
 # --------------------------------------------------------------------------------------------- the facade
+class ProbeVerdictError(TypeError):
+    """A test's probe returned a verdict (a bare bool) instead of observations: a bug of the kit's test."""
+
+
+def is_verdict(value: Any) -> bool:
+    """Whether a probe's result is a bare truth value (``bool`` or a 0-d boolean array or tensor)."""
+    if isinstance(value, bool):
+        return True
+    dtype, shape = getattr(value, "dtype", None), getattr(value, "shape", None)
+    return shape is not None and tuple(shape) == () and str(dtype) in ("bool", "torch.bool")
+
+
 class RemoteImplementation:
     """What the ``impl`` fixture gives a test: the implementation under test, behind a session.
 
@@ -508,7 +520,15 @@ class RemoteImplementation:
         module = getattr(probe, "__module__", None)
         if module:
             ship_by_value(module)
-        return self._session.request("run", probe, args, kwargs)
+        result = self._session.request("run", probe, args, kwargs)
+        if is_verdict(result):
+            raise ProbeVerdictError(
+                f"the probe {getattr(probe, '__qualname__', probe)!r} returned a bare {type(result).__name__}: a "
+                "verdict computed in the worker, which the submission's process can simply choose. Return the "
+                "observations (the values, with a flag only beside the values it qualifies) and decide in the "
+                "test (docs/CONVENTIONS.md §5)."
+            )  # fmt: skip
+        return result
 
     def seed(self, seed: int) -> None:
         """Seed python, numpy and torch in the worker."""

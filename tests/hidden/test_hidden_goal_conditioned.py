@@ -11,12 +11,13 @@ def _gc(impl):
     return impl.module("hierarchical_rl.goal_conditioned")
 
 
-def _critic_target_grads(impl, rewards, next_q, dones):
-    """Whether her_critic_targets' result requires grad when its rewards and next_q do."""
+def _critic_targets_from_grad_inputs(impl, rewards, next_q, dones):
+    """her_critic_targets' result when its rewards and next_q require grad: its values (detached) and, beside
+    them, whether it requires grad (observations: the test decides)."""
     rewards, next_q = rewards.clone().requires_grad_(), next_q.clone().requires_grad_()
     gc = impl.module("hierarchical_rl.goal_conditioned")
     y = gc.her_critic_targets(rewards, next_q, dones, 0.5, None, 0.0)
-    return bool(y.requires_grad)
+    return y.detach(), bool(y.requires_grad)
 
 
 @pytest.mark.shape
@@ -51,6 +52,8 @@ def test_relabel_final_with_a_distance_reward(impl):
 
 @pytest.mark.gradient
 def test_critic_targets_carry_no_gradient_from_the_rewards(impl):
-    """The targets are constants even when the rewards (not only next_q) require grad."""
-    assert not impl.run(_critic_target_grads, torch.tensor([-1.0, 0.0]), torch.tensor([-2.0, -1.0]),
-                        torch.zeros(2))  # fmt: skip
+    """The targets are constants even when the rewards (not only next_q) require grad: y = r + ½·q' = (−2, −½)."""
+    y, requires_grad = impl.run(_critic_targets_from_grad_inputs, torch.tensor([-1.0, 0.0]),
+                                torch.tensor([-2.0, -1.0]), torch.zeros(2))  # fmt: skip
+    torch.testing.assert_close(y, torch.tensor([-2.0, -0.5]))
+    assert not requires_grad

@@ -257,3 +257,33 @@ def test_requires_grad_survives_as_a_flag(session) -> None:
     """A tensor with a graph arrives detached, flagged requires_grad."""
     out = _algorithms(session).Counter().grad()
     assert out.requires_grad and out.grad_fn is None and torch.equal(out.detach(), torch.full((2,), 3.0))
+
+
+def _verdict(impl, counter):
+    return counter.add(1) == 1
+
+
+def _observation_with_flag(impl, counter):
+    return counter.add(1), True
+
+
+def test_a_probe_that_returns_a_bare_bool_fails_loudly(session) -> None:
+    """A probe's bare bool is a verdict the worker could choose: ProbeVerdictError, naming the probe."""
+    from grader.remote import ProbeVerdictError
+
+    impl = RemoteImplementation(session, Path("."))
+    counter = impl.module("model_based_rl.algorithms").Counter()
+    with pytest.raises(ProbeVerdictError, match="_verdict.*returned a bare bool"):
+        impl.run(_verdict, counter)
+    assert impl.run(_observation_with_flag, counter) == (2, True)  # a flag beside the values it qualifies
+
+
+def test_is_verdict_knows_python_numpy_and_torch_truth_values() -> None:
+    """bool, a 0-d numpy bool and a 0-d torch bool are verdicts; ints, arrays and tuples are not."""
+    import numpy as np
+    import torch
+
+    from grader.remote import is_verdict
+
+    assert all(map(is_verdict, [True, np.bool_(False), np.array(True), torch.tensor(False)]))
+    assert not any(map(is_verdict, [1, 0.0, np.array([True]), (True,), torch.tensor(1), None, "True"]))
