@@ -276,12 +276,12 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
     sandbox = replace(worker_sandbox(ws, config), limits=config.notebook_limits)
     base = sandbox.stage(ws / "submission", NOTEBOOK_MODULES)  # the whole submission: the notebook's own folder
     rel_root, rel_book = root.relative_to(ws / "submission"), notebook.relative_to(ws / "submission")
-    argv, cwd, env, drop_to, _ = sandbox.command(base, lambda sub, tmp: [
+    cmd = sandbox.command(base, lambda sub, tmp: [
         config.python, "-m", "grader.notebook", f"{sub}/{rel_book}", "--impl", f"{sub}/{rel_root}",
         "--out", f"{tmp}/executed.ipynb", "--cell-timeout", str(config.cell_timeout)])  # fmt: skip
     try:
-        result = run_limited(argv, cwd=Path(cwd), env=env, limits=config.notebook_limits,
-                             drop_to=drop_to)  # fmt: skip
+        result = run_limited(cmd.argv, cwd=Path(cmd.cwd), env=cmd.env, limits=config.notebook_limits,
+                             drop_to=cmd.drop_to, pass_fds=cmd.fds)  # fmt: skip
         executed = base / "tmp" / "executed.ipynb"
         summary: dict = {"ran": False, "why": "The notebook run stopped before writing the executed notebook."}
         if executed.is_file() and not executed.is_symlink() and executed.stat().st_size < 50 * 2**20:
@@ -296,6 +296,7 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
             if book is not None:
                 shutil.copy2(executed, ws / "scratch" / "executed.ipynb")
     finally:
+        cmd.close()
         shutil.rmtree(base, ignore_errors=True)
     return result, summary
 

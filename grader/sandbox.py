@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 CLONE_NEWNET = 0x40000000
 NOBODY = (65534, 65534)
@@ -292,6 +293,7 @@ def run_limited(
     limits: Limits,
     channel: ReportChannel | None = None,
     drop_to: tuple[int, int] | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> RunResult:
     """Run ``cmd`` under ``limits``; kill its whole process group at the wall-clock limit.
 
@@ -303,13 +305,13 @@ def run_limited(
         channel: a report channel whose write end the child inherits.
         drop_to: ``(uid, gid)`` the child runs as (the sandbox decides: :meth:`WorkerSandbox.command`);
             ``None`` keeps the grader's own.
+        pass_fds: descriptors the child inherits besides the channel's (bubblewrap's seccomp filter).
     """
     unshare_net = not limits.network and network_namespaces_work()
     full_env = dict(env)
-    pass_fds: tuple[int, ...] = ()
     if channel is not None:
         full_env.update(channel.env())
-        pass_fds = (channel.write_fd,)
+        pass_fds = (*pass_fds, channel.write_fd)
     cgroup = PidsCgroup(limits.max_processes) if PidsCgroup.available() else None
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -367,6 +369,24 @@ SANDBOX_UID = 65534
 SANDBOX_USER = "ca15-worker"
 
 
+class Command(NamedTuple):
+    """How to start one sandboxed run: its argv, working folder, environment, the host account the process
+    switches to before exec (``None``: the grader's own), whether it gets a private network namespace
+    itself, and the descriptors it must inherit (bubblewrap's seccomp filter)."""
+
+    argv: list[str]
+    cwd: str
+    env: dict
+    drop_to: tuple[int, int] | None
+    unshare_net: bool
+    fds: tuple[int, ...] = ()
+
+    def close(self) -> None:
+        """Close the descriptors the child inherited (call once it has started)."""
+        for fd in self.fds:
+            os.close(fd)
+
+
 class SandboxUnavailable(RuntimeError):
     """bubblewrap cannot start here; the message says why and how to fix it."""
 
@@ -411,6 +431,9 @@ class WorkerSandbox:
             "engine_version": bwrap_version() if self.engine == "bwrap" else None,
             "account": f"uid {SANDBOX_UID} in a user namespace" if self.engine == "bwrap" else (
                 self.user if self.engine == "user" else ("nobody" if can_drop_privileges(self.python) else "the grader's own")),
+            # the host account the sandbox's uid maps to: "root" means a kernel bug reached inside is host root
+            "host_account": _host_account_name(self.engine, self.python, self.user),
+            "user_namespaces_inside": self.engine == "bwrap" and "--disable-userns" not in bwrap_options(),
             "memory_mib_per_process": self.limits.memory_bytes >> 20,
             "cpu_seconds": self.limits.cpu_seconds,
             "wall_seconds": self.limits.wall_seconds,
@@ -418,7 +441,7 @@ class WorkerSandbox:
             "pid_namespace": self.engine == "bwrap",
             "network_namespace": netns,
             "mount_namespace": self.engine == "bwrap",
-            "seccomp": False,
+            "seccomp": self.engine == "bwrap",
         }  # fmt: skip
 
     def summary(self) -> str:
@@ -426,11 +449,15 @@ class WorkerSandbox:
         f = self.facts()
         yes = {True: "yes", False: "NO"}
         name = f"{f['engine']} {f['engine_version']}" if f["engine_version"] else f["engine"]
-        return (f"{name} as {f['account']}: memory {f['memory_mib_per_process']} MiB per process, CPU "
+        return (f"{name} as {f['account']} (host account {f['host_account']}): memory {f['memory_mib_per_process']} MiB per process, CPU "
                 f"{f['cpu_seconds']} s; network namespace {yes[f['network_namespace']]}, pid namespace "
                 f"{yes[f['pid_namespace']]}, pids cgroup {yes[f['pids_cgroup']]}, seccomp {yes[f['seccomp']]}")  # fmt: skip
 
     def describe(self) -> str:
+        if self.engine == "bwrap" and _host_account_name(self.engine, self.python, self.user) == "root":
+            return (f"bubblewrap {bwrap_version()} started as root: uid {SANDBOX_UID} inside maps to host root, because "
+                    f"'nobody' cannot run {self.python} here (install the kit's venv where others can read it); "
+                    "namespaces, seccomp and resource limits as usual")  # fmt: skip
         if self.engine == "bwrap":
             return (f"bubblewrap {bwrap_version()} ({shutil.which('bwrap')}): uid {SANDBOX_UID} inside; user, pid, "
                     "ipc, uts, network (loopback only) and mount namespaces; read-only system and interpreter; "
@@ -453,13 +480,21 @@ class WorkerSandbox:
             shutil.copy2(here / name, kit / name)
         return base
 
-    def command(self, base: Path, tail: Callable[[str, str], list[str]]) -> tuple[list[str], str, dict, tuple | None, bool]:
-        """``(argv, cwd, env, drop_to, unshare_net)`` to run ``tail(submission_dir, tmp_dir)`` on ``base``."""
+    def command(self, base: Path, tail: Callable[[str, str], list[str]]) -> Command:
+        """How to run ``tail(submission_dir, tmp_dir)`` on ``base`` (:class:`Command`)."""
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "MPLBACKEND": "Agg",
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONHASHSEED": "0", "LANG": "C.UTF-8", "PYTHONPATH": "/opt/ca15"}  # fmt: skip
         if self.engine == "bwrap":
-            return [*bwrap_argv(self.python, base, env), *tail("/submission", "/tmp")], "/", {}, None, False
+            account = host_account(self.python)
+            if account:  # bubblewrap starts unprivileged: the sandbox's uid maps to that account, never root
+                os.chmod(self.scratch, 0o711)
+                for p in [base, *base.rglob("*")]:
+                    os.chown(p, *account, follow_symlinks=False)
+            fd = seccomp_fd()
+            argv = [*bwrap_argv(self.python, base, env, seccomp=fd, unprivileged=account is not None),
+                    *tail("/submission", "/tmp")]
+            return Command(argv, "/", {}, account, False, (fd,))
         tmp = str(base / "tmp")
         env.update(HOME=tmp, TMPDIR=tmp, PYTHONPATH=str(base / "opt"))
         if self.engine == "user":  # Gradescope without namespaces: a dedicated unprivileged user (setup.sh)
@@ -472,18 +507,21 @@ class WorkerSandbox:
         if drop:
             for p in [base, *base.rglob("*")]:
                 os.chown(p, *drop)
-        return tail(str(base / "submission"), tmp), tmp, env, drop, network_namespaces_work()
+        return Command(tail(str(base / "submission"), tmp), tmp, env, drop, network_namespaces_work())
 
     def launch(self, root: Path, read_fd: int, write_fd: int) -> subprocess.Popen:
         """Start one worker on a fresh copy of ``root``; the returned process cleans up after itself."""
         from grader.remote import worker_argv
 
         base = self.stage(root)
-        argv, cwd, env, drop, unshare = self.command(base, lambda sub, tmp: worker_argv(self.python, sub, read_fd, write_fd))
+        cmd = self.command(base, lambda sub, tmp: worker_argv(self.python, sub, read_fd, write_fd))
         cgroup = PidsCgroup(self.limits.max_processes) if PidsCgroup.available() else None
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, pass_fds=(read_fd, write_fd), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                preexec_fn=_preexec(self.limits, drop, unshare, cgroup))  # fmt: skip
+        try:
+            proc = subprocess.Popen(cmd.argv, cwd=cmd.cwd, env=cmd.env, pass_fds=(read_fd, write_fd, *cmd.fds),
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    preexec_fn=_preexec(self.limits, cmd.drop_to, cmd.unshare_net, cgroup))  # fmt: skip
+        finally:
+            cmd.close()
 
         def cleanup() -> None:
             if cgroup is not None:
@@ -494,12 +532,21 @@ class WorkerSandbox:
         return proc
 
 
-def bwrap_argv(python: str, base: Path, env: dict[str, str]) -> list[str]:
-    """bubblewrap's command line for a worker whose folder is ``base`` (``submission``, ``tmp``, ``opt``)."""
+def bwrap_argv(python: str, base: Path, env: dict[str, str], seccomp: int | None = None,
+               unprivileged: bool = False) -> list[str]:
+    """bubblewrap's command line for a worker whose folder is ``base`` (``submission``, ``tmp``, ``opt``).
+
+    Every namespace (a new user namespace whatever the caller is), no capability, and, where this bubblewrap
+    has them, ``--disable-userns`` (no user namespace can be made inside) and the seccomp filter read from
+    descriptor ``seccomp`` (:data:`WORKER_DENY`: no namespace, mount, io_uring, keyctl, bpf, ptrace, ...)."""
     import sys
 
-    argv = ["bwrap", "--unshare-all", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID), "--die-with-parent",
-            "--new-session", "--cap-drop", "ALL", "--clearenv"]  # fmt: skip
+    argv = ["bwrap", "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--clearenv"]  # fmt: skip
+    if "--disable-userns" in bwrap_options():
+        argv.append("--disable-userns")
+    if seccomp is not None:
+        argv += ["--seccomp", str(seccomp)]
     for key, value in env.items():
         argv += ["--setenv", key, value]
     for path in SYSTEM_DIRS:
@@ -515,7 +562,9 @@ def bwrap_argv(python: str, base: Path, env: dict[str, str]) -> list[str]:
     prefixes = {str(Path(sys.base_prefix).resolve()), sys.prefix, str(Path(python).parent.parent),
                 str(Path(python).resolve().parent.parent)}  # fmt: skip
     for prefix in sorted(p for p in prefixes if not p.startswith("/usr/") and p != "/usr"):
-        if Path(prefix).is_dir():
+        # started unprivileged, bubblewrap can bind only what others may reach (the grader's own interpreter
+        # under /root is not needed by a worker interpreter that lives elsewhere)
+        if Path(prefix).is_dir() and (not unprivileged or others_can_read(Path(prefix))):
             argv += ["--ro-bind", prefix, prefix]
     return argv
 
@@ -526,6 +575,103 @@ def bwrap_version() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return "?"
     return out.strip().removeprefix("bubblewrap ").strip() or "?"
+
+
+def _host_account_name(engine: str, python: str, user: str) -> str:
+    """Who the sandboxed process is on the host: the account's name, or ``root``."""
+    import pwd
+
+    if engine == "user":
+        return user
+    uid = os.geteuid()
+    if engine == "bwrap" and uid == 0:
+        account = host_account(python)
+        uid = account[0] if account else 0
+    elif engine == "none" and uid == 0 and can_drop_privileges(python):
+        uid = NOBODY[0]
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def others_can_read(path: Path) -> bool:
+    """Whether an account with no special rights can reach ``path``: every folder above it searchable by
+    others, and the path itself readable by others."""
+    path = path.resolve()
+    for folder in reversed(path.parents):
+        if not os.stat(folder).st_mode & 0o001:
+            return False
+    return bool(os.stat(path).st_mode & 0o004)
+
+
+_BWRAP_OPTIONS: str | None = None
+
+
+def bwrap_options() -> str:
+    """bubblewrap's ``--help`` text (read once), to know which options this version has."""
+    global _BWRAP_OPTIONS
+    if _BWRAP_OPTIONS is None:
+        try:
+            _BWRAP_OPTIONS = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            _BWRAP_OPTIONS = ""
+    return _BWRAP_OPTIONS
+
+
+#: What a worker may not do, on top of bubblewrap's namespaces (grader/seccomp.py).
+def _worker_deny() -> tuple[str, ...]:
+    from grader.seccomp import DENY_KERNEL_SURFACE, DENY_MOUNTS, DENY_NAMESPACES
+
+    return DENY_NAMESPACES + DENY_MOUNTS + DENY_KERNEL_SURFACE
+
+
+def seccomp_fd() -> int:
+    """A fresh descriptor holding the workers' seccomp program, at offset 0 (bubblewrap reads it once)."""
+    from grader.seccomp import program
+
+    fd = os.memfd_create("ca15-seccomp", 0)
+    os.write(fd, program(_worker_deny()))
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+_HOST_ACCOUNT: dict[str, tuple[int, int] | None] = {}
+
+
+def host_account(python: str) -> tuple[int, int] | None:
+    """The account bubblewrap is started as, when the grader is root: ``nobody``, so that the sandbox's uid
+    maps to an unprivileged host account (never to host root), where ``nobody`` can run ``python`` (with
+    torch) and start bubblewrap; ``None`` (bubblewrap as root) where it cannot, which :meth:`WorkerSandbox.facts`
+    reports. A grader that is not root starts bubblewrap as itself (``None``): that is already unprivileged."""
+    if os.geteuid() != 0:
+        return None
+    if python not in _HOST_ACCOUNT:
+        _HOST_ACCOUNT[python] = NOBODY if can_drop_privileges(python) and _bwrap_starts(python, NOBODY) else None
+    return _HOST_ACCOUNT[python]
+
+
+def _bwrap_starts(python: str, account: tuple[int, int] | None) -> bool:
+    with tempfile.TemporaryDirectory(prefix="ca15-bwrap-check-") as tmp:
+        base = Path(tmp)
+        for sub in ("submission", "tmp", "opt"):
+            (base / sub).mkdir()
+        if account:
+            os.chmod(base, 0o755)
+            for p in [base, *base.rglob("*")]:
+                os.chown(p, *account)
+        fd = seccomp_fd()
+        argv = [*bwrap_argv(python, base, {"PATH": "/usr/bin:/bin"}, seccomp=fd, unprivileged=account is not None),
+                python, "-c", "print(1)"]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, pass_fds=(fd,), cwd="/",
+                                  preexec_fn=(lambda: (os.setgroups([]), os.setgid(account[1]), os.setuid(account[0])))
+                                  if account else None)  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        finally:
+            os.close(fd)
+    return proc.returncode == 0 and proc.stdout.strip() == "1"
 
 
 def check_bwrap(python: str) -> None:
@@ -540,11 +686,15 @@ def check_bwrap(python: str) -> None:
         base = Path(tmp)
         for sub in ("submission", "tmp", "opt"):
             (base / sub).mkdir()
-        argv = [*bwrap_argv(python, base, {"PATH": "/usr/bin:/bin"}), python, "-c", "import os; print(os.getuid())"]
+        fd = seccomp_fd()
+        argv = [*bwrap_argv(python, base, {"PATH": "/usr/bin:/bin"}, seccomp=fd), python, "-c",
+                "import os; print(os.getuid())"]  # fmt: skip
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, pass_fds=(fd,))
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise SandboxUnavailable(f"bubblewrap could not start a sandbox: {exc}") from exc
+        finally:
+            os.close(fd)
     if proc.returncode != 0 or proc.stdout.strip() != str(SANDBOX_UID):
         raise SandboxUnavailable(f"bubblewrap could not start a sandbox here (exit {proc.returncode}): "
                                  f"{proc.stderr.strip()[:500]}\n{bwrap_advice(proc.stderr)}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -289,6 +290,27 @@ def fallback(fn, args, kwargs):
     # that returned a verdict (a bool computed in the worker) would hand these the point.
     "lie_true": LIE.replace("ANSWER", "True"),
     "lie_false": LIE.replace("ANSWER", "False"),
+    # Reach for the kernel surface that sandbox escapes go through: new user, mount and network namespaces, a
+    # tmpfs mount, io_uring, keyctl; report what worked through the failure message.
+    "kernel_surface": '''
+import ctypes, errno, platform
+
+def _try():
+    libc = ctypes.CDLL(None, use_errno=True)
+    nr = {"x86_64": (425, 250), "aarch64": (425, 219)}.get(platform.machine(), (425, 250))
+    calls = [("unshare-user", lambda: libc.unshare(0x10000000)), ("unshare-mount", lambda: libc.unshare(0x00020000)),
+             ("unshare-net", lambda: libc.unshare(0x40000000)),
+             ("mount", lambda: libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)),
+             ("io_uring", lambda: libc.syscall(nr[0], 1, 0)), ("keyctl", lambda: libc.syscall(nr[1], 0, 0, 0, 0, 0))]
+    found = []
+    for name, call in calls:
+        rc = call()
+        found.append(f"{name}=" + ("ok" if rc != -1 else errno.errorcode.get(ctypes.get_errno(), "?")))
+    return " ".join(found)
+
+def fallback(fn, args, kwargs):
+    raise ValueError("SURFACE " + _try())
+''',
     # Kill every process in sight (a classmate's included, if it were visible) and leave a daemon behind.
     "killer": '''
 import os, signal, subprocess
@@ -460,3 +482,13 @@ def test_a_file_name_cannot_forge_lines_of_the_feedback(batch: dict) -> None:
     assert repr(FORGED_NAME) in results["output"], results["output"]
     for line in visible.splitlines():
         assert not line.lstrip("> ").startswith("**Score: 262"), line
+
+
+def test_the_sandbox_refuses_namespaces_mounts_io_uring_and_keyctl(batch: dict) -> None:
+    """From inside a worker, new namespaces, a mount, io_uring and keyctl all fail (seccomp, --disable-userns)."""
+    _, visible = _student_text(batch, "kernel_surface")
+    reports = [line[line.index("SURFACE "):] for line in visible.splitlines() if "SURFACE " in line]
+    assert reports, "the attack did not run: the test proves nothing"
+    outcomes = [re.findall(r"=(E[A-Z]+|ok)\b", r) for r in reports]
+    assert any(len(o) == 6 for o in outcomes), reports  # one whole report (summaries may cut the message)
+    assert all(set(o) <= {"EPERM"} for o in outcomes), reports

@@ -1,0 +1,121 @@
+"""The bubblewrap sandbox, hardened (issue 22, item 6): started as an unprivileged host account when the grader is
+root, so that the sandbox's uid never maps to host root; no user namespace, mount, io_uring, keyctl, bpf or
+ptrace inside (seccomp and --disable-userns); and, where the host cannot, the grader says so.
+
+The unprivileged start needs an interpreter that ``nobody`` can run: the tests use the world-readable venv of
+tests/kit/test_user_engine.py (``shared``), and skip where it cannot be made.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import psutil
+import pytest
+
+from grader.sandbox import NOBODY, WorkerSandbox, _preexec, check_bwrap, host_account, others_can_read
+from tests.kit.test_user_engine import shared  # noqa: F401 - the world-readable venv fixture
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _start(python: str, scratch: Path, code: str) -> subprocess.Popen:
+    """``python -c code`` in a worker sandbox on a copy of the reference, started as the grader would."""
+    sandbox = WorkerSandbox("bwrap", python, str(scratch))
+    base = sandbox.stage(REPO / "reference")
+    cmd = sandbox.command(base, lambda sub, tmp: [python, "-c", code])
+    try:
+        return subprocess.Popen(cmd.argv, cwd=cmd.cwd, env=cmd.env, pass_fds=cmd.fds, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_preexec(sandbox.limits, cmd.drop_to, cmd.unshare_net, None))  # fmt: skip
+    finally:
+        cmd.close()
+
+
+@pytest.fixture
+def unprivileged(shared: tuple[Path, str]) -> tuple[Path, str]:  # noqa: F811 - shared is the imported fixture
+    folder, python = shared
+    try:
+        check_bwrap(python)
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"bubblewrap cannot start here: {exc}")
+    if host_account(python) != NOBODY:
+        pytest.skip("nobody cannot start bubblewrap with the shared venv here (unprivileged user namespaces off?)")
+    return folder, python
+
+
+def test_a_root_grader_starts_bubblewrap_as_nobody_so_no_sandboxed_process_is_host_root(unprivileged) -> None:
+    """Every process of the sandbox (bubblewrap and the worker) runs as host nobody, seen from the host."""
+    folder, python = unprivileged
+    proc = _start(python, Path(tempfile.mkdtemp(dir=folder)), "import time; print('up', flush=True); time.sleep(30)")
+    try:
+        assert proc.stdout.readline().strip() == "up", proc.stderr.read() if proc.poll() is not None else ""
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        uids = {(p.name(), p.uids().real, p.uids().effective, p.uids().saved) for p in tree}
+        assert len(tree) >= 2 and all(u[1:] == (NOBODY[0],) * 3 for u in uids), uids
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+PROBE = r"""
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def result(rc):
+    return "ok" if rc != -1 else errno.errorcode[ctypes.get_errno()]
+print("unshare-user", result(libc.unshare(0x10000000)))
+print("unshare-mount", result(libc.unshare(0x00020000)))
+print("unshare-net", result(libc.unshare(0x40000000)))
+print("mount-tmpfs", result(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)))
+print("io_uring", result(libc.syscall(425, 1, 0)))
+print("keyctl", result(libc.syscall(250, 0, 0, 0, 0, 0)))
+print("ptrace", result(libc.syscall(101, 0, 0, 0, 0)))
+"""
+
+
+@pytest.mark.parametrize("who", ["unprivileged", "grader's interpreter"])
+def test_inside_the_sandbox_namespaces_mounts_io_uring_keyctl_and_ptrace_fail(who: str, request) -> None:
+    """From inside a worker sandbox (started either way) each of these calls fails with EPERM."""
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("the probe uses x86_64 system call numbers")
+    if who == "unprivileged":
+        folder, python = request.getfixturevalue("unprivileged")
+        scratch = Path(tempfile.mkdtemp(dir=folder))
+    else:
+        python, scratch = sys.executable, Path(tempfile.mkdtemp(prefix="ca15-hardening-"))
+        try:
+            check_bwrap(python)
+        except Exception as exc:  # noqa: BLE001
+            pytest.skip(f"bubblewrap cannot start here: {exc}")
+    proc = _start(python, scratch, PROBE)
+    out, err = proc.communicate(timeout=60)
+    seen = dict(line.split(" ", 1) for line in out.splitlines())
+    assert seen and set(seen.values()) == {"EPERM"}, (seen, err[-1000:])
+
+
+def test_a_grader_interpreter_that_nobody_can_read_is_reported_as_host_root(tmp_path: Path) -> None:
+    """Where nobody cannot run the interpreter (a venv under /root), bubblewrap starts as root, and says so."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("an unprivileged grader starts bubblewrap as itself: never root")
+    if others_can_read(Path(sys.executable).resolve().parent.parent):
+        pytest.skip(f"{sys.executable} is readable by others here: the root fallback does not happen")
+    sandbox = WorkerSandbox("bwrap", sys.executable, str(tmp_path))
+    assert sandbox.facts()["host_account"] == "root"
+    assert "host account root" in sandbox.summary() and "maps to host root" in sandbox.describe()
+
+
+def test_others_can_read_follows_every_folder_above(tmp_path: Path) -> None:
+    """A system file is in reach of others; a readable file under a folder only its owner can search is not."""
+    assert others_can_read(Path("/usr/bin/env"))
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "f").write_text("x")
+    (private / "f").chmod(0o644)
+    assert not others_can_read(private / "f")
