@@ -8,12 +8,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from grader.grade import GradeConfig, grade_batch
-from grader.sandbox import SandboxUnavailable
+from grader.sandbox import SandboxUnavailable, stop_everything
 
 
 def _grade(argv: list[str]) -> int:
@@ -46,14 +47,38 @@ def _grade(argv: list[str]) -> int:
         if args.memory < 512:
             parser.error(f"--memory: expected at least 512 MiB (a worker imports torch), got {args.memory}")
         config = replace(config, worker_limits=replace(config.worker_limits, memory_bytes=args.memory * 2**20))
+    signal.signal(signal.SIGTERM, _stopped)
+    signal.signal(signal.SIGINT, _stopped)
     try:
         gradebook = grade_batch([s.resolve() for s in args.submissions], args.out.resolve(), config, jobs=args.jobs)
     except SandboxUnavailable as exc:
         print(f"ca15-grade: refusing to grade: {exc}", file=sys.stderr)
         return 3
+    except Stopped as stop:
+        graded = len(list(args.out.glob("*/results.json")))
+        print(f"ca15-grade: interrupted by {stop.name}: its judges, workers and workspaces are gone; {graded} "
+              "submission(s) have results. Run the same command again to grade the rest.", file=sys.stderr)
+        return 128 + stop.signum
     print(f"\ngradebook: {gradebook}")
     print(gradebook.read_text(), end="")
     return 0
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGINT reached ca15-grade."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum, self.name = signum, signal.Signals(signum).name
+
+
+def _stopped(signum: int, frame) -> None:
+    """Stop every judge, worker and notebook run now (grade_batch then removes the workspaces and writes
+    nothing for the submissions in flight), and unwind the main thread."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stop_everything()
+    raise Stopped(signum)
 
 
 def main(argv: list[str] | None = None) -> int:

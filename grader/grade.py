@@ -33,8 +33,8 @@ from pathlib import Path
 
 from grader.feedback import (component_split, failures_text, inert, inert_tree, notebook_text, render_html,
                              render_markdown, write_curves)
-from grader.sandbox import (NOBODY, SANDBOX_USER, Limits, ReportChannel, RunResult, WorkerSandbox,
-                            can_drop_privileges, check_bwrap, run_limited)
+from grader.sandbox import (NOBODY, SANDBOX_USER, SHUTDOWN, Interrupted, Limits, ReportChannel, RunResult,
+                            WorkerSandbox, can_drop_privileges, check_bwrap, run_limited, stop_everything)
 from grader.version import kit_version
 
 REPO = Path(__file__).resolve().parent.parent
@@ -486,17 +486,35 @@ def worker_notes(tests: list[dict]) -> list[str]:
             "each of those tests failed, and the next test started a fresh worker."]
 
 
+def _remove(folder: Path) -> None:
+    """Remove a workspace or staging folder, retrying while the last sandboxed processes of an interrupted
+    run still write into it (they die with their parent, a moment later)."""
+    for _ in range(50):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.1)
+
+
 def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
-    """Grade one submission and write its folder atomically; returns its gradebook row."""
+    """Grade one submission and write its folder atomically; returns its gradebook row. Raises
+    :class:`Interrupted`, writing nothing, when the grader is stopping (a resumed batch grades it again)."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{submission_name(submission)}.", suffix=".partial", dir=out_dir))
+    try:
+        return _grade_one(submission, out_dir, config, staging)
+    finally:
+        _remove(staging)
+
+
+def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Path) -> dict:
     name = submission_name(submission)
     final = out_dir / name
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".partial", dir=out_dir))
     log: list[str] = [f"submission: {submission}"]
     notes: list[str] = []
     status = "graded"
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ca15-ws-", dir=config.workspace_root) as tmp:
-        ws = Path(tmp)
+    ws = Path(tempfile.mkdtemp(prefix="ca15-ws-", dir=config.workspace_root))
+    try:
         try:
             root, notebook = prepare_workspace(ws, submission, config)
             log.append(f"implementation root: {root.relative_to(ws / 'submission')}/")
@@ -548,6 +566,10 @@ def grade_one(submission: Path, out_dir: Path, config: GradeConfig) -> dict:
                 status = "graded, unsandboxed"
             elif config.sandbox == "user":
                 status = f"graded, as user {config.sandbox_user} (no namespaces)"
+    finally:
+        _remove(ws)
+    if SHUTDOWN.is_set():  # the runs were stopped midway: their verdicts are not this submission's
+        raise Interrupted(f"{name}: not graded, the grader is stopping")
     scored = score(expected_tests(config), test_run, nb_summary, config)
     notes += worker_notes(scored["tests"])
     results = gradescope_results(scored, notes, config, environment)
@@ -682,15 +704,25 @@ def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, job
     expected_tests(config)  # collect once, before the workers start
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {pool.submit(grade_one, s, out_dir, config): s for s in todo}
-        for future in as_completed(futures):
-            done += 1
-            sub = futures[future]
-            bar = progress_bar(done, len(submissions))
-            try:
-                row = future.result()
-                echo(f"{bar} {row['submission']}: {row['status']}, {row['score']}/{row['max_score']}")
-            except Exception as exc:  # noqa: BLE001 - one submission's grader failure never stops the batch
-                echo(f"{bar} {submission_name(sub)}: grader error: {type(exc).__name__}: {exc}")
-                _write_error(out_dir / submission_name(sub), f"internal grader error: {type(exc).__name__}: {exc}")
+        try:
+            for future in as_completed(futures):
+                done += 1
+                sub = futures[future]
+                bar = progress_bar(done, len(submissions))
+                try:
+                    row = future.result()
+                    echo(f"{bar} {row['submission']}: {row['status']}, {row['score']}/{row['max_score']}")
+                except Interrupted:
+                    continue  # not graded: the batch is stopping, and a rerun grades it
+                except Exception as exc:  # noqa: BLE001 - one submission's grader failure never stops the batch
+                    echo(f"{bar} {submission_name(sub)}: grader error: {type(exc).__name__}: {exc}")
+                    _write_error(out_dir / submission_name(sub), f"internal grader error: {type(exc).__name__}: {exc}")
+                write_gradebook(out_dir)
+        except BaseException:  # SIGTERM/SIGINT (grader.__main__), or anything else: stop every run, start none
+            for future in futures:
+                future.cancel()
+            stop_everything()
+            raise
+        finally:
             write_gradebook(out_dir)
     return write_gradebook(out_dir)

@@ -30,6 +30,37 @@ from typing import NamedTuple
 
 CLONE_NEWNET = 0x40000000
 NOBODY = (65534, 65534)
+PR_SET_PDEATHSIG = 1
+
+
+# ------------------------------------------------------------------------------------------ clean shutdown
+#: Set when the grader is stopping (SIGTERM, SIGINT): nothing more starts, and a grading in flight is
+#: abandoned without writing a result (so that a resumed batch grades it again).
+SHUTDOWN = threading.Event()
+_LIVE_GROUPS: set[int] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_everything() -> None:
+    """Kill every process group this process started and that still runs (judges, notebook runs; their
+    workers die with them: each has a parent-death signal, and bubblewrap's --die-with-parent)."""
+    SHUTDOWN.set()
+    with _LIVE_LOCK:
+        groups = list(_LIVE_GROUPS)
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a child before exec: SIGKILL when the process that started it dies (set after any change of
+    account, which clears it); if that parent is already gone, die now."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 @dataclass(frozen=True)
@@ -239,6 +270,8 @@ def _loopback_up() -> None:
 
 
 def _preexec(limits: Limits, drop_to: tuple[int, int] | None, unshare_net: bool, cgroup: PidsCgroup | None):
+    parent = os.getpid()
+
     def setup() -> None:  # runs in the child between fork and exec
         os.setsid()
         if cgroup is not None:
@@ -257,6 +290,7 @@ def _preexec(limits: Limits, drop_to: tuple[int, int] | None, unshare_net: bool,
             os.setgid(drop_to[1])
             os.setuid(drop_to[0])
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
+        _die_with_parent(parent)
 
     return setup
 
@@ -312,6 +346,8 @@ def run_limited(
     if channel is not None:
         full_env.update(channel.env())
         pass_fds = (*pass_fds, channel.write_fd)
+    if SHUTDOWN.is_set():
+        raise Interrupted("the grader is stopping")
     cgroup = PidsCgroup(limits.max_processes) if PidsCgroup.available() else None
     start = time.monotonic()
     proc = subprocess.Popen(
@@ -324,6 +360,10 @@ def run_limited(
         pass_fds=pass_fds,
         preexec_fn=_preexec(limits, drop_to, unshare_net, cgroup),
     )
+    with _LIVE_LOCK:
+        _LIVE_GROUPS.add(proc.pid)  # its own session: the group id is its pid
+    if SHUTDOWN.is_set():  # stopped while it was starting
+        os.killpg(proc.pid, signal.SIGKILL)
     if channel is not None:
         channel.start()
     sink: dict = {}
@@ -340,6 +380,8 @@ def run_limited(
         except (ProcessLookupError, PermissionError):
             pass
         proc.wait()
+        with _LIVE_LOCK:
+            _LIVE_GROUPS.discard(proc.pid)
         if cgroup is not None:
             cgroup.kill_all()
     reader.join(10)
@@ -367,6 +409,10 @@ SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/nsswitch.conf", "/et
 SANDBOX_UID = 65534
 #: The unprivileged user of the "user" engine (created by the Gradescope setup.sh).
 SANDBOX_USER = "ca15-worker"
+
+
+class Interrupted(Exception):
+    """The grader was told to stop (:data:`SHUTDOWN`) while this run was starting or running."""
 
 
 class Command(NamedTuple):

@@ -606,7 +606,7 @@ def test_a_cpu_hog_thread_that_outlives_its_test_is_contained(kit: Path, tmp_pat
     )
     results, _ = _grade(kit, tmp_path, hog)
     assert results["score"] == 4, results
-    ps = __import__("subprocess").run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    ps = __import__("subprocess").run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(tmp_path) not in ps
 
 
@@ -655,3 +655,46 @@ def test_bwrap_advice_for_a_masked_proc_names_what_unmasks_it() -> None:
     assert "seccomp=unconfined does not help" in masked
     refused = bwrap_advice("bwrap: No permissions to creating new namespace")
     assert "user namespaces" in refused and "Can't mount" not in refused
+
+
+def test_sigterm_stops_every_judge_and_worker_removes_the_workspaces_and_the_batch_resumes(kit: Path, tmp_path: Path) -> None:
+    """SIGTERM to ca15-grade mid-batch: it exits 143 within seconds, leaving no process, workspace or partial
+    result; the same command again grades the rest to full marks."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = "import time\ndef double(x):\n    time.sleep(0.5)\n    return 2 * x\n"
+    subs = [str(_submission(tmp_path / f"s{i}", slow)) for i in range(4)]
+    out, spaces = tmp_path / "out", tmp_path / "spaces"
+    spaces.mkdir()
+    cmd = [sys.executable, "-m", "grader", *subs, "--out", str(out), "--no-notebook", "--kit", str(kit), "--jobs", "2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(spaces)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def ours() -> list[str]:
+        ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
+        return [line for line in ps if str(spaces) in line and str(proc.pid) != line.split()[0]]
+
+    deadline = time.monotonic() + 120
+    while not any("grader.worker" in line for line in ours()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any("grader.worker" in line for line in ours()), "no worker started: the test proves nothing"
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("ca15-grade was still running 30 s after SIGTERM") from None
+    assert proc.returncode == 143 and "interrupted" in err, (proc.returncode, err[-2000:])
+    time.sleep(1)
+    assert ours() == [], "processes of the interrupted batch are still running"
+    assert list(spaces.glob("ca15-ws-*")) == [], "the interrupted gradings' workspaces are left on disk"
+    assert not list(out.glob(".*.partial"))
+    graded = {p.parent.name for p in out.glob("*/results.json")}
+    assert all(json.loads((out / n / "results.json").read_text())["score"] == 4 for n in graded)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = list(csv.DictReader((out / "gradebook.csv").open()))
+    assert sorted(r["submission"] for r in rows) == ["s0", "s1", "s2", "s3"] and all(float(r["score"]) == 4 for r in rows)

@@ -400,7 +400,7 @@ def batch(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
                          workspace_root=workspaces)  # fmt: skip
     grade_batch(sorted(subs.iterdir()), out, config, jobs=2, echo=lambda line: None)
     rows = {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
-    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     left = [line for line in ps.splitlines() if str(workspaces) in line or "CA15-DAEMON-MARKER" in line]
     after = _tree_hash(kit)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
