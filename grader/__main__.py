@@ -1,6 +1,7 @@
 """``ca15-grade`` / ``python -m grader``: grade submissions, or build the Gradescope autograder.
 
-    ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--no-hidden] [--no-sandbox] [--wall S] [--memory MIB]
+    ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--no-hidden] [--no-sandbox] [--wall S]
+               [--submission-wall S] [--memory MIB]
     ca15-grade gradescope build [--out autograder.zip]
     ca15-grade gradescope run [--root /autograder]
 """
@@ -26,6 +27,8 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--no-hidden", action="store_true", help="public tests only")
     parser.add_argument("--wall", type=float, default=None, help="wall-clock seconds for one test run")
     parser.add_argument("--memory", type=int, default=None, help="memory limit (MiB) of one worker")
+    parser.add_argument("--submission-wall", type=float, default=None,
+                        help="wall-clock seconds for one whole submission, notebook and tests (default: 2400)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run workers without bubblewrap (rlimits only); every result is marked unsandboxed")
     parser.add_argument("--kit", type=Path, default=None, help=argparse.SUPPRESS)
@@ -43,6 +46,10 @@ def _grade(argv: list[str]) -> int:
     if args.wall is not None:
         limits = replace(limits, wall_seconds=args.wall)
     config = replace(config, test_limits=limits)
+    if args.submission_wall is not None:
+        if args.submission_wall < 60:
+            parser.error(f"--submission-wall: expected at least 60 seconds, got {args.submission_wall:g}")
+        config = replace(config, submission_wall=args.submission_wall)
     if args.memory is not None:
         if args.memory < 512:
             parser.error(f"--memory: expected at least 512 MiB (a worker imports torch), got {args.memory}")

@@ -1,6 +1,6 @@
 """Grade submissions: unpack, execute the notebook, run the graded tests in a sandbox, score, report.
 
-    ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--wall SECONDS]
+    ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--wall SECONDS] [--submission-wall SECONDS]
 
 Per submission ``NAME`` (a folder or a ``.zip``), written atomically once it is graded:
     DIR/NAME/results.json     Gradescope's format (hidden tests: visibility hidden, staff only, no output)
@@ -72,6 +72,10 @@ class GradeConfig:
     #: grade only these test files (stems after ``test_``: ``("running_stats",)`` runs
     #: tests/components/test_running_stats.py and tests/hidden/test_hidden_running_stats.py); () is all of them
     only: tuple[str, ...] = ()
+    #: wall-clock seconds for one whole submission (notebook and tests together; ``--submission-wall``)
+    submission_wall: float = 2400.0
+    #: fresh workers the judge may start per phase (public, hidden); then the rest of the phase fails
+    max_fresh_workers: int = 25
 
 
 def test_targets(config: GradeConfig) -> list[str]:
@@ -255,6 +259,7 @@ def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
         "-p", "grader.pytest_report", "-q", "--no-header", "-p", "no:randomly", "-p", "no:xdist",
         f"--impl={root}", "--graded-only", "--isolation=process", f"--worker-sandbox={spec}",
         "--fast-todo",  # a TODO ends a hypothesis test at its first example: no shrinking of NotImplementedError
+        f"--max-fresh-workers={config.max_fresh_workers}",
     ]  # fmt: skip
     channel = ReportChannel()
     return run_limited(
@@ -276,13 +281,13 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
     sandbox = replace(worker_sandbox(ws, config), limits=config.notebook_limits)
     base = sandbox.stage(ws / "submission", NOTEBOOK_MODULES)  # the whole submission: the notebook's own folder
     rel_root, rel_book = root.relative_to(ws / "submission"), notebook.relative_to(ws / "submission")
-    cmd = sandbox.command(base, lambda sub, tmp: [
+    cmd = sandbox.command(base, lambda sub, tmp, out: [
         config.python, "-m", "grader.notebook", f"{sub}/{rel_book}", "--impl", f"{sub}/{rel_root}",
-        "--out", f"{tmp}/executed.ipynb", "--cell-timeout", str(config.cell_timeout)])  # fmt: skip
+        "--out", f"{out}/executed.ipynb", "--cell-timeout", str(config.cell_timeout)], writable=True)  # fmt: skip
     try:
         result = run_limited(cmd.argv, cwd=Path(cmd.cwd), env=cmd.env, limits=config.notebook_limits,
                              drop_to=cmd.drop_to, pass_fds=cmd.fds)  # fmt: skip
-        executed = base / "tmp" / "executed.ipynb"
+        executed = base / "out" / "executed.ipynb"
         summary: dict = {"ran": False, "why": "The notebook run stopped before writing the executed notebook."}
         if executed.is_file() and not executed.is_symlink() and executed.stat().st_size < 50 * 2**20:
             try:
@@ -470,6 +475,7 @@ LOST_KINDS = (
     ("ran past its time limit", "ran past the time limit"),
     ("sent something that is not data", "not valid data|is larger than the"),
     ("could not import your code", "could not be imported|did not start properly"),
+    ("had to be replaced too often (the rest of the run was not tried)", "was replaced \\d+ times"),
     ("crashed or was killed", "died while|is gone"),
 )
 
@@ -541,15 +547,23 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
                               "`make submit` does (it packs notebooks/CA15.ipynb as CA15.ipynb)."}  # fmt: skip
                 notes.append(nb_summary["why"])
             else:
-                nb_run, nb_summary = run_notebook(ws, root, notebook, config)
+                nb_limits = replace(config.notebook_limits, wall_seconds=min(config.notebook_limits.wall_seconds,
+                                                                             config.submission_wall))  # fmt: skip
+                nb_run, nb_summary = run_notebook(ws, root, notebook, replace(config, notebook_limits=nb_limits))
                 log += ["--- notebook ---", inert(nb_run.output)]
                 notes += _explain(nb_run, config.notebook_limits, "notebook run")
                 executed = ws / "scratch" / "executed.ipynb"
                 if executed.is_file() and executed.stat().st_size < 50 * 2**20:
                     shutil.copy2(executed, staging / "notebook.ipynb")
         test_run = None
-        if root is not None:
-            test_run = run_tests(ws, root, config)
+        left = config.submission_wall - (time.monotonic() - start)
+        if root is not None and left < 10:
+            status = "timeout"
+            notes.append(f"The submission's time budget of {config.submission_wall:.0f} s was used up before the tests "
+                         "could run (the notebook took it): every test counts as failed.")  # fmt: skip
+        elif root is not None:
+            test_limits = replace(config.test_limits, wall_seconds=min(config.test_limits.wall_seconds, left))
+            test_run = run_tests(ws, root, replace(config, test_limits=test_limits))
             log += ["--- tests ---", inert(test_run.output)]
             notes += _explain(test_run, config.test_limits, "test run")
             finished = any(r.get("type") == "finished" for r in test_run.records)

@@ -75,6 +75,9 @@ class Limits:
     max_open_files: int = 1024
     max_output_bytes: int = 256 * 2**10
     network: bool = False
+    #: bubblewrap's /tmp and /dev/shm are tmpfs of these sizes (their pages count in the memory cgroup)
+    tmp_bytes: int = 512 * 2**20
+    shm_bytes: int = 64 * 2**20
 
 
 @dataclass
@@ -219,42 +222,102 @@ def can_drop_privileges(python: str) -> bool:
     return _DROP_OK[python]
 
 
-PIDS_CGROUP_ROOT = Path("/sys/fs/cgroup/pids")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-class PidsCgroup:
-    """A cgroup-v1 ``pids`` group capping the number of processes of one run (where the grader may create
-    one: as root on Linux). Unlike RLIMIT_NPROC it also holds for root, and it finds every process of the
-    run at the end, even those that left the process group, so that :meth:`kill_all` leaves nothing behind."""
+def _own_cgroup(controller: str) -> str:
+    """This process's cgroup path in the v1 hierarchy of ``controller`` (``""`` for the root)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            return path.strip("/")
+    return ""
 
-    def __init__(self, max_processes: int) -> None:
-        self.path = PIDS_CGROUP_ROOT / f"ca15-{secrets.token_hex(6)}"
-        self.path.mkdir()
-        (self.path / "pids.max").write_text(str(max_processes))
+
+class RunCgroup:
+    """The cgroups of one sandboxed run (as root on a cgroup-v1 host, where the grader may make them): a
+    ``pids`` group capping its processes (unlike RLIMIT_NPROC it also holds for root, and it finds every
+    process of the run at the end, even those that left the process group, so that :meth:`kill_all` leaves
+    nothing behind) and a ``memory`` group capping the run's total memory, all its processes and the tmpfs
+    pages they write together (RLIMIT_AS caps each process alone). Each is made under this process's own
+    group of that controller, so that the host's limits still hold."""
+
+    CONTROLLERS = ("pids", "memory")
+
+    def __init__(self, max_processes: int, memory_bytes: int | None = None) -> None:
+        name = f"ca15-{secrets.token_hex(6)}"
+        self.paths: dict[str, Path] = {}
+        for controller in self.controllers():
+            if controller == "memory" and memory_bytes is None:
+                continue
+            group = CGROUP_ROOT / controller / _own_cgroup(controller) / name
+            group.mkdir()
+            self.paths[controller] = group
+        if "pids" in self.paths:
+            (self.paths["pids"] / "pids.max").write_text(str(max_processes))
+        if "memory" in self.paths:
+            (self.paths["memory"] / "memory.limit_in_bytes").write_text(str(memory_bytes))
+            swap = self.paths["memory"] / "memory.memsw.limit_in_bytes"
+            if swap.exists():  # no escape into swap
+                swap.write_text(str(memory_bytes))
+
+    @staticmethod
+    def controllers() -> tuple[str, ...]:
+        """The controllers this process may make groups in (none unless root on a cgroup-v1 host)."""
+        if os.geteuid() != 0:
+            return ()
+        found = []
+        for controller in RunCgroup.CONTROLLERS:
+            folder = CGROUP_ROOT / controller / _own_cgroup(controller)
+            if (folder / "cgroup.procs").is_file() and os.access(folder, os.W_OK):
+                found.append(controller)
+        return tuple(found)
 
     @staticmethod
     def available() -> bool:
-        return os.geteuid() == 0 and PIDS_CGROUP_ROOT.is_dir() and os.access(PIDS_CGROUP_ROOT, os.W_OK)
+        return "pids" in RunCgroup.controllers()
 
     def join(self) -> None:
-        """Move the calling process into the group (called in the child before exec)."""
-        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        """Move the calling process in (called in the child before exec)."""
+        for group in self.paths.values():
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    def out_of_memory(self) -> bool:
+        """Whether the kernel killed a process of the run for the memory group's limit."""
+        group = self.paths.get("memory")
+        if group is None:
+            return False
+        try:
+            control = dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines())
+        except OSError:
+            return False
+        return int(control.get("oom_kill", 0)) > 0
 
     def kill_all(self) -> None:
-        for _ in range(100):
-            pids = [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.05)
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass
+        """Kill every process of the run and remove its groups, with the groups its processes made inside
+        (a judge's workers' groups, left there when the judge itself was killed)."""
+        for top in self.paths.values():
+            groups = sorted((g for g in top.rglob("*") if g.is_dir()), key=lambda g: -len(g.parts)) + [top]
+            for group in groups:
+                for _ in range(100):
+                    try:
+                        pids = [int(p) for p in (group / "cgroup.procs").read_text().split()]
+                    except OSError:
+                        break
+                    if not pids:
+                        break
+                    for pid in pids:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+                    time.sleep(0.05)
+                for _ in range(20):  # a memory group empties a moment after its last process
+                    try:
+                        group.rmdir()
+                        break
+                    except OSError:
+                        time.sleep(0.05)
 
 
 def _loopback_up() -> None:
@@ -269,7 +332,7 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, siocsifflags, request)
 
 
-def _preexec(limits: Limits, drop_to: tuple[int, int] | None, unshare_net: bool, cgroup: PidsCgroup | None):
+def _preexec(limits: Limits, drop_to: tuple[int, int] | None, unshare_net: bool, cgroup: RunCgroup | None):
     parent = os.getpid()
 
     def setup() -> None:  # runs in the child between fork and exec
@@ -348,7 +411,7 @@ def run_limited(
         pass_fds = (*pass_fds, channel.write_fd)
     if SHUTDOWN.is_set():
         raise Interrupted("the grader is stopping")
-    cgroup = PidsCgroup(limits.max_processes) if PidsCgroup.available() else None
+    cgroup = RunCgroup(limits.max_processes, limits.memory_bytes) if RunCgroup.available() else None
     start = time.monotonic()
     proc = subprocess.Popen(
         list(cmd),
@@ -483,7 +546,8 @@ class WorkerSandbox:
             "memory_mib_per_process": self.limits.memory_bytes >> 20,
             "cpu_seconds": self.limits.cpu_seconds,
             "wall_seconds": self.limits.wall_seconds,
-            "pids_cgroup": PidsCgroup.available(),
+            "pids_cgroup": "pids" in RunCgroup.controllers(),
+            "memory_cgroup": "memory" in RunCgroup.controllers(),
             "pid_namespace": self.engine == "bwrap",
             "network_namespace": netns,
             "mount_namespace": self.engine == "bwrap",
@@ -497,7 +561,8 @@ class WorkerSandbox:
         name = f"{f['engine']} {f['engine_version']}" if f["engine_version"] else f["engine"]
         return (f"{name} as {f['account']} (host account {f['host_account']}): memory {f['memory_mib_per_process']} MiB per process, CPU "
                 f"{f['cpu_seconds']} s; network namespace {yes[f['network_namespace']]}, pid namespace "
-                f"{yes[f['pid_namespace']]}, pids cgroup {yes[f['pids_cgroup']]}, seccomp {yes[f['seccomp']]}")  # fmt: skip
+                f"{yes[f['pid_namespace']]}, pids cgroup {yes[f['pids_cgroup']]}, memory cgroup {yes[f['memory_cgroup']]}, "
+                f"seccomp {yes[f['seccomp']]}")  # fmt: skip
 
     def describe(self) -> str:
         if self.engine == "bwrap" and _host_account_name(self.engine, self.python, self.user) == "root":
@@ -514,10 +579,12 @@ class WorkerSandbox:
         return "unsandboxed (--no-sandbox): resource limits only; the worker shares this machine's file system"
 
     def stage(self, root: Path, modules: tuple[str, ...] = WORKER_MODULES) -> Path:
-        """A fresh folder for one sandboxed run: ``submission/`` (a writable copy of the folder ``root``),
-        ``tmp/``, and ``opt/grader/`` holding only ``modules`` of the kit."""
+        """A fresh folder for one sandboxed run: ``submission/`` (a copy of the folder ``root``), ``tmp/``
+        (the run's /tmp where the engine has no tmpfs), ``out/`` (what the run hands back to the grader) and
+        ``opt/grader/`` holding only ``modules`` of the kit."""
         base = Path(tempfile.mkdtemp(prefix="run-", dir=self.scratch))
         (base / "tmp").mkdir()
+        (base / "out").mkdir()
         shutil.copytree(root, base / "submission", symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
         kit = base / "opt" / "grader"
         kit.mkdir(parents=True)
@@ -526,8 +593,10 @@ class WorkerSandbox:
             shutil.copy2(here / name, kit / name)
         return base
 
-    def command(self, base: Path, tail: Callable[[str, str], list[str]]) -> Command:
-        """How to run ``tail(submission_dir, tmp_dir)`` on ``base`` (:class:`Command`)."""
+    def command(self, base: Path, tail: Callable[[str, str, str], list[str]], writable: bool = False) -> Command:
+        """How to run ``tail(submission_dir, tmp_dir, out_dir)`` on ``base`` (:class:`Command`). Under
+        bubblewrap the submission is read-only unless ``writable`` (a notebook writes beside itself), and /tmp
+        and /dev/shm are size-limited tmpfs (:attr:`Limits.tmp_bytes`, :attr:`Limits.shm_bytes`)."""
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "MPLBACKEND": "Agg",
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONHASHSEED": "0", "LANG": "C.UTF-8", "PYTHONPATH": "/opt/ca15"}  # fmt: skip
@@ -538,8 +607,8 @@ class WorkerSandbox:
                 for p in [base, *base.rglob("*")]:
                     os.chown(p, *account, follow_symlinks=False)
             fd = seccomp_fd()
-            argv = [*bwrap_argv(self.python, base, env, seccomp=fd, unprivileged=account is not None),
-                    *tail("/submission", "/tmp")]
+            argv = [*bwrap_argv(self.python, base, env, seccomp=fd, unprivileged=account is not None,
+                                limits=self.limits, writable=writable), *tail("/submission", "/tmp", "/out")]
             return Command(argv, "/", {}, account, False, (fd,))
         tmp = str(base / "tmp")
         env.update(HOME=tmp, TMPDIR=tmp, PYTHONPATH=str(base / "opt"))
@@ -553,15 +622,15 @@ class WorkerSandbox:
         if drop:
             for p in [base, *base.rglob("*")]:
                 os.chown(p, *drop)
-        return Command(tail(str(base / "submission"), tmp), tmp, env, drop, network_namespaces_work())
+        return Command(tail(str(base / "submission"), tmp, str(base / "out")), tmp, env, drop, network_namespaces_work())
 
     def launch(self, root: Path, read_fd: int, write_fd: int) -> subprocess.Popen:
         """Start one worker on a fresh copy of ``root``; the returned process cleans up after itself."""
         from grader.remote import worker_argv
 
         base = self.stage(root)
-        cmd = self.command(base, lambda sub, tmp: worker_argv(self.python, sub, read_fd, write_fd))
-        cgroup = PidsCgroup(self.limits.max_processes) if PidsCgroup.available() else None
+        cmd = self.command(base, lambda sub, tmp, out: worker_argv(self.python, sub, read_fd, write_fd))
+        cgroup = RunCgroup(self.limits.max_processes, self.limits.memory_bytes) if RunCgroup.available() else None
         try:
             proc = subprocess.Popen(cmd.argv, cwd=cmd.cwd, env=cmd.env, pass_fds=(read_fd, write_fd, *cmd.fds),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -579,7 +648,7 @@ class WorkerSandbox:
 
 
 def bwrap_argv(python: str, base: Path, env: dict[str, str], seccomp: int | None = None,
-               unprivileged: bool = False) -> list[str]:
+               unprivileged: bool = False, limits: Limits | None = None, writable: bool = False) -> list[str]:
     """bubblewrap's command line for a worker whose folder is ``base`` (``submission``, ``tmp``, ``opt``).
 
     Every namespace (a new user namespace whatever the caller is), no capability, and, where this bubblewrap
@@ -601,8 +670,12 @@ def bwrap_argv(python: str, base: Path, env: dict[str, str], seccomp: int | None
     for path in SYSTEM_FILES:
         if Path(path).is_file():
             argv += ["--ro-bind", path, path]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/dev/shm",
-             "--bind", str(base / "submission"), "/submission", "--bind", str(base / "tmp"), "/tmp",
+    limits = limits or Limits()
+    argv += ["--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(limits.shm_bytes), "--tmpfs", "/dev/shm",
+             "--bind" if writable else "--ro-bind", str(base / "submission"), "/submission",
+             "--perms", "1777", "--size", str(limits.tmp_bytes), "--tmpfs", "/tmp",
+             "--bind", str(base / "out"), "/out",
              "--ro-bind", str(base / "opt"), "/opt/ca15", "--chdir", "/tmp"]  # fmt: skip
     # The interpreter and the venv last: they may live under /tmp (a kit cloned there), above the private /tmp.
     prefixes = {str(Path(sys.base_prefix).resolve()), sys.prefix, str(Path(python).parent.parent),
@@ -700,7 +773,7 @@ def host_account(python: str) -> tuple[int, int] | None:
 def _bwrap_starts(python: str, account: tuple[int, int] | None) -> bool:
     with tempfile.TemporaryDirectory(prefix="ca15-bwrap-check-") as tmp:
         base = Path(tmp)
-        for sub in ("submission", "tmp", "opt"):
+        for sub in ("submission", "tmp", "out", "opt"):
             (base / sub).mkdir()
         if account:
             os.chmod(base, 0o755)
@@ -730,7 +803,7 @@ def check_bwrap(python: str) -> None:
         )
     with tempfile.TemporaryDirectory(prefix="ca15-bwrap-check-") as tmp:
         base = Path(tmp)
-        for sub in ("submission", "tmp", "opt"):
+        for sub in ("submission", "tmp", "out", "opt"):
             (base / sub).mkdir()
         fd = seccomp_fd()
         argv = [*bwrap_argv(python, base, {"PATH": "/usr/bin:/bin"}, seccomp=fd), python, "-c",

@@ -100,6 +100,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="process (default): the implementation runs in a separate worker process; none: in this process",
     )
     group.addoption(
+        "--max-fresh-workers",
+        type=int,
+        default=MAX_FRESH_WORKERS,
+        help=f"workers one judge may start per phase, public and hidden (default: {MAX_FRESH_WORKERS})",
+    )
+    group.addoption(
         "--worker-sandbox",
         default=None,
         help="how to start workers: 'bwrap' (bubblewrap, default limits) or a JSON file of a "
@@ -206,6 +212,11 @@ def _ship_test_modules() -> None:
             ship_by_value(name)
 
 
+#: Fresh workers one judge may start per phase (public, hidden): a worker that dies, hangs or sends non-data in
+#: every test would otherwise cost a fresh worker (an interpreter and torch) per test, 262 times.
+MAX_FRESH_WORKERS = 25
+
+
 class Workers:
     """The worker of this judge process: one at a time, replaced when it dies, hangs or turns unreliable,
     and never shared between public and hidden tests (a hidden test's probes cannot reach a public test's
@@ -216,6 +227,7 @@ class Workers:
         self.session: Session | None = None
         self.hidden: bool | None = None
         self.failed_starts: dict[bool, int] = {}
+        self.starts: dict[bool, int] = {}
         self.last_failure = ""
 
     def for_test(self, item: pytest.Item) -> Session:
@@ -231,6 +243,12 @@ class Workers:
         if self.session is None:
             if self.failed_starts.get(hidden, 0) >= 2:  # it died twice while importing: it will again
                 raise WorkerLost(f"the implementation's worker could not start (twice): {self.last_failure}")
+            cap = self.config.getoption("--max-fresh-workers")
+            if self.starts.get(hidden, 0) >= cap:
+                raise WorkerLost(f"the worker running the implementation was replaced {cap} times in "
+                                 "this run (it died, hung or sent non-data each time), so no more are started: "
+                                 "this test and the rest of the run count as failed; fix what kills it first")  # fmt: skip
+            self.starts[hidden] = self.starts.get(hidden, 0) + 1
             try:
                 self.session = ProcessSession(root, launcher=getattr(self.config, "ca15_launcher", None))
             except WorkerLost as exc:

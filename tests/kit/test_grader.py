@@ -698,3 +698,71 @@ def test_sigterm_stops_every_judge_and_worker_removes_the_workspaces_and_the_bat
     assert done.returncode == 0, done.stdout + done.stderr
     rows = list(csv.DictReader((out / "gradebook.csv").open()))
     assert sorted(r["submission"] for r in rows) == ["s0", "s1", "s2", "s3"] and all(float(r["score"]) == 4 for r in rows)
+
+
+HOG = """
+import os, time
+
+def double(x):
+    children = []
+    for _ in range(3):  # 3 processes of 900 MiB each: 2.7 GiB, over the 2 GiB of the worker's sandbox
+        pid = os.fork()
+        if pid == 0:
+            try:
+                block = bytearray(900 * 2**20)
+                for i in range(0, len(block), 4096):
+                    block[i] = 1
+                time.sleep(1)
+            finally:
+                os._exit(0)
+        children.append(pid)
+    for folder in ("/tmp", "/dev/shm", "/submission", os.getcwd()):  # 40 files of 64 MiB into each
+        for k in range(40):
+            try:
+                with open(os.path.join(folder, f"fill{k}"), "wb") as fh:
+                    for _ in range(64):
+                        fh.write(b"\\1" * 2**20)
+            except OSError:
+                break
+    for pid in children:
+        os.waitpid(pid, 0)
+    os._exit(1)  # and a fresh worker for every test
+"""
+
+
+def test_a_memory_disk_and_restart_hog_beside_a_correct_submission_changes_nothing_for_it(kit: Path, tmp_path: Path) -> None:
+    """--jobs 2: a hog (2.7 GiB in 3 processes, 2.5 GiB of files, a dead worker per test) and a correct
+    submission: the correct one scores 4/4, the hog 0 with the restart cap named, nothing of either is left."""
+    import subprocess
+
+    from grader.grade import grade_batch
+
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    subs = [_submission(tmp_path / "good", GOOD), _submission(tmp_path / "hog", HOG)]
+    out = tmp_path / "out"
+    free_before, groups_before = _mem_available(), _our_cgroups()
+    grade_batch(subs, out, _config(kit, workspace_root=spaces, max_fresh_workers=1), jobs=2, echo=lambda _: None)
+    good = json.loads((out / "good" / "results.json").read_text())
+    hog = json.loads((out / "hog" / "results.json").read_text())
+    assert good["score"] == 4, good["output"]
+    assert hog["score"] == 0 and "had to be replaced too often" in hog["output"], hog["output"]
+    ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(spaces) not in ps and str(tmp_path / "hog") not in ps
+    assert list(spaces.iterdir()) == [], "workspaces left on disk"
+    assert _our_cgroups() - groups_before == set(), "cgroups of the batch are left"
+    assert _mem_available() > free_before - 2**30, "host memory did not come back after the batch"
+
+
+def _our_cgroups() -> set[Path]:
+    """Every ca15-* cgroup (at any depth) under this process's own groups."""
+    from grader.sandbox import CGROUP_ROOT, RunCgroup, _own_cgroup
+
+    return {g for c in RunCgroup.controllers() for g in (CGROUP_ROOT / c / _own_cgroup(c)).rglob("ca15-*")}
+
+
+def _mem_available() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return 0

@@ -26,7 +26,7 @@ def _start(python: str, scratch: Path, code: str) -> subprocess.Popen:
     """``python -c code`` in a worker sandbox on a copy of the reference, started as the grader would."""
     sandbox = WorkerSandbox("bwrap", python, str(scratch))
     base = sandbox.stage(REPO / "reference")
-    cmd = sandbox.command(base, lambda sub, tmp: [python, "-c", code])
+    cmd = sandbox.command(base, lambda sub, tmp, out: [python, "-c", code])
     try:
         return subprocess.Popen(cmd.argv, cwd=cmd.cwd, env=cmd.env, pass_fds=cmd.fds, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True,
