@@ -34,7 +34,7 @@ from pathlib import Path
 from grader.feedback import (component_split, failures_text, inert, inert_tree, notebook_text, render_html,
                              render_markdown, write_curves)
 from grader.sandbox import (NOBODY, SANDBOX_USER, SHUTDOWN, Interrupted, Limits, ReportChannel, RunResult,
-                            WorkerSandbox, can_drop_privileges, check_bwrap, run_limited, stop_everything)
+                            RunCgroup, WorkerSandbox, can_drop_privileges, check_bwrap, run_limited, stop_everything)
 from grader.version import kit_version
 
 REPO = Path(__file__).resolve().parent.parent
@@ -269,39 +269,54 @@ def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
     )  # fmt: skip
 
 
-NOTEBOOK_MODULES = ("__init__.py", "notebook.py")
+NOTEBOOK_MODULES = ("__init__.py", "notebook.py", "sandbox.py")
+#: Where the kit's own copy of the assignment notebook is put, beside the student's notebook, to be run.
+ASSIGNMENT_COPY = ".ca15-assignment.ipynb"
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> tuple[RunResult, dict]:
-    """Execute the submission's notebook against a fresh copy of ``root`` in the sandbox (kernel and all), then
-    credit the executed notebook as data (:func:`grader.notebook.credit`). Nothing the notebook writes is
-    visible to the test run: its folder is removed before the tests start."""
-    from grader.notebook import credit
+    """Run the kit's own copy of the assignment notebook (its code cells, by id) against a fresh copy of the
+    submission, in the sandbox (driver and kernel), beside the student's notebook so that relative paths
+    resolve as in it; credit each cell from the ``execute_reply`` status the driver reports over the signed
+    channel (:func:`grader.notebook.credit_run`), and require the submitted notebook to hold the
+    assignment's cells. Cells the student added never run. Nothing the run writes is visible to the tests:
+    its folder is removed before they start."""
+    from grader.notebook import credit_run
 
     sandbox = replace(worker_sandbox(ws, config), limits=config.notebook_limits)
     base = sandbox.stage(ws / "submission", NOTEBOOK_MODULES)  # the whole submission: the notebook's own folder
     rel_root, rel_book = root.relative_to(ws / "submission"), notebook.relative_to(ws / "submission")
+    assignment_path = config.kit / "notebooks" / NOTEBOOK_NAME
+    assignment = _read_json(assignment_path) if assignment_path.is_file() else None
+    run_book = rel_book.parent / ASSIGNMENT_COPY if assignment is not None else rel_book
+    if assignment is not None:
+        shutil.copy2(assignment_path, base / "submission" / run_book)
+    channel = ReportChannel()
+    report_env, key_fd = channel.sandbox_env()
     cmd = sandbox.command(base, lambda sub, tmp, out: [
-        config.python, "-m", "grader.notebook", f"{sub}/{rel_book}", "--impl", f"{sub}/{rel_root}",
-        "--out", f"{out}/executed.ipynb", "--cell-timeout", str(config.cell_timeout)], writable=True)  # fmt: skip
+        config.python, "-m", "grader.notebook", f"{sub}/{run_book}", "--impl", f"{sub}/{rel_root}",
+        "--out", f"{out}/executed.ipynb", "--cell-timeout", str(config.cell_timeout)], writable=True,
+        extra_env=report_env)  # fmt: skip
     try:
         result = run_limited(cmd.argv, cwd=Path(cmd.cwd), env=cmd.env, limits=config.notebook_limits,
-                             drop_to=cmd.drop_to, pass_fds=cmd.fds)  # fmt: skip
-        executed = base / "out" / "executed.ipynb"
-        summary: dict = {"ran": False, "why": "The notebook run stopped before writing the executed notebook."}
+                             channel=channel, channel_env=False, drop_to=cmd.drop_to,
+                             pass_fds=(*cmd.fds, key_fd))  # fmt: skip
+        submitted = _read_json(ws / "submission" / rel_book)  # the grader's read-only copy, as data
+        summary = inert_tree(credit_run(result.records, assignment or submitted, submitted))
+        executed = base / "out" / "executed.ipynb"  # shown to the student; never credited
         if executed.is_file() and not executed.is_symlink() and executed.stat().st_size < 50 * 2**20:
-            try:
-                book = json.loads(executed.read_text(encoding="utf-8"))
-            except (ValueError, UnicodeDecodeError):
-                book = None
-            assignment = config.kit / "notebooks" / NOTEBOOK_NAME
-            wanted = json.loads(assignment.read_text()) if assignment.is_file() else None
-            summary = credit(book, wanted) if book is not None else {"ran": False, "why": "The executed notebook is not valid JSON."}
-            summary = inert_tree(summary)  # cell lines and error values are the submission's text
-            if book is not None:
-                shutil.copy2(executed, ws / "scratch" / "executed.ipynb")
+            shutil.copy2(executed, ws / "scratch" / "executed.ipynb")
     finally:
         cmd.close()
+        os.close(key_fd)
         shutil.rmtree(base, ignore_errors=True)
     return result, summary
 
@@ -739,4 +754,5 @@ def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, job
             raise
         finally:
             write_gradebook(out_dir)
+    RunCgroup.sweep()
     return write_gradebook(out_dir)

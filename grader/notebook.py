@@ -5,7 +5,8 @@
 The notebook runs in a fresh kernel with ``CA15_IMPL=ROOT``, every cell even after an error (as a TA's
 "Run All" would show), each cell limited to ``--cell-timeout`` seconds. The executed copy (outputs, figures,
 errors) is written to ``--out``; a summary of the cells that raised goes to stdout. The grader runs this
-inside its sandbox and then credits the executed notebook itself (:func:`credit`), reading it as data.
+inside its sandbox on the kit's own copy of the assignment notebook, and credits each cell from the
+``execute_reply`` status this driver reports over the grader's signed channel (:func:`credit_run`).
 Exit status: 0 when no cell raised, 1 otherwise, 2 when the notebook
 could not be read or ``--impl`` is not a folder (``--impl`` may be relative to the working folder or absolute).
 """
@@ -19,12 +20,16 @@ import time
 from pathlib import Path
 
 
-def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120, stop_at_first_error: bool = False) -> dict:
+def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120, stop_at_first_error: bool = False,
+            report=None) -> dict:  # fmt: skip
     """Run ``path`` with ``CA15_IMPL=impl``; write the executed notebook to ``out``; return a summary dict
     ``{"cells": n_code_cells, "errors": [{"cell": i, "ename": ..., "evalue": ...}], "seconds": t}``.
 
     Every cell runs, also after an error (the grader reports each cell's error), unless
-    ``stop_at_first_error``: then the cells after the first failing one are left unexecuted."""
+    ``stop_at_first_error``: then the cells after the first failing one are left unexecuted. ``report``
+    (the grader's signed channel) receives, per executed code cell, the status of the kernel's
+    ``execute_reply`` as this driver saw it: ``{"type": "cell", "id", "status", "execution_count", "ename",
+    "evalue"}``, the facts the grader credits (an error output hidden in the kernel still replies "error")."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
@@ -39,6 +44,14 @@ def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120, stop_at_
         allow_errors=not stop_at_first_error,
         resources={"metadata": {"path": str(path.parent)}},
     )
+    if report is not None:
+        def executed(cell, cell_index, execute_reply) -> None:  # nbclient's hook, in this driver's process
+            content = (execute_reply or {}).get("content", {}) if isinstance(execute_reply, dict) else {}
+            report({"type": "cell", "id": str(cell.get("id")), "status": str(content.get("status")),
+                    "execution_count": content.get("execution_count"), "ename": str(content.get("ename", ""))[:100],
+                    "evalue": str(content.get("evalue", ""))[:500]})  # fmt: skip
+
+        client.on_cell_executed = executed
     start = time.monotonic()
     fatal = None
     try:
@@ -61,38 +74,54 @@ def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120, stop_at_
     return {"cells": len(code_cells), "errors": errors, "seconds": round(time.monotonic() - start, 2)}
 
 
-def credit(executed: dict, assignment: dict | None) -> dict:
-    """What the grader credits, read from an executed notebook as data (the grader never trusts a summary
-    written inside the sandbox): the assignment's code cells (by their stable ids, from the kit's
-    ``CA15.ipynb``) must all be present, executed, and free of errors.
+def _driver_channel():
+    """The grader's report channel (when this driver runs under it), made unreachable for the kernel it is
+    about to start: the key and descriptor leave the environment, the descriptor is close-on-exec, and this
+    process becomes non-dumpable, so that a process of the same account (the kernel, a daemon it forks)
+    can read neither its /proc environ, memory nor descriptors."""
+    from grader.sandbox import child_channel
+
+    emit = child_channel()
+    if emit is not None:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
+    return emit
+
+
+def credit_run(records: list[dict], assignment: dict | None, submitted: dict | None) -> dict:
+    """What the grader credits for the notebook, from facts the submission cannot touch: the assignment's code
+    cells (the kit's own copy, by id) as executed against the submission's implementation, each with the
+    ``execute_reply`` status the driver reported over the signed channel (``records``); and, read as data,
+    whether the submitted notebook holds those cells (an unrelated notebook earns nothing). Cells a student
+    adds never run, so they cannot change any cell's credit.
 
     Returns ``{"ran", "cells", "missing": [ids], "not_run": [labels], "errors": [{"cell", "ename",
-    "evalue"}], "why"}``; a cell is labelled as the notebook shows it: ``[7] first line``.
+    "evalue"}], "why"}``; a cell is labelled as Jupyter shows it: ``[7] first line``.
     """
-    cells = executed.get("cells") if isinstance(executed, dict) else None
+    cells = submitted.get("cells") if isinstance(submitted, dict) else None
     if not isinstance(cells, list):
-        return {"ran": False, "why": "The executed notebook could not be read."}
-    code = [c for c in cells if isinstance(c, dict) and c.get("cell_type") == "code"]
-    wanted = [c.get("id") for c in (assignment or {}).get("cells", []) if c.get("cell_type") == "code"]
-    present = {c.get("id") for c in code}
-    missing = [i for i in wanted if i not in present]
+        return {"ran": False, "why": "The submitted notebook could not be read."}
+    code = [c for c in (assignment or {}).get("cells", []) if c.get("cell_type") == "code"]
+    present = {c.get("id") for c in cells if isinstance(c, dict)}
+    missing = [c.get("id") for c in code if c.get("id") not in present]
+    if code and len(missing) == len(code):
+        return {"ran": False, "missing": missing,
+                "why": (f"This is not the assignment's notebook: none of its {len(code)} code cells (ids "
+                        f"{code[0].get('id')} ... {code[-1].get('id')}) is in it. Submit the CA15.ipynb you were "
+                        "given, with your work in it.")}  # fmt: skip
+    seen = {r.get("id"): r for r in records if r.get("type") == "cell"}
     errors, not_run = [], []
     for cell in code:
-        label = cell_label(cell)
-        if cell.get("id") in wanted and cell.get("execution_count") is None:
+        record = seen.get(cell.get("id"))
+        label = cell_label({**cell, "execution_count": (record or {}).get("execution_count")})
+        if record is None:
             not_run.append(label)
-        for output in cell.get("outputs") or []:
-            if isinstance(output, dict) and output.get("output_type") == "error":
-                errors.append({"cell": label, "ename": str(output.get("ename"))[:100],
-                               "evalue": str(output.get("evalue", ""))[:500]})  # fmt: skip
-                break
-    summary = {"ran": True, "cells": len(code), "missing": missing, "not_run": not_run, "errors": errors}
-    if wanted and len(missing) == len(wanted):
-        summary["ran"] = False
-        summary["why"] = (f"This is not the assignment's notebook: none of its {len(wanted)} code cells "
-                          f"(ids {wanted[0]} ... {wanted[-1]}) is in it. Submit the CA15.ipynb you were given, "
-                          "with your work in it.")  # fmt: skip
-    return summary
+        elif record.get("status") != "ok":
+            errors.append({"cell": label, "ename": str(record.get("ename") or record.get("status"))[:100],
+                           "evalue": str(record.get("evalue", ""))[:500]})  # fmt: skip
+    return {"ran": bool(seen), "cells": len(code), "missing": missing, "not_run": not_run, "errors": errors,
+            **({} if seen else {"why": "The notebook run stopped before its first cell ran."})}  # fmt: skip
 
 
 def cell_label(cell: dict) -> str:
@@ -116,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     if not impl.is_dir():
         parser.error(f"--impl: expected an implementation root (a folder holding model_based_rl/, planning/, ...), "
                      f"got {args.impl} ({impl} is not a folder)")  # fmt: skip
+    report = _driver_channel()
     try:
-        summary = execute(args.notebook, impl, args.out, args.cell_timeout)
+        summary = execute(args.notebook, impl, args.out, args.cell_timeout, report=report)
     except Exception as exc:  # noqa: BLE001 - unreadable notebook: report, do not crash the grader
         print(f"could not execute {args.notebook}: {type(exc).__name__}: {exc}")
         return 2

@@ -111,6 +111,15 @@ class ReportChannel:
     def env(self) -> dict[str, str]:
         return {"CA15_REPORT_FD": str(self.write_fd), "CA15_REPORT_KEY": self.key}
 
+    def sandbox_env(self) -> tuple[dict[str, str], int]:
+        """For a child in bubblewrap, whose command line every process of the sandbox can read: the key in a
+        descriptor of its own (a memfd, returned for ``pass_fds``; close it once the child started) and only
+        descriptor numbers in the environment."""
+        key_fd = os.memfd_create("ca15-report-key", 0)
+        os.write(key_fd, self.key.encode())
+        os.lseek(key_fd, 0, os.SEEK_SET)
+        return {"CA15_REPORT_FD": str(self.write_fd), "CA15_REPORT_KEY_FD": str(key_fd)}, key_fd
+
     def start(self) -> None:
         os.close(self.write_fd)  # only the child holds the write end now
         self._thread.start()
@@ -140,6 +149,10 @@ def child_channel():
     """
     fd = os.environ.pop("CA15_REPORT_FD", None)
     key = os.environ.pop("CA15_REPORT_KEY", None)
+    key_fd = os.environ.pop("CA15_REPORT_KEY_FD", None)
+    if key is None and key_fd is not None:  # a sandboxed child gets the key through a descriptor, never in argv
+        with os.fdopen(int(key_fd), "rb") as stream:
+            key = stream.read(256).decode()
     if fd is None or key is None:
         return None
     os.set_inheritable(int(fd), False)
@@ -223,6 +236,7 @@ def can_drop_privileges(python: str) -> bool:
 
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+_UNREMOVED: set[Path] = set()
 
 
 def _own_cgroup(controller: str) -> str:
@@ -312,12 +326,28 @@ class RunCgroup:
                         except ProcessLookupError:
                             pass
                     time.sleep(0.05)
-                for _ in range(20):  # a memory group empties a moment after its last process
+                for _ in range(100):  # a memory group empties a moment after its last process
                     try:
                         group.rmdir()
                         break
+                    except FileNotFoundError:
+                        break
                     except OSError:
                         time.sleep(0.05)
+                else:
+                    _UNREMOVED.add(group)  # sweep_cgroups() tries again later
+
+    @staticmethod
+    def sweep() -> None:
+        """Remove the groups :meth:`kill_all` could not yet (their last process was still exiting)."""
+        for group in sorted(_UNREMOVED, key=lambda g: -len(g.parts)):
+            try:
+                group.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue
+            _UNREMOVED.discard(group)
 
 
 def _loopback_up() -> None:
@@ -391,6 +421,7 @@ def run_limited(
     channel: ReportChannel | None = None,
     drop_to: tuple[int, int] | None = None,
     pass_fds: tuple[int, ...] = (),
+    channel_env: bool = True,
 ) -> RunResult:
     """Run ``cmd`` under ``limits``; kill its whole process group at the wall-clock limit.
 
@@ -403,11 +434,14 @@ def run_limited(
         drop_to: ``(uid, gid)`` the child runs as (the sandbox decides: :meth:`WorkerSandbox.command`);
             ``None`` keeps the grader's own.
         pass_fds: descriptors the child inherits besides the channel's (bubblewrap's seccomp filter).
+        channel_env: put the channel's descriptor and key in the child's environment (False: the command
+            carries them itself, :meth:`ReportChannel.sandbox_env`).
     """
     unshare_net = not limits.network and network_namespaces_work()
     full_env = dict(env)
     if channel is not None:
-        full_env.update(channel.env())
+        if channel_env:
+            full_env.update(channel.env())
         pass_fds = (*pass_fds, channel.write_fd)
     if SHUTDOWN.is_set():
         raise Interrupted("the grader is stopping")
@@ -593,13 +627,14 @@ class WorkerSandbox:
             shutil.copy2(here / name, kit / name)
         return base
 
-    def command(self, base: Path, tail: Callable[[str, str, str], list[str]], writable: bool = False) -> Command:
+    def command(self, base: Path, tail: Callable[[str, str, str], list[str]], writable: bool = False,
+                extra_env: dict[str, str] | None = None) -> Command:
         """How to run ``tail(submission_dir, tmp_dir, out_dir)`` on ``base`` (:class:`Command`). Under
         bubblewrap the submission is read-only unless ``writable`` (a notebook writes beside itself), and /tmp
         and /dev/shm are size-limited tmpfs (:attr:`Limits.tmp_bytes`, :attr:`Limits.shm_bytes`)."""
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "TMPDIR": "/tmp", "MPLBACKEND": "Agg",
                "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONHASHSEED": "0", "LANG": "C.UTF-8", "PYTHONPATH": "/opt/ca15"}  # fmt: skip
+               "PYTHONHASHSEED": "0", "LANG": "C.UTF-8", "PYTHONPATH": "/opt/ca15", **(extra_env or {})}  # fmt: skip
         if self.engine == "bwrap":
             account = host_account(self.python)
             if account:  # bubblewrap starts unprivileged: the sandbox's uid maps to that account, never root

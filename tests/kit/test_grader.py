@@ -43,7 +43,8 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "pyproject.toml").write_text(pyproject)
     _submission(root / "reference", GOOD)
     (root / "notebooks").mkdir()
-    assignment = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(double(21))", id="mk-1")])
+    assignment = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from model_based_rl.algorithms import double\nprint(double(21))", id="mk-1")])
     nbformat.write(assignment, root / "notebooks" / "CA15.ipynb")
     (root / "tests" / "components" / "test_double.py").write_text(
         dedent(
@@ -270,19 +271,25 @@ def test_hidden_test_content_never_reaches_the_student(kit: Path, tmp_path: Path
     assert len(hidden) == 1 and hidden[0]["output"] == "Hidden test: failed."
 
 
-def test_notebook_errors_and_hangs_are_recorded_per_cell(kit: Path, tmp_path: Path) -> None:
-    """A notebook with a failing cell and a hanging cell still finishes; both cells are named, tests still graded."""
-    cells = [
-        "from model_based_rl.algorithms import double\nprint(double(2))",
-        "1 / 0",
-        "while True:\n    pass",
-        "print('after')",
-    ]
-    results, feedback = _grade(kit, tmp_path, GOOD, notebook=cells, run_notebook=True)
+def test_a_failing_assignment_cell_is_named_and_the_tests_still_graded(kit: Path, tmp_path: Path) -> None:
+    """The assignment's cell fails against this implementation: it is named with its error, 0 notebook points,
+    and the tests are graded as usual."""
+    code = "def double(x):\n    if x == 21:\n        raise ZeroDivisionError('only in the notebook')\n    return 2 * x\n"
+    results, _ = _grade(kit, tmp_path, code, notebook=["print('the student cell')"], run_notebook=True)
     nb = [t for t in results["tests"] if t["name"].startswith("Notebook")][0]
-    assert nb["score"] == 0 and "Cell [2] 1 / 0: ZeroDivisionError" in nb["output"]
-    assert "Cell [3] while True:: KeyboardInterrupt" in nb["output"] or "while True" in nb["output"]
+    assert nb["score"] == 0 and "import double: ZeroDivisionError: only in the notebook" in nb["output"], nb["output"]
     assert results["score"] == 4  # the tests' 4 points, the notebook's 1 point lost
+
+
+def test_cells_a_student_adds_never_run(kit: Path, tmp_path: Path) -> None:
+    """Only the kit's copy of the assignment's cells runs: an added cell that hides every error earns nothing,
+    and an added cell that fails costs nothing."""
+    hider = "get_ipython().set_custom_exc((BaseException,), lambda *a, **k: None)"
+    broken = "def double(x):\n    raise ValueError('broken')\n"
+    results, _ = _grade(kit, tmp_path, broken, notebook=["1", hider], run_notebook=True)
+    assert [t["score"] for t in results["tests"] if t["name"].startswith("Notebook")] == [0]
+    results, _ = _grade(kit, tmp_path / "b", GOOD, notebook=["1", "1 / 0"], run_notebook=True)
+    assert results["score"] == 5, results["output"]
 
 
 def test_clean_notebook_earns_its_points(kit: Path, tmp_path: Path) -> None:
@@ -312,15 +319,17 @@ def test_a_notebook_without_the_assignments_cells_earns_nothing(kit: Path, tmp_p
 
 
 def test_what_the_notebook_writes_is_not_seen_by_the_tests(kit: Path, tmp_path: Path) -> None:
-    """A notebook cell that writes pytest.py and edits the submission's code changes nothing in the test run."""
-    cells = [
-        "from model_based_rl.algorithms import double\nprint(double(21))",
-        "import os, pathlib\n"
-        "for folder in {os.getcwd(), os.environ.get('TMPDIR', '/tmp'), os.path.expanduser('~')}:\n"
-        "    pathlib.Path(folder, 'pytest.py').write_text('raise SystemExit(0)')\n"
-        "pathlib.Path('model_based_rl/algorithms.py').write_text('def double(x):\\n    return 0\\n')",
-    ]
-    results, _ = _grade(kit, tmp_path, GOOD, notebook=cells, run_notebook=True)
+    """Code that, imported in the notebook's kernel, writes pytest.py and edits the submission changes nothing
+    in the test run."""
+    writer = (
+        "import os, pathlib, sys\n"
+        "if 'ipykernel' in sys.modules:\n"
+        "    for folder in {os.getcwd(), os.environ.get('TMPDIR', '/tmp'), os.path.expanduser('~')}:\n"
+        "        pathlib.Path(folder, 'pytest.py').write_text('raise SystemExit(0)')\n"
+        "    pathlib.Path(__file__).write_text('def double(x):\\n    return 0\\n')\n"
+        "def double(x):\n    return 2 * x\n"
+    )
+    results, _ = _grade(kit, tmp_path, writer, notebook=["print(1)"], run_notebook=True)
     assert results["score"] == 5, results
 
 

@@ -351,6 +351,8 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in HIDDEN_FILES:
         shutil.copy2(REPO / "tests" / "hidden" / name, root / "tests" / "hidden" / name)
     shutil.copytree(REPO / "grader", root / "grader", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "notebooks").mkdir()
+    shutil.copy2(REPO / "notebooks" / "CA15.ipynb", root / "notebooks" / "CA15.ipynb")  # the assignment's cell ids
     # Each of these tests takes under 2 s against the reference; a worker that stalls (the liar's endless
     # nesting, a hang) is stopped after 20 s instead of the real kit's 120, keeping the batch short.
     pyproject = (REPO / "pyproject.toml").read_text()
@@ -492,3 +494,82 @@ def test_the_sandbox_refuses_namespaces_mounts_io_uring_and_keyctl(batch: dict) 
     outcomes = [re.findall(r"=(E[A-Z]+|ok)\b", r) for r in reports]
     assert any(len(o) == 6 for o in outcomes), reports  # one whole report (summaries may cut the message)
     assert all(set(o) <= {"EPERM"} for o in outcomes), reports
+
+
+# ------------------------------------------------------------------------------------ the notebook's kernel
+#: Cells an attacker adds at the top of the untouched skeleton's notebook; the assignment's cells stay as given.
+NOTEBOOK_ATTACKS = {
+    # IPython's custom exception handler: a failing cell then leaves no error output behind.
+    "nb_custom_exc": ["get_ipython().set_custom_exc((BaseException,), lambda *args, **kwargs: None)"],
+    # A daemon in its own session that waits for the executed notebook and replaces it with a clean one.
+    "nb_rewrite": [dedent('''
+        import glob, json, os, sys, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                deadline = time.time() + 600
+                while time.time() < deadline:
+                    for path in glob.glob("/out/*.ipynb") + glob.glob("/tmp/*.ipynb") + glob.glob(os.getcwd() + "/*.ipynb"):
+                        try:
+                            book = json.load(open(path))
+                            for n, cell in enumerate(c for c in book["cells"] if c["cell_type"] == "code"):
+                                cell["outputs"], cell["execution_count"] = [], n + 1
+                            json.dump(book, open(path, "w"))
+                        except Exception:
+                            pass
+                    time.sleep(0.05)
+            os._exit(0)
+    ''')],
+    # Read the driver's report key from /proc and sign 'ok' for every cell, as the driver would.
+    "nb_forge": [dedent('''
+        import glob, hashlib, hmac, json, os
+        found = {}
+        for path in glob.glob("/proc/[0-9]*/environ"):
+            try:
+                for item in open(path, "rb").read().split(b"\\0"):
+                    if item.startswith(b"CA15_REPORT"):
+                        key, _, value = item.decode().partition("=")
+                        found[key] = value
+            except OSError:
+                pass
+        ids = [c["id"] for c in json.load(open(glob.glob("*.ipynb")[0]))["cells"]]
+        for fd_path in glob.glob("/proc/[0-9]*/fd/*"):
+            try:
+                with open(fd_path, "wb", buffering=0) as out:
+                    for i in ids:
+                        body = json.dumps({"type": "cell", "id": i, "status": "ok"}, sort_keys=True)
+                        sig = hmac.new(found.get("CA15_REPORT_KEY", "x").encode(), body.encode(), hashlib.sha256).hexdigest()
+                        out.write((sig + " " + body + "\\n").encode())
+            except OSError:
+                pass
+    ''')],
+}
+
+
+@pytest.fixture(scope="module")
+def notebook_batch(kit: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The untouched skeleton with its notebook, and each notebook attack, graded with the notebook."""
+    import nbformat
+
+    subs = tmp_path_factory.mktemp("nb-subs")
+    assignment = nbformat.read(REPO / "notebooks" / "CA15.ipynb", as_version=4)
+    for name, added in {"nb_skeleton": [], **NOTEBOOK_ATTACKS}.items():
+        shutil.copytree(REPO / "skeleton", subs / name, ignore=shutil.ignore_patterns("__pycache__"))
+        book = nbformat.from_dict(json.loads(json.dumps(assignment)))
+        book.cells = [nbformat.v4.new_code_cell(src, id=f"added-{i}") for i, src in enumerate(added)] + book.cells
+        nbformat.write(book, subs / name / "CA15.ipynb")
+    out = tmp_path_factory.mktemp("nb-out")
+    limits = Limits(wall_seconds=900, cpu_seconds=1800)
+    config = GradeConfig(kit=kit, run_notebook=True, include_hidden=False, test_limits=limits, worker_limits=limits,
+                         notebook_limits=limits, cell_timeout=60)  # fmt: skip
+    grade_batch(sorted(subs.iterdir()), out, config, jobs=2, echo=lambda line: None)
+    return {"out": out}
+
+
+@pytest.mark.parametrize("attack", sorted(NOTEBOOK_ATTACKS))
+def test_cells_added_to_the_skeletons_notebook_earn_no_notebook_point(notebook_batch: dict, attack: str) -> None:
+    """The untouched skeleton's notebook earns 0 notebook points, whatever cells are added before the assignment's."""
+    for name in ("nb_skeleton", attack):
+        results = json.loads((notebook_batch["out"] / name / "results.json").read_text())
+        row = next(t for t in results["tests"] if t["name"].startswith("Notebook"))
+        assert row["score"] == 0, f"{name}: notebook {row['score']}/{row['max_score']}: {row['output'][:500]}"

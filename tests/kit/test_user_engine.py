@@ -163,8 +163,7 @@ def test_user_engine_runs_the_notebook_as_its_own_account(kit: Path, shared: tup
     shutil.copytree(kit, private, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run(["chmod", "-R", "a+rX", str(private)], check=True)
     code = f"import os\ndef double(x):\n    return 2 * x if os.geteuid() == {account.pw_uid} else -1\n"
-    cell = "import os\nfrom model_based_rl.algorithms import double\nprint(double(21), os.geteuid())"
-    sub = _submission(tmp_path / "dora", code, [cell])
+    sub = _submission(tmp_path / "dora", code, ["print('the student cell')"])  # the kit's cell runs: double(21)
     out = tmp_path / "out"
     out.mkdir()
     config = _config(private, python=python, sandbox="user", sandbox_user="daemon", workspace_root=folder,
@@ -172,4 +171,4 @@ def test_user_engine_runs_the_notebook_as_its_own_account(kit: Path, shared: tup
     grade_one(sub, out, config)
     results = json.loads((out / "dora" / "results.json").read_text())
     assert results["score"] == 5, (out / "dora" / "log.txt").read_text()[-3000:]
-    assert f"42 {account.pw_uid}" in (out / "dora" / "notebook.ipynb").read_text()
+    assert "42" in (out / "dora" / "notebook.ipynb").read_text()  # double gives 42 only as that account
