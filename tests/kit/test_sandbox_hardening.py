@@ -73,12 +73,21 @@ print("mount-tmpfs", result(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)))
 print("io_uring", result(libc.syscall(425, 1, 0)))
 print("keyctl", result(libc.syscall(250, 0, 0, 0, 0, 0)))
 print("ptrace", result(libc.syscall(101, 0, 0, 0, 0)))
+pid = os.fork()  # what a worker needs still works: fork, threads, exec
+if pid == 0:
+    os._exit(7)
+print("fork", os.waitpid(pid, 0)[1] >> 8)
+import subprocess, threading
+t = threading.Thread(target=print, args=("thread", "ok")); t.start(); t.join()
+print("exec", subprocess.run(["true"]).returncode)
 """
+ALLOWED = {"fork": "7", "thread": "ok", "exec": "0"}
 
 
 @pytest.mark.parametrize("who", ["unprivileged", "grader's interpreter"])
 def test_inside_the_sandbox_namespaces_mounts_io_uring_keyctl_and_ptrace_fail(who: str, request) -> None:
-    """From inside a worker sandbox (started either way) each of these calls fails with EPERM."""
+    """From inside a worker sandbox (started either way) each of these calls fails with EPERM, while fork,
+    threads and exec still work."""
     import platform
 
     if platform.machine() != "x86_64":
@@ -95,7 +104,9 @@ def test_inside_the_sandbox_namespaces_mounts_io_uring_keyctl_and_ptrace_fail(wh
     proc = _start(python, scratch, PROBE)
     out, err = proc.communicate(timeout=60)
     seen = dict(line.split(" ", 1) for line in out.splitlines())
-    assert seen and set(seen.values()) == {"EPERM"}, (seen, err[-1000:])
+    denied = {k: v for k, v in seen.items() if k not in ALLOWED}
+    assert len(denied) == 7 and set(denied.values()) == {"EPERM"}, (seen, err[-1000:])
+    assert {k: seen.get(k) for k in ALLOWED} == ALLOWED, (seen, err[-1000:])
 
 
 def test_a_grader_interpreter_that_nobody_can_read_is_reported_as_host_root(tmp_path: Path) -> None:
