@@ -759,7 +759,7 @@ def test_a_memory_disk_and_restart_hog_beside_a_correct_submission_changes_nothi
     ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(spaces) not in ps and str(tmp_path / "hog") not in ps
     assert list(spaces.iterdir()) == [], "workspaces left on disk"
-    assert _our_cgroups() - groups_before == set(), "cgroups of the batch are left"
+    assert _leftover_cgroups(groups_before) == set(), "empty cgroups of the batch are left"
     assert _mem_available() > free_before - 2**30, "host memory did not come back after the batch"
 
 
@@ -768,6 +768,22 @@ def _our_cgroups() -> set[Path]:
     from grader.sandbox import CGROUP_ROOT, RunCgroup, _own_cgroup
 
     return {g for c in RunCgroup.controllers() for g in (CGROUP_ROOT / c / _own_cgroup(c)).rglob("ca15-*")}
+
+
+def _leftover_cgroups(before: set[Path]) -> set[Path]:
+    """The ca15-* cgroups made since ``before`` that stay empty: a leak. Those in use belong to gradings that
+    other tests run at the same time (the pids groups share this machine's root group), so they do not count."""
+    import time
+
+    def empty(group: Path) -> bool:
+        try:
+            return not any((g / "cgroup.procs").read_text().strip() for g in [group, *group.rglob("ca15-*")])
+        except OSError:
+            return False
+
+    first = {g for g in _our_cgroups() - before if empty(g)}
+    time.sleep(3)
+    return {g for g in first if g.exists() and empty(g)}
 
 
 def _mem_available() -> int:
