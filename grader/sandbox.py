@@ -296,17 +296,6 @@ class RunCgroup:
         for group in self.paths.values():
             (group / "cgroup.procs").write_text(str(os.getpid()))
 
-    def out_of_memory(self) -> bool:
-        """Whether the kernel killed a process of the run for the memory group's limit."""
-        group = self.paths.get("memory")
-        if group is None:
-            return False
-        try:
-            control = dict(line.split() for line in (group / "memory.oom_control").read_text().splitlines())
-        except OSError:
-            return False
-        return int(control.get("oom_kill", 0)) > 0
-
     def kill_all(self) -> None:
         """Kill every process of the run and remove its groups, with the groups its processes made inside
         (a judge's workers' groups, left there when the judge itself was killed)."""
@@ -335,7 +324,7 @@ class RunCgroup:
                     except OSError:
                         time.sleep(0.05)
                 else:
-                    _UNREMOVED.add(group)  # sweep_cgroups() tries again later
+                    _UNREMOVED.add(group)  # sweep() tries again later
 
     @staticmethod
     def sweep() -> None:
@@ -639,8 +628,7 @@ class WorkerSandbox:
             account = host_account(self.python)
             if account:  # bubblewrap starts unprivileged: the sandbox's uid maps to that account, never root
                 os.chmod(self.scratch, 0o711)
-                for p in [base, *base.rglob("*")]:
-                    os.chown(p, *account, follow_symlinks=False)
+                _chown_tree(base, account)
             fd = seccomp_fd()
             argv = [*bwrap_argv(self.python, base, env, seccomp=fd, unprivileged=account is not None,
                                 limits=self.limits, writable=writable), *tail("/submission", "/tmp", "/out")]
@@ -655,8 +643,7 @@ class WorkerSandbox:
         else:
             drop = NOBODY if can_drop_privileges(self.python) else None
         if drop:
-            for p in [base, *base.rglob("*")]:
-                os.chown(p, *drop)
+            _chown_tree(base, drop)
         return Command(tail(str(base / "submission"), tmp, str(base / "out")), tmp, env, drop, network_namespaces_work())
 
     def launch(self, root: Path, read_fd: int, write_fd: int) -> subprocess.Popen:
@@ -773,8 +760,8 @@ def bwrap_options() -> str:
     return _BWRAP_OPTIONS
 
 
-#: What a worker may not do, on top of bubblewrap's namespaces (grader/seccomp.py).
 def _worker_deny() -> tuple[str, ...]:
+    """What a worker may not do, on top of bubblewrap's namespaces (grader/seccomp.py)."""
     from grader.seccomp import DENY_KERNEL_SURFACE, DENY_MOUNTS, DENY_NAMESPACES
 
     return DENY_NAMESPACES + DENY_MOUNTS + DENY_KERNEL_SURFACE
@@ -805,26 +792,38 @@ def host_account(python: str) -> tuple[int, int] | None:
     return _HOST_ACCOUNT[python]
 
 
-def _bwrap_starts(python: str, account: tuple[int, int] | None) -> bool:
+def _chown_tree(folder: Path, account: tuple[int, int]) -> None:
+    """Give ``folder`` and everything in it to ``account`` (the account the sandboxed run is)."""
+    for p in [folder, *folder.rglob("*")]:
+        os.chown(p, *account, follow_symlinks=False)
+
+
+def _trial_sandbox(python: str, code: str, account: tuple[int, int] | None = None) -> subprocess.CompletedProcess:
+    """``python -c code`` in a throw-away worker sandbox (seccomp included), bubblewrap started as ``account``
+    (``None``: as this process). Raises OSError or TimeoutExpired where bubblewrap cannot even run."""
     with tempfile.TemporaryDirectory(prefix="ca15-bwrap-check-") as tmp:
         base = Path(tmp)
         for sub in ("submission", "tmp", "out", "opt"):
             (base / sub).mkdir()
         if account:
             os.chmod(base, 0o755)
-            for p in [base, *base.rglob("*")]:
-                os.chown(p, *account)
+            _chown_tree(base, account)
         fd = seccomp_fd()
         argv = [*bwrap_argv(python, base, {"PATH": "/usr/bin:/bin"}, seccomp=fd, unprivileged=account is not None),
-                python, "-c", "print(1)"]
+                python, "-c", code]  # fmt: skip
+        drop = (lambda: (os.setgroups([]), os.setgid(account[1]), os.setuid(account[0]))) if account else None
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, pass_fds=(fd,), cwd="/",
-                                  preexec_fn=(lambda: (os.setgroups([]), os.setgid(account[1]), os.setuid(account[0])))
-                                  if account else None)  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired):
-            return False
+            return subprocess.run(argv, capture_output=True, text=True, timeout=60, pass_fds=(fd,), cwd="/",
+                                  preexec_fn=drop)  # fmt: skip
         finally:
             os.close(fd)
+
+
+def _bwrap_starts(python: str, account: tuple[int, int]) -> bool:
+    try:
+        proc = _trial_sandbox(python, "print(1)", account)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
     return proc.returncode == 0 and proc.stdout.strip() == "1"
 
 
@@ -836,19 +835,10 @@ def check_bwrap(python: str) -> None:
             "  Install it: sudo apt-get install bubblewrap   (Debian/Ubuntu; Fedora: dnf install bubblewrap)\n"
             "  or grade without a sandbox, knowingly: ca15-grade --no-sandbox ... (results are marked unsandboxed)"
         )
-    with tempfile.TemporaryDirectory(prefix="ca15-bwrap-check-") as tmp:
-        base = Path(tmp)
-        for sub in ("submission", "tmp", "out", "opt"):
-            (base / sub).mkdir()
-        fd = seccomp_fd()
-        argv = [*bwrap_argv(python, base, {"PATH": "/usr/bin:/bin"}, seccomp=fd), python, "-c",
-                "import os; print(os.getuid())"]  # fmt: skip
-        try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, pass_fds=(fd,))
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SandboxUnavailable(f"bubblewrap could not start a sandbox: {exc}") from exc
-        finally:
-            os.close(fd)
+    try:
+        proc = _trial_sandbox(python, "import os; print(os.getuid())")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SandboxUnavailable(f"bubblewrap could not start a sandbox: {exc}") from exc
     if proc.returncode != 0 or proc.stdout.strip() != str(SANDBOX_UID):
         raise SandboxUnavailable(f"bubblewrap could not start a sandbox here (exit {proc.returncode}): "
                                  f"{proc.stderr.strip()[:500]}\n{bwrap_advice(proc.stderr)}")
