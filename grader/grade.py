@@ -464,7 +464,8 @@ ENVIRONMENT_ROW = "Grader environment (staff only)"
 def grading_environment(sandbox: WorkerSandbox, config: GradeConfig) -> dict:
     """The staff-visible facts of one grading: the kit's version, the sandbox engine and the limits really
     in force on this host (:meth:`WorkerSandbox.facts`), and a one-line summary of them."""
-    return {"version": kit_version(config.kit), "sandbox": sandbox.facts(), "summary": sandbox.summary()}
+    facts = sandbox.facts()
+    return {"version": kit_version(config.kit), "sandbox": facts, "summary": sandbox.summary(facts)}
 
 
 # ------------------------------------------------------------------------------------------ one submission
@@ -544,8 +545,9 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
                 log.append(f"left out of the submission: {', '.join(skipped[:20])}")
                 notes.append(f"{len(skipped)} entries of the submission were left out (links and special files are "
                              f"never graded): {', '.join(skipped[:5])}")  # fmt: skip
-            environment = grading_environment(worker_sandbox(ws, config), config)
-            log.append(f"worker sandbox: {worker_sandbox(ws, config).describe()}")
+            sandbox = worker_sandbox(ws, config)
+            environment = grading_environment(sandbox, config)
+            log.append(f"worker sandbox: {sandbox.describe()}")
             log.append(f"limits in force: {environment['summary']}; kit {environment['version']}")
             if config.sandbox == "none":
                 status = "unsandboxed"

@@ -11,6 +11,7 @@ mistaken for a result.
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import hmac
 import json
@@ -577,9 +578,10 @@ class WorkerSandbox:
             "seccomp": self.engine == "bwrap",
         }  # fmt: skip
 
-    def summary(self) -> str:
-        """:meth:`facts` in one line: ``bwrap 0.8.0: memory 3072 MiB per process, CPU 3600 s; pids cgroup no; ...``."""
-        f = self.facts()
+    def summary(self, facts: dict | None = None) -> str:
+        """:meth:`facts` (or the ``facts`` already read) in one line: ``bwrap 0.8.0 as uid 65534 ... (host account
+        nobody): memory 3072 MiB per process, CPU 3600 s; network namespace yes, ...``."""
+        f = facts or self.facts()
         yes = {True: "yes", False: "NO"}
         name = f"{f['engine']} {f['engine_version']}" if f["engine_version"] else f["engine"]
         return (f"{name} as {f['account']} (host account {f['host_account']}): memory {f['memory_mib_per_process']} MiB per process, CPU "
@@ -710,6 +712,7 @@ def bwrap_argv(python: str, base: Path, env: dict[str, str], seccomp: int | None
     return argv
 
 
+@functools.cache
 def bwrap_version() -> str:
     try:
         out = subprocess.run(["bwrap", "--version"], capture_output=True, text=True, timeout=10).stdout
