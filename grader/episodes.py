@@ -7,6 +7,11 @@ in the test module, never the implementation's copy), and ``act`` asks the worke
     stats = rollout(Corridor(n=8), act=lambda obs: agent.select_action(obs, greedy=True), episodes=20)
     assert stats.success_rate >= 0.7
 
+:class:`JudgeNetwork` rebuilds a trained MLP from its weights so that Q-values, their argmax or an actor's
+output are computed in the judge, and :func:`train_goal_agent` trains a goal-conditioned agent on an
+environment that never leaves the judge: together they make a convergence test measure learning, not a
+policy the worker chose (CONVENTIONS §5).
+
 :class:`JudgeView` is the other direction: an environment of the implementation (given code) seen from the
 judge as a gymnasium ``Env`` (spaces rebuilt from raw data, reset/step forwarded), so that the judge can run
 gymnasium's ``check_env`` on it. The probes it sends live in this module, which travels to the worker by value.
@@ -79,6 +84,116 @@ def rollout(
         out.successes.append(won)
     return out
 
+
+
+# --- a trained network evaluated in the judge --------------------------------------------------------------
+#: Activation modules a judge-side MLP understands (the kit's ``utils.torch_utils.mlp`` uses these).
+ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Identity": "identity"}
+
+
+def _layers(impl, net):
+    """Probe: the layers of an ``nn.Sequential`` as raw data: ``("linear", W, b)`` or ``(activation name,)``."""
+    out = []
+    for layer in net:
+        if type(layer).__name__ == "Linear":
+            bias = None if layer.bias is None else layer.bias.detach().cpu().clone()
+            out.append(("linear", layer.weight.detach().cpu().clone(), bias))
+        else:
+            out.append((type(layer).__name__,))
+    return out
+
+
+class JudgeNetwork:
+    """A worker's ``nn.Sequential`` MLP, rebuilt in the judge from its weights and evaluated here.
+
+    A convergence test that takes actions through this (argmax of Q-values, the actor's output) measures what
+    the network learned: the worker sends weights once, and every forward pass and argmax happens in the judge,
+    so a worker that recognises evaluation inputs cannot answer them differently. Layers other than Linear,
+    ReLU, Tanh and Identity are refused (an AssertionError naming the layer): the kit's networks are
+    ``utils.torch_utils.mlp``, built by given code.
+    """
+
+    def __init__(self, impl, net) -> None:
+        import torch
+
+        self._torch = torch
+        self.layers: list[tuple] = []
+        for layer in impl.run(_layers, net):
+            kind = layer[0]
+            if kind == "linear":
+                w, b = layer[1], layer[2]
+                assert w.ndim == 2 and (b is None or b.shape == (w.shape[0],)), (
+                    f"a Linear layer with weight {tuple(w.shape)} and bias {None if b is None else tuple(b.shape)}"
+                )
+                self.layers.append(("linear", w.float(), None if b is None else b.float()))
+            else:
+                assert kind in ACTIVATIONS, (
+                    f"the network holds a {kind!r} layer; a judge-side MLP understands Linear, "
+                    f"{', '.join(ACTIVATIONS)}"
+                )
+                self.layers.append((ACTIVATIONS[kind],))
+
+    def __call__(self, x):
+        """``(N, in)`` float32 inputs -> ``(N, out)`` float32 outputs, computed in the judge."""
+        torch = self._torch
+        y = torch.as_tensor(x, dtype=torch.float32).reshape(-1, self.in_features)
+        for layer in self.layers:
+            if layer[0] == "linear":
+                y = y @ layer[1].T + (0.0 if layer[2] is None else layer[2])
+            elif layer[0] == "relu":
+                y = torch.relu(y)
+            elif layer[0] == "tanh":
+                y = torch.tanh(y)
+        return y
+
+    @property
+    def in_features(self) -> int:
+        return next(layer[1].shape[1] for layer in self.layers if layer[0] == "linear")
+
+
+# --- a goal-conditioned agent trained by the judge ------------------------------------------------------------
+def _goal_step(impl, agent, stored, episode_over, updates, obs, noise_scale):
+    """Probe: one request per environment step of :func:`train_goal_agent`.
+
+    Stores the previous step's transition (``stored``: the ``store_experience`` arguments, or None); if the
+    episode is over, closes it (``end_episode`` unless the stored transition was terminal) and runs ``updates``
+    updates; otherwise returns the exploratory action for ``obs``."""
+    if stored is not None:
+        agent.store_experience(*stored[:6], achieved_goal=stored[6], next_achieved_goal=stored[7])
+    if episode_over:
+        if stored is not None and not stored[4]:
+            agent.end_episode()
+        for _ in range(updates if len(agent.buffer) >= agent.batch_size else 0):
+            agent.update()
+        return None
+    return agent.get_action(obs["observation"], obs["desired_goal"], noise_scale)
+
+
+def train_goal_agent(impl, agent, env: Any, episodes: int, updates_per_episode: int, noise_scale: float) -> list[bool]:
+    """Train a goal-conditioned agent (HER) on the judge's goal env: the loop of ``GoalConditionedAgent.train``.
+
+    The environment never leaves the judge: each step asks the worker for an exploratory action
+    (``get_action``), steps ``env`` here and has the worker store the transition (``store_experience`` with the
+    achieved goals the env reports); an episode the env truncates is closed with ``end_episode()``; after each
+    episode, once the buffer holds a batch (``agent.batch_size``), ``updates_per_episode`` updates run. One
+    request per step (the store of one step travels with the action request of the next).
+
+    Returns:
+        per episode, whether its final step was a success (``info["is_success"]``), for feedback curves only.
+    """
+    successes = []
+    for _ in range(episodes):
+        obs, info = env.reset()
+        stored, done = None, False
+        while not done:
+            action = impl.run(_goal_step, agent, stored, False, 0, obs, noise_scale)
+            obs2, reward, terminated, truncated, info = env.step(action)
+            stored = (obs["observation"], action, float(reward), obs2["observation"], bool(terminated),
+                      obs["desired_goal"], obs["achieved_goal"], obs2["achieved_goal"])  # fmt: skip
+            obs, done = obs2, bool(terminated or truncated)
+        impl.run(_goal_step, agent, stored, True, updates_per_episode, obs, noise_scale)
+        successes.append(bool(info.get("is_success", False)))
+    return successes
 
 # --- an implementation's environment seen from the judge -------------------------------------------------
 def space_spec(impl, space):

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.episodes import rollout
+from grader.episodes import JudgeNetwork, rollout, train_goal_agent
 
 pytestmark = pytest.mark.component("GoalConditionedAgent")
 
@@ -48,6 +48,19 @@ def _store_episode(agent, T: int, done_at_end: bool, rng: np.random.Generator) -
     return states
 
 
+def _point_reward(achieved, desired, info=None, threshold: float = 0.15):
+    """PointReach's sparse reward: 0 within ``threshold`` of the goal, else −1 (an agent's ``reward_fn``: a plain
+    function, so that no environment, with its generator and goals, travels to the worker)."""
+    dist = np.linalg.norm(np.asarray(achieved) - np.asarray(desired), axis=-1)
+    return np.where(dist <= threshold, 0.0, -1.0).astype(np.float32)
+
+
+def _bits_reward(achieved, desired, info=None):
+    """BitFlip's sparse reward: 0 when every bit matches the goal, else −1 (a plain function, as above)."""
+    differing = (np.abs(np.asarray(achieved, np.float32) - np.asarray(desired, np.float32)) > 0.5).sum(-1)
+    return np.where(differing > 0, -1.0, 0.0).astype(np.float32)
+
+
 class PointReach:
     """A 2-D point that moves by 0.25·a per step towards a random goal (sparse −1/0 reward, 10 steps)."""
 
@@ -56,8 +69,7 @@ class PointReach:
         self.threshold, self.horizon = threshold, horizon
 
     def compute_reward(self, achieved, desired, info=None):
-        dist = np.linalg.norm(np.asarray(achieved) - np.asarray(desired), axis=-1)
-        return np.where(dist <= self.threshold, 0.0, -1.0).astype(np.float32)
+        return _point_reward(achieved, desired, info, self.threshold)
 
     def _obs(self):
         return {"observation": self.p.copy(), "achieved_goal": self.p.copy(), "desired_goal": self.g.copy()}
@@ -87,8 +99,7 @@ class BitFlip:
         self.rng = np.random.default_rng(seed)
 
     def compute_reward(self, achieved, desired, info=None):
-        differing = (np.abs(np.asarray(achieved, np.float32) - np.asarray(desired, np.float32)) > 0.5).sum(-1)
-        return np.where(differing > 0, -1.0, 0.0).astype(np.float32)
+        return _bits_reward(achieved, desired, info)
 
     def _obs(self):
         return {"observation": self.s.copy(), "achieved_goal": self.s.copy(), "desired_goal": self.g.copy()}
@@ -119,6 +130,19 @@ class BitFlip:
 def _greedy(agent):
     """The judge's policy: the agent's greedy/deterministic action for a goal-env observation."""
     return lambda obs: agent.get_action(obs["observation"], obs["desired_goal"], noise_scale=0.0)
+
+
+def _learned_greedy(impl, agent):
+    """The greedy policy of what the agent's network learned, evaluated in the judge: its weights are read once,
+    and Q-values with their argmax (DQN) or the actor's output (DDPG, actions in [−1, 1]) are computed here."""
+    discrete = bool(agent.discrete_actions)
+    net = JudgeNetwork(impl, agent.q_network if discrete else agent.actor)
+
+    def act(obs):
+        out = net(np.concatenate([obs["observation"], obs["desired_goal"]])[None].astype(np.float32))[0]
+        return int(out.argmax()) if discrete else np.clip(out.numpy(), -1.0, 1.0)
+
+    return act
 
 
 def _final_success(obs, reward, terminated, info) -> bool:
@@ -517,10 +541,8 @@ def test_critic_regresses_onto_terminal_rewards(impl, device):
 # ------------------------------------------------------------------------------------------------------
 # convergence: bit flipping (discrete, DQN + HER) and a point-reaching task (continuous, DDPG + HER)
 # ------------------------------------------------------------------------------------------------------
-def _bit_flipping_success(impl, seed: int, her_k: int, n_bits: int = 10, episodes: int = 250, curve=None):
-    """Greedy success rate (100 episodes judged here, fresh goals) after training DQN(+HER) on n-bit flipping."""
-    env = BitFlip(n_bits, seed)
-    agent = impl.GoalConditionedAgent(
+def _bit_flipping_agent(impl, n_bits: int, her_k: int, seed: int):
+    return impl.GoalConditionedAgent(
         n_bits,
         n_bits,
         n_bits,
@@ -529,89 +551,123 @@ def _bit_flipping_success(impl, seed: int, her_k: int, n_bits: int = 10, episode
         strategy="future",
         gamma=0.98,
         discrete_actions=True,
-        reward_fn=env.compute_reward,
+        reward_fn=_bits_reward,
         hidden_dim=256,
         n_hidden_layers=1,
         batch_size=128,
         seed=seed,
     )
-    history = agent.train(env, episodes, updates_per_episode=10, noise_scale=0.2, seed=seed)
-    if curve is not None:  # feedback only: the curve the student's loop reports, never the verdict
-        successes = np.asarray(history["successes"], dtype=float)
-        window = np.convolve(successes, np.ones(25) / 25, mode="valid")
+
+
+def _judged_bit_flipping(impl, agent, env_seed: int, n_bits: int) -> float:
+    """Success rate of the agent's learned greedy policy on 100 fresh goals of the judge's BitFlip."""
+    return rollout(BitFlip(n_bits, env_seed), act=_learned_greedy(impl, agent), episodes=100, max_steps=n_bits).success_rate
+
+
+def _bit_flipping_success(impl, seed: int, her_k: int, n_bits: int = 10, episodes: int = 250, curve=None):
+    """Greedy success (judged here, 100 fresh goals) of DQN(+HER) on n-bit flipping before and after training.
+
+    The judge drives training (its BitFlip never leaves it) and evaluates the learned Q-network itself
+    (grader.episodes.JudgeNetwork): an agent that acts well without learning scores its untrained success.
+    Returns ``(untrained success, trained success, the trained agent)``.
+    """
+    agent = _bit_flipping_agent(impl, n_bits, her_k, seed)
+    before = _judged_bit_flipping(impl, agent, 1000 + seed, n_bits)
+    successes = train_goal_agent(impl, agent, BitFlip(n_bits, seed), episodes, 10, 0.2)
+    if curve is not None:  # feedback only: the training episodes' successes as the judge saw them
+        window = np.convolve(np.asarray(successes, dtype=float), np.ones(25) / 25, mode="valid")
         curve(f"her_k={her_k}, seed {seed}", window, threshold=0.9, xlabel="episode", ylabel="training success")
-    judged = rollout(BitFlip(n_bits, 1000 + seed), act=_greedy(agent), episodes=100, max_steps=n_bits)
-    return judged.success_rate
+    return before, _judged_bit_flipping(impl, agent, 1000 + seed, n_bits), agent
 
 
 @pytest.mark.convergence
 @pytest.mark.points(3)
 @pytest.mark.timeout(200)
 def test_her_solves_bit_flipping(impl, seed_trials, curve):
-    """DQN + HER ('future', k=4) solves 10-bit flipping: greedy success > 0.9 on at least 2 of 3 seeds.
+    """DQN + HER ('future', k=4) learns 10-bit flipping: judge-side greedy success < 0.2 untrained, > 0.9
+    trained, on at least 2 of 3 seeds.
 
-    Measured with the reference (seeds 0-9, 100 episodes judged on the test's BitFlip): 0.99-1.0.
-    Calibration (docs/calibration.md, 2026-12-01): no seed of 60 failed (30 on the reference, 15 on each
+    Measured with the reference (seeds 0-9, 100 episodes judged on the test's BitFlip): 0.00-0.01 untrained,
+    0.99-1.0 trained.
+    Calibration (docs/calibration.md, 2026-12-03): no seed of 60 failed (30 on the reference, 15 on each
     perturbed reference), so p ≤ 5 % per seed (rule of three) and the estimated false-fail rate is ≤ 0.73 %.
     """
 
     def trial(seed: int) -> tuple[bool, str]:
-        rate = _bit_flipping_success(impl, seed, her_k=4, curve=curve)
-        return rate > 0.9, f"success {rate:.2f}"
+        before, after, _ = _bit_flipping_success(impl, seed, her_k=4, curve=curve)
+        return before < 0.2 and after > 0.9, f"success untrained {before:.2f}, trained {after:.2f}"
 
-    seed_trials(trial, "DQN + HER solved 10-bit flipping (greedy success > 0.9)", seeds=(0, 1, 2), need=2)
+    seed_trials(trial, "DQN + HER learned 10-bit flipping (judge-side greedy success < 0.2 untrained, > 0.9 trained)",
+                seeds=(0, 1, 2), need=2)  # fmt: skip
+
+
+def _mean_q_of_starts(impl, agent, env_seed: int, n_bits: int) -> float:
+    """Mean over 100 judge-drawn start states and goals of the judge-side Q-values of every action."""
+    env, net, inputs = BitFlip(n_bits, env_seed), JudgeNetwork(impl, agent.q_network), []
+    for _ in range(100):
+        obs = env.reset()[0]
+        inputs.append(np.concatenate([obs["observation"], obs["desired_goal"]]))
+    return float(net(np.asarray(inputs, np.float32)).mean())
 
 
 @pytest.mark.convergence
 @pytest.mark.timeout(200)
 def test_without_relabelling_bit_flipping_fails(impl, seed_trials):
-    """The same budget without relabelling (her_k=0) stays below 0.2 success on at least 2 of 3 seeds.
+    """Without relabelling (her_k=0) the critic learns only that goals are not reached: judge-side success
+    stays < 0.2 while the mean Q of start states falls below −5 (every reward seen is −1), on 2 of 3 seeds.
 
-    Measured with the reference (seeds 0-9, 100 episodes judged on the test's BitFlip): 0.0-0.01.
-    Calibration (docs/calibration.md, 2026-12-01): no seed of 60 failed (30 on the reference, 15 on each
+    Measured with the reference (seeds 0-9, 100 episodes judged on the test's BitFlip): success 0.0-0.01,
+    mean Q of start states −39 to −26 (about 0 untrained).
+    Calibration (docs/calibration.md, 2026-12-03): no seed of 60 failed (30 on the reference, 15 on each
     perturbed reference), so p ≤ 5 % per seed (rule of three) and the estimated false-fail rate is ≤ 0.73 %.
     """
 
     def trial(seed: int) -> tuple[bool, str]:
-        rate = _bit_flipping_success(impl, seed, her_k=0)
-        return rate < 0.2, f"success {rate:.2f}"
+        _, rate, agent = _bit_flipping_success(impl, seed, her_k=0)
+        q = _mean_q_of_starts(impl, agent, 2000 + seed, 10)
+        return rate < 0.2 and q < -5.0, f"success {rate:.2f}, mean Q of start states {q:.2f}"
 
-    seed_trials(trial, "without relabelling (her_k=0) 10-bit flipping stayed unsolved (success < 0.2)",
-                seeds=(0, 1, 2), need=2)  # fmt: skip
+    seed_trials(trial, "without relabelling (her_k=0) 10-bit flipping stayed unsolved (success < 0.2) "
+                "while the critic learned the −1 rewards (mean Q < −5)", seeds=(0, 1, 2), need=2)  # fmt: skip
 
 
 @pytest.mark.convergence
 @pytest.mark.points(2)
 @pytest.mark.timeout(200)
 def test_her_ddpg_reaches_point_goals(impl, seed_trials):
-    """DDPG + HER learns to reach random 2-D goals: greedy success > 0.8 on at least 2 of 3 seeds.
+    """DDPG + HER learns to reach random 2-D goals: judge-side greedy success of the actor < 0.3 untrained,
+    > 0.8 trained, on at least 2 of 3 seeds.
 
-    Measured with the reference (seeds 0-9, 50 episodes judged on fresh goals): 0.98-1.0.
-    Calibration (docs/calibration.md, 2026-12-01): no seed of 60 failed (30 on the reference, 15 on each
+    Measured with the reference (seeds 0-9, 50 episodes judged on fresh goals): 0.00-0.04 untrained,
+    0.98-1.0 trained.
+    Calibration (docs/calibration.md, 2026-12-03): no seed of 60 failed (30 on the reference, 15 on each
     perturbed reference), so p ≤ 5 % per seed (rule of three) and the estimated false-fail rate is ≤ 0.73 %.
     """
 
+    def judged(agent, seed: int) -> float:
+        return rollout(PointReach(100 + seed), act=_learned_greedy(impl, agent), episodes=50, max_steps=10,
+                       success=_final_success).success_rate  # fmt: skip
+
     def trial(seed: int) -> tuple[bool, str]:
-        env = PointReach(seed)
         agent = impl.GoalConditionedAgent(
             2,
             2,
             2,
             lr=1e-3,
             her_k=4,
-            reward_fn=env.compute_reward,
+            reward_fn=_point_reward,
             hidden_dim=64,
             n_hidden_layers=2,
             batch_size=128,
             seed=seed,
         )
-        agent.train(env, 100, updates_per_episode=10, noise_scale=0.2)
-        judged = rollout(
-            PointReach(100 + seed), act=_greedy(agent), episodes=50, max_steps=10, success=_final_success
-        )
-        return judged.success_rate > 0.8, f"success {judged.success_rate:.2f}"
+        before = judged(agent, seed)
+        train_goal_agent(impl, agent, PointReach(seed), 100, 10, 0.2)
+        after = judged(agent, seed)
+        return before < 0.3 and after > 0.8, f"success untrained {before:.2f}, trained {after:.2f}"
 
-    seed_trials(trial, "DDPG + HER reached point goals (greedy success > 0.8)", seeds=(0, 1, 2), need=2)
+    seed_trials(trial, "DDPG + HER learned to reach point goals (judge-side greedy success < 0.3 untrained, "
+                "> 0.8 trained)", seeds=(0, 1, 2), need=2)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------
