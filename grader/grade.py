@@ -33,8 +33,9 @@ from pathlib import Path
 
 from grader.feedback import (component_split, failures_text, inert, inert_tree, notebook_text, render_html,
                              render_markdown, write_curves)
-from grader.sandbox import (NOBODY, SANDBOX_USER, SHUTDOWN, Interrupted, Limits, ReportChannel, RunResult,
-                            RunCgroup, WorkerSandbox, can_drop_privileges, check_bwrap, run_limited, stop_everything)
+from grader.sandbox import (SANDBOX_USER, SHUTDOWN, Interrupted, Limits, ReportChannel, RunResult,
+                            RunCgroup, WorkerSandbox, check_bwrap, check_kit_private, run_limited,
+                            stop_everything)
 from grader.version import kit_version
 
 REPO = Path(__file__).resolve().parent.parent
@@ -200,13 +201,15 @@ def find_notebook(folder: Path) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------------- the workspace
-def _readonly(path: Path) -> None:
+def _private(path: Path) -> None:
+    """Only the grader's account may read ``path`` (the unpacked submission): every sandboxed run gets its own
+    copy, so that no run, a classmate's included, can read another submission through the workspace."""
     for p in [path, *path.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+        p.chmod(0o700 if p.is_dir() else 0o600)
 
 
 def prepare_workspace(ws: Path, submission: Path, config: GradeConfig) -> tuple[Path, Path | None]:
-    """Unpack the submission into ``ws/submission`` (read-only). ``ws/workers`` holds one fresh folder per
+    """Unpack the submission into ``ws/submission`` (the grader's only). ``ws/workers`` holds one fresh folder per
     sandboxed run (each worker, the notebook), ``ws/judge`` is the judge's home, ``ws/scratch`` keeps what the
     grader copies out (the executed notebook). The kit's tests stay in the kit: only the judge reads them,
     and no sandboxed run can (see :class:`grader.sandbox.WorkerSandbox`)."""
@@ -217,10 +220,9 @@ def prepare_workspace(ws: Path, submission: Path, config: GradeConfig) -> tuple[
     notebook = find_notebook(ws / "submission")
     for sub in ("scratch", "workers", "judge"):
         (ws / sub).mkdir()
-    _readonly(ws / "submission")
-    ws.chmod(0o755)
-    if config.sandbox != "bwrap" and config.unprivileged and can_drop_privileges(config.python):
-        os.chown(ws / "workers", *NOBODY)
+    _private(ws / "submission")
+    ws.chmod(0o711)  # runs reach their own folder under workers/ by its (unguessable) name; nobody lists these
+    (ws / "workers").chmod(0o711)
     return root, notebook
 
 
@@ -308,7 +310,7 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
     try:
         result = run_limited(cmd.argv, cwd=Path(cmd.cwd), env=cmd.env, limits=config.notebook_limits,
                              channel=channel, channel_env=False, drop_to=cmd.drop_to,
-                             pass_fds=(*cmd.fds, key_fd))  # fmt: skip
+                             pass_fds=(*cmd.fds, key_fd), seccomp=cmd.seccomp)  # fmt: skip
         submitted = _read_json(ws / "submission" / rel_book)  # the grader's read-only copy, as data
         summary = inert_tree(credit_run(result.records, assignment or submitted, submitted))
         executed = base / "out" / "executed.ipynb"  # shown to the student; never credited
@@ -316,6 +318,7 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
             shutil.copy2(executed, ws / "scratch" / "executed.ipynb")
     finally:
         cmd.close()
+        cmd.finish()
         os.close(key_fd)
         shutil.rmtree(base, ignore_errors=True)
     return result, summary
@@ -481,7 +484,7 @@ def _explain(run: RunResult, limits: Limits, what: str) -> list[str]:
     if run.output_truncated:
         notes.append(f"The {what} printed more than {limits.max_output_bytes >> 10} KiB; the rest was discarded.")
     if run.forged_records:
-        notes.append(f"{run.forged_records} unsigned lines were written to the grader's report pipe and ignored.")
+        notes.append("Unsigned lines were written to the grader's report pipe and ignored.")  # never their count
     return notes
 
 
@@ -596,7 +599,7 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
             elif config.sandbox == "none":
                 status = "graded, unsandboxed"
             elif config.sandbox == "user":
-                status = f"graded, as user {config.sandbox_user} (no namespaces)"
+                status = f"graded, as {environment['sandbox']['account']} (no namespaces)"
     finally:
         _remove(ws)
     if SHUTDOWN.is_set():  # the runs were stopped midway: their verdicts are not this submission's
@@ -731,6 +734,8 @@ def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, job
         echo(f"resuming: {done} of {len(submissions)} already graded")
     if config.sandbox == "bwrap":
         check_bwrap(config.python)  # fail closed: no sandbox, no grading (unless --no-sandbox)
+    elif config.sandbox == "user":
+        check_kit_private(config.kit)
     echo(f"worker sandbox: {worker_sandbox(out_dir, config).describe()}")
     expected_tests(config)  # collect once, before the workers start
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

@@ -335,6 +335,10 @@ def run(root: Path, config: GradeConfig | None = None) -> Path:
     with tempfile.TemporaryDirectory(prefix="ca15-gs-out-") as tmp:
         out = Path(tmp)
         try:
+            if config.sandbox == "user":
+                from grader.sandbox import check_kit_private
+
+                check_kit_private(config.kit)  # fail closed: a readable kit would be every submission's
             grade_one(root / "submission", out, config)
             graded = out / "submission"
             shutil.copy2(graded / "results.json", results_dir / "results.json")

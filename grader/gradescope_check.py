@@ -318,7 +318,7 @@ def verdict(results: dict, expect_full: bool, engine: str) -> list[str]:
     if got != engine:
         problems.append(f"engine {got!r}, expected {engine!r}")
     status = results.get("extra_data", {}).get("status", "")
-    if engine == "user" and "as user ca15-worker" not in status:
+    if engine == "user" and "as a uid of its own per run" not in status:
         problems.append(f"status {status!r} does not name the user engine")
     return problems
 

@@ -236,6 +236,144 @@ def can_drop_privileges(python: str) -> bool:
     return _DROP_OK[python]
 
 
+#: The uids (each also the gid) the "user" engine gives its runs, one per run while it lives: a run cannot
+#: signal, trace or read another run's processes and files, a notebook's leftovers cannot reach the tests'
+#: workers, and at the end everything the uid still runs is killed (``CA15_SANDBOX_UIDS=FIRST-LAST`` moves the
+#: range; the uids need no account, but must be valid in this user namespace: a rootless container maps 65536).
+RUN_UIDS_ENV = "CA15_SANDBOX_UIDS"
+DEFAULT_RUN_UIDS = (62000, 62999)
+_RUN_UIDS_OK: dict[tuple[str, int], bool] = {}
+
+
+def run_uids() -> range:
+    """The per-run uid range (:data:`RUN_UIDS_ENV`); a ValueError naming the variable if it is malformed."""
+    text = os.environ.get(RUN_UIDS_ENV, "")
+    if not text:
+        return range(DEFAULT_RUN_UIDS[0], DEFAULT_RUN_UIDS[1] + 1)
+    first, sep, last = text.partition("-")
+    if not (sep and first.isdigit() and last.isdigit() and 1000 <= int(first) <= int(last) < 2**31 - 1):
+        raise ValueError(f"{RUN_UIDS_ENV}: expected FIRST-LAST, two uids with 1000 <= FIRST <= LAST, got {text!r}")
+    return range(int(first), int(last) + 1)
+
+
+def per_run_accounts_work(python: str) -> bool:
+    """Whether a run can switch to a uid of :func:`run_uids` and still import torch with ``python`` (the grader is
+    root, the uid is valid here and the interpreter and its packages are readable by others)."""
+    if os.geteuid() != 0:
+        return False
+    uid = run_uids()[0]
+    if (python, uid) not in _RUN_UIDS_OK:
+        try:
+            proc = subprocess.run([python, "-c", "import torch"], capture_output=True, timeout=120, cwd="/",
+                                  env={"PATH": "/usr/bin:/bin", "HOME": "/", "USER": "ca15-run"},
+                                  preexec_fn=lambda: (os.setgroups([]), os.setgid(uid), os.setuid(uid)))  # fmt: skip
+            _RUN_UIDS_OK[(python, uid)] = proc.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _RUN_UIDS_OK[(python, uid)] = False
+    return _RUN_UIDS_OK[(python, uid)]
+
+
+def processes_of(uid: int) -> list[int]:
+    """Pids of the live processes (zombies left out: they run nothing) whose real uid is ``uid``, from /proc."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/status") as status:
+                    fields = dict(line.split(":", 1) for line in status if line.startswith(("State:", "Uid:")))
+            except (OSError, ValueError):
+                continue
+            if int(fields.get("Uid", "-1 ").split()[0]) == uid and not fields.get("State", "").strip().startswith("Z"):
+                pids.append(int(entry))
+    return pids
+
+
+def kill_uid(uid: int) -> None:
+    """Kill every process of ``uid``: a child that becomes ``uid`` sends SIGKILL to -1, which reaches exactly
+    the processes that uid may signal (its own; never root's) in one pass that a fork cannot outrun."""
+    for _ in range(5):
+        if not processes_of(uid):
+            return
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+                os.kill(-1, signal.SIGKILL)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        time.sleep(0.05)  # the killed are reaped by their parents (or init)
+
+
+#: World-writable folders where a run of the "user" engine can leave files outside its own folder.
+SHARED_FOLDERS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def remove_files_of(uid: int, folders: Sequence[str] = SHARED_FOLDERS) -> None:
+    """Remove what ``uid`` left directly in the world-writable ``folders`` (its own entries, whole)."""
+    for folder in folders:
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                else:
+                    os.unlink(entry.path)
+            except OSError:
+                pass
+
+
+class RunAccount:
+    """One uid of :func:`run_uids`, held by one run of the "user" engine from before it starts until it ended.
+
+    The uid is reserved with a lock on a file in a root-only folder (a grader that dies frees it); on
+    taking it, anything still running as that uid is killed; on release, every process of the uid is killed
+    and what it left in :data:`SHARED_FOLDERS` is removed, so that nothing of the run lives on into the next.
+    """
+
+    LOCKS = Path(tempfile.gettempdir()) / "ca15-run-accounts"
+
+    def __init__(self) -> None:
+        import fcntl
+
+        self.LOCKS.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(self.LOCKS, 0o700)
+        uids = list(run_uids())
+        start = secrets.randbelow(len(uids))
+        for uid in uids[start:] + uids[:start]:
+            fd = os.open(self.LOCKS / str(uid), os.O_CREAT | os.O_RDWR, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.uid, self._fd = uid, fd
+            kill_uid(uid)
+            remove_files_of(uid)
+            return
+        raise SandboxUnavailable(f"all {len(uids)} uids of {RUN_UIDS_ENV} ({uids[0]}-{uids[-1]}) are in use")
+
+    @property
+    def ids(self) -> tuple[int, int]:
+        return self.uid, self.uid
+
+    def release(self) -> None:
+        """Kill the uid's processes, remove its files from the shared folders, free the uid (idempotent)."""
+        if self._fd < 0:
+            return
+        kill_uid(self.uid)
+        remove_files_of(self.uid)
+        os.close(self._fd)
+        self._fd = -1
+
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 _UNREMOVED: set[Path] = set()
 
@@ -352,8 +490,37 @@ def _loopback_up() -> None:
         fcntl.ioctl(sock, siocsifflags, request)
 
 
-def _preexec(limits: Limits, drop_to: tuple[int, int] | None, unshare_net: bool, cgroup: RunCgroup | None):
+PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _seccomp_installer() -> Callable[[], None]:
+    """A function that installs the workers' seccomp filter (:func:`_worker_deny`) on the calling process, made
+    ready in the parent so that the child between fork and exec only makes two ``prctl`` calls: no new
+    privileges (no setuid program can undo the filter), then the filter."""
+    from grader.seccomp import program
+
+    code = program(_worker_deny())
+    buf = ctypes.create_string_buffer(code, len(code))
+    prog = _SockFprog(len(code) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def install() -> None:
+        if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or libc.prctl(
+                PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:  # fmt: skip
+            os._exit(126)  # never run a sandboxed program without its filter
+        install.keep = (buf, prog)  # type: ignore[attr-defined]
+
+    return install
+
+
+def _preexec(limits: Limits, drop_to: tuple[int, int] | None, unshare_net: bool, cgroup: RunCgroup | None,
+             seccomp: bool = False):
     parent = os.getpid()
+    install_seccomp = _seccomp_installer() if seccomp else None
 
     def setup() -> None:  # runs in the child between fork and exec
         os.setsid()
@@ -374,6 +541,8 @@ def _preexec(limits: Limits, drop_to: tuple[int, int] | None, unshare_net: bool,
             os.setuid(drop_to[0])
         resource.setrlimit(resource.RLIMIT_NPROC, (limits.max_processes, limits.max_processes))
         _die_with_parent(parent)
+        if install_seccomp is not None:
+            install_seccomp()
 
     return setup
 
@@ -412,6 +581,7 @@ def run_limited(
     drop_to: tuple[int, int] | None = None,
     pass_fds: tuple[int, ...] = (),
     channel_env: bool = True,
+    seccomp: bool = False,
 ) -> RunResult:
     """Run ``cmd`` under ``limits``; kill its whole process group at the wall-clock limit.
 
@@ -426,6 +596,7 @@ def run_limited(
         pass_fds: descriptors the child inherits besides the channel's (bubblewrap's seccomp filter).
         channel_env: put the channel's descriptor and key in the child's environment (False: the command
             carries them itself, :meth:`ReportChannel.sandbox_env`).
+        seccomp: install the workers' seccomp filter in the child (the "user" engine: :attr:`Command.seccomp`).
     """
     unshare_net = not limits.network and network_namespaces_work()
     full_env = dict(env)
@@ -445,7 +616,7 @@ def run_limited(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         pass_fds=pass_fds,
-        preexec_fn=_preexec(limits, drop_to, unshare_net, cgroup),
+        preexec_fn=_preexec(limits, drop_to, unshare_net, cgroup, seccomp),
     )
     with _LIVE_LOCK:
         _LIVE_GROUPS.add(proc.pid)  # its own session: the group id is its pid
@@ -513,11 +684,20 @@ class Command(NamedTuple):
     drop_to: tuple[int, int] | None
     unshare_net: bool
     fds: tuple[int, ...] = ()
+    #: the run's own uid under the "user" engine: released (its processes killed) by :meth:`finish`
+    account: RunAccount | None = None
+    #: install the seccomp filter in the child itself (the "user" engine; bubblewrap loads it from ``fds``)
+    seccomp: bool = False
 
     def close(self) -> None:
         """Close the descriptors the child inherited (call once it has started)."""
         for fd in self.fds:
             os.close(fd)
+
+    def finish(self) -> None:
+        """After the run: kill whatever its account still runs and free the account (call once it ended)."""
+        if self.account is not None:
+            self.account.release()
 
 
 class SandboxUnavailable(RuntimeError):
@@ -563,7 +743,7 @@ class WorkerSandbox:
             "engine": self.engine,
             "engine_version": bwrap_version() if self.engine == "bwrap" else None,
             "account": f"uid {SANDBOX_UID} in a user namespace" if self.engine == "bwrap" else (
-                self.user if self.engine == "user" else ("nobody" if can_drop_privileges(self.python) else "the grader's own")),
+                self._user_account() if self.engine == "user" else ("nobody" if can_drop_privileges(self.python) else "the grader's own")),
             # the host account the sandbox's uid maps to: "root" means a kernel bug reached inside is host root
             "host_account": _host_account_name(self.engine, self.python, self.user),
             "user_namespaces_inside": self.engine == "bwrap" and "--disable-userns" not in bwrap_options(),
@@ -575,8 +755,15 @@ class WorkerSandbox:
             "pid_namespace": self.engine == "bwrap",
             "network_namespace": netns,
             "mount_namespace": self.engine == "bwrap",
-            "seccomp": self.engine == "bwrap",
+            "seccomp": self.engine in ("bwrap", "user"),
         }  # fmt: skip
+
+    def _user_account(self) -> str:
+        """The "user" engine's accounts in words: a uid of its own per run, or the one shared account."""
+        if per_run_accounts_work(self.python):
+            uids = run_uids()
+            return f"a uid of its own per run ({uids[0]}-{uids[-1]})"
+        return f"user {self.user}, shared by every run"
 
     def summary(self, facts: dict | None = None) -> str:
         """:meth:`facts` (or the ``facts`` already read) in one line: ``bwrap 0.8.0 as uid 65534 ... (host account
@@ -599,8 +786,9 @@ class WorkerSandbox:
                     "ipc, uts, network (loopback only) and mount namespaces; read-only system and interpreter; "
                     f"memory {self.limits.memory_bytes >> 20} MiB, CPU {self.limits.cpu_seconds} s")  # fmt: skip
         if self.engine == "user":
-            return (f"user {self.user} (no namespaces here): the kit is readable by root only; resource "
-                    "limits, a private network namespace where allowed")  # fmt: skip
+            return (f"{self._user_account()} (no namespaces here): the kit is readable by root only; seccomp, "
+                    "resource limits, a private network namespace where allowed; every process of a run's uid is "
+                    "killed when it ends")  # fmt: skip
         return "unsandboxed (--no-sandbox): resource limits only; the worker shares this machine's file system"
 
     def stage(self, root: Path, modules: tuple[str, ...] = WORKER_MODULES) -> Path:
@@ -637,16 +825,24 @@ class WorkerSandbox:
             return Command(argv, "/", {}, account, False, (fd,))
         tmp = str(base / "tmp")
         env.update(HOME=tmp, TMPDIR=tmp, PYTHONPATH=str(base / "opt"))
-        if self.engine == "user":  # Gradescope without namespaces: a dedicated unprivileged user (setup.sh)
-            import pwd
+        account: RunAccount | None = None
+        if self.engine == "user":  # Gradescope without namespaces: an unprivileged uid of its own per run
+            if per_run_accounts_work(self.python):
+                account = RunAccount()
+                drop: tuple[int, int] | None = account.ids
+            else:  # the one account setup.sh makes (ca15-worker), shared by every run
+                import pwd
 
-            entry = pwd.getpwnam(self.user)
-            drop: tuple[int, int] | None = (entry.pw_uid, entry.pw_gid)
+                entry = pwd.getpwnam(self.user)
+                drop = (entry.pw_uid, entry.pw_gid)
+            env.update(USER="ca15-run", LOGNAME="ca15-run")
         else:
             drop = NOBODY if can_drop_privileges(self.python) else None
         if drop:
             _chown_tree(base, drop)
-        return Command(tail(str(base / "submission"), tmp, str(base / "out")), tmp, env, drop, network_namespaces_work())
+            os.chmod(base, 0o700)
+        return Command(tail(str(base / "submission"), tmp, str(base / "out")), tmp, env, drop,
+                       network_namespaces_work(), account=account, seccomp=self.engine == "user")  # fmt: skip
 
     def launch(self, root: Path, read_fd: int, write_fd: int) -> subprocess.Popen:
         """Start one worker on a fresh copy of ``root``; the returned process cleans up after itself."""
@@ -658,13 +854,18 @@ class WorkerSandbox:
         try:
             proc = subprocess.Popen(cmd.argv, cwd=cmd.cwd, env=cmd.env, pass_fds=(read_fd, write_fd, *cmd.fds),
                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    preexec_fn=_preexec(self.limits, cmd.drop_to, cmd.unshare_net, cgroup))  # fmt: skip
+                                    preexec_fn=_preexec(self.limits, cmd.drop_to, cmd.unshare_net, cgroup,
+                                                        cmd.seccomp))  # fmt: skip
+        except BaseException:
+            cmd.finish()
+            raise
         finally:
             cmd.close()
 
         def cleanup() -> None:
             if cgroup is not None:
                 cgroup.kill_all()
+            cmd.finish()
             shutil.rmtree(base, ignore_errors=True)
 
         proc.ca15_cleanup = cleanup  # type: ignore[attr-defined]
@@ -747,6 +948,17 @@ def others_can_read(path: Path) -> bool:
         if not os.stat(folder).st_mode & 0o001:
             return False
     return bool(os.stat(path).st_mode & 0o004)
+
+
+def check_kit_private(kit: Path) -> None:
+    """The "user" engine hides the kit's hidden tests and any reference solution from submissions by file modes
+    alone: raise :class:`SandboxUnavailable` naming the first of them that another account can read."""
+    for path in (kit / "tests" / "hidden", kit / "reference"):
+        if path.exists() and others_can_read(path):
+            raise SandboxUnavailable(
+                f"the user engine keeps the kit from submissions by file modes only, and {path} is readable by "
+                f"other accounts, so every submission could read it. Make the kit root-only, as Gradescope's "
+                f"setup.sh does: chmod -R go-rwx {kit}   (or grade with bubblewrap, which shows workers no kit)")
 
 
 _BWRAP_OPTIONS: str | None = None

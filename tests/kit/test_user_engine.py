@@ -1,9 +1,10 @@
 """The grader's "user" sandbox engine, Gradescope's fallback where the container allows no namespaces: every
-worker runs as an unprivileged account on the machine's own file system, and only the kit's mode keeps the
-kit from it (setup.sh: ``chmod -R go-rwx /autograder/source``).
+run (worker, notebook) gets an unprivileged uid of its own on the machine's own file system, and only the
+kit's mode keeps the kit from it (setup.sh: ``chmod -R go-rwx /autograder/source``).
 
-Here the engine runs its workers as ``nobody`` (``GradeConfig.sandbox_user``, ``$CA15_SANDBOX_USER``), not as
-``ca15-worker``: a test creates no system account. ``nobody`` cannot start the kit's own interpreter where it
+The fallback account, where per-run uids cannot work, is ``nobody`` here (``GradeConfig.sandbox_user``,
+``$CA15_SANDBOX_USER``), not ``ca15-worker``: a test creates no system account. ``nobody`` (like any
+unprivileged uid) cannot start the kit's own interpreter where it
 lives in a private home folder (pyenv under /root), so the tests grade with a throw-away venv of the system's
 CPython of the same version, made in a world-readable folder under /var/tmp, whose ``.pth`` file puts the
 kit venv's site-packages on its path. Where that cannot work (not root, no such system Python, or ``nobody``
@@ -27,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from grader.grade import grade_one
+from grader.sandbox import run_uids
 from grader.gradescope import build
 from tests.kit.test_grader import _config, _submission, kit  # noqa: F401 - kit: the miniature kit fixture
 
@@ -86,13 +88,14 @@ def shared() -> Iterator[tuple[Path, str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _snoop(uid: int, hidden: Path, kit_dir: Path) -> str:
-    """A ``double`` that is right only when it runs as ``uid``, sees the kit's world-readable parent folder,
-    and is refused (PermissionError, nothing else) both the hidden test file and the kit folder's listing."""
+def _snoop(uids: range, hidden: Path, kit_dir: Path) -> str:
+    """A ``double`` that is right only when it runs as a uid of ``uids`` (the runs' own), sees the kit's
+    world-readable parent folder, and is refused (PermissionError, nothing else) both the hidden test file and
+    the kit folder's listing."""
     return f"""
 import os
 def double(x):
-    if (os.getuid(), os.geteuid()) != ({uid}, {uid}):
+    if os.getuid() != os.geteuid() or os.geteuid() not in range({uids.start}, {uids.stop}):
         return "RAN AS UID %d" % os.geteuid()
     if {kit_dir.name!r} not in os.listdir({str(kit_dir.parent)!r}):
         return "THE KIT IS NOT WHERE THE PROBE LOOKS"
@@ -109,7 +112,8 @@ def double(x):
 def test_user_engine_runs_the_submission_as_the_user_and_keeps_the_root_only_kit_from_it(
     kit: Path, shared: tuple[Path, str], tmp_path: Path  # noqa: F811 - kit is the imported fixture
 ) -> None:
-    """With the "user" engine the submission runs as nobody, scores 4/4, and can neither read nor list the kit."""
+    """With the "user" engine the submission runs as a uid of its own, scores 4/4, and can neither read nor list
+    the kit."""
     folder, python = shared
     private = folder / "ca15-kit"
     shutil.copytree(kit, private, ignore=shutil.ignore_patterns("__pycache__"))
@@ -117,14 +121,16 @@ def test_user_engine_runs_the_submission_as_the_user_and_keeps_the_root_only_kit
     subprocess.run(["chmod", "-R", "go-rwx", str(private)], check=True)  # then root-only, as setup.sh makes it
     hidden = private / "tests" / "hidden" / "test_double_hidden.py"
     assert hidden.is_file()
-    sub = _submission(tmp_path / "alice", _snoop(pwd.getpwnam(USER).pw_uid, hidden, private))
+    sub = _submission(tmp_path / "alice", _snoop(run_uids(), hidden, private))
     out = tmp_path / "out"
     out.mkdir()
     grade_one(sub, out, _config(private, python=python, sandbox="user", sandbox_user=USER, workspace_root=folder))
     results = json.loads((out / "alice" / "results.json").read_text())
     assert results["score"] == 4 and len(results["tests"]) == 4, results  # 3 tests and the staff-only row
     assert "READ THE KIT" not in json.dumps(results)
-    assert f"worker sandbox: user {USER} (no namespaces here)" in (out / "alice" / "log.txt").read_text()
+    uids = run_uids()
+    assert f"worker sandbox: a uid of its own per run ({uids[0]}-{uids[-1]}) (no namespaces here)" in (
+        out / "alice" / "log.txt").read_text()
 
 
 def test_run_autograder_with_the_user_engine_keeps_the_kit_from_the_worker(
@@ -138,7 +144,7 @@ def test_run_autograder_with_the_user_engine_keeps_the_kit_from_the_worker(
     subprocess.run(["chmod", "-R", "go-rwx", str(root / "source")], check=True)  # as setup.sh does
     hidden = root / "source" / "ca15-kit" / "tests" / "hidden" / "test_double_hidden.py"
     assert hidden.is_file()
-    _submission(root / "submission", _snoop(pwd.getpwnam(USER).pw_uid, hidden, root / "source"))
+    _submission(root / "submission", _snoop(run_uids(), hidden, root / "source"))
     env = {**os.environ, "AUTOGRADER_ROOT": str(root), "CA15_PYTHON": python, "CA15_SANDBOX": "user",
            "CA15_SANDBOX_USER": USER, "TMPDIR": str(folder)}  # fmt: skip
     proc = subprocess.run([str(root / "source" / "run_autograder")], env=env, capture_output=True, text=True,
@@ -147,28 +153,98 @@ def test_run_autograder_with_the_user_engine_keeps_the_kit_from_the_worker(
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == 4 and len(results["tests"]) == 5, results  # 3 tests, the notebook (0), the staff row
     staff = results["tests"][-1]
-    assert staff["visibility"] == "hidden" and "user as nobody" in staff["output"] and "seccomp NO" in staff["output"]
+    assert staff["visibility"] == "hidden" and "user as a uid of its own per run" in staff["output"], staff
+    assert "seccomp yes" in staff["output"], staff
     assert results["extra_data"]["grader"]["sandbox"]["engine"] == "user"
     assert "READ THE KIT" not in json.dumps(results)
 
 
 def test_user_engine_runs_the_notebook_as_its_own_account(kit: Path, shared: tuple[Path, str], tmp_path: Path) -> None:  # noqa: F811
-    """With an account other than nobody (daemon) the notebook runs as that account and earns its point: 5/5."""
+    """The notebook runs as a uid of its own (of the runs' range, not root) and earns its point: 5/5."""
     folder, python = shared
-    try:
-        account = pwd.getpwnam("daemon")
-    except KeyError:
-        pytest.skip("no account 'daemon' on this machine")
+    uids = run_uids()
     private = folder / "ca15-kit-nb"
     shutil.copytree(kit, private, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run(["chmod", "-R", "a+rX", str(private)], check=True)
-    code = f"import os\ndef double(x):\n    return 2 * x if os.geteuid() == {account.pw_uid} else -1\n"
+    subprocess.run(["chmod", "-R", "go-rwx", str(private)], check=True)  # root-only, as setup.sh makes it
+    code = f"import os\ndef double(x):\n    return 2 * x if os.geteuid() in range({uids.start}, {uids.stop}) else -1\n"
     sub = _submission(tmp_path / "dora", code, ["print('the student cell')"])  # the kit's cell runs: double(21)
     out = tmp_path / "out"
     out.mkdir()
-    config = _config(private, python=python, sandbox="user", sandbox_user="daemon", workspace_root=folder,
+    config = _config(private, python=python, sandbox="user", sandbox_user=USER, workspace_root=folder,
                      run_notebook=True)  # fmt: skip
     grade_one(sub, out, config)
     results = json.loads((out / "dora" / "results.json").read_text())
     assert results["score"] == 5, (out / "dora" / "log.txt").read_text()[-3000:]
-    assert "42" in (out / "dora" / "notebook.ipynb").read_text()  # double gives 42 only as that account
+    assert "42" in (out / "dora" / "notebook.ipynb").read_text()  # double gives 42 only as a run's own uid
+
+
+_NEIGHBOUR = """
+import os, sys
+pid = int(sys.argv[1])
+report = []
+try:
+    os.kill(pid, 0)
+    report.append("signalled")
+except PermissionError:
+    report.append("no-signal")
+for path in (sys.argv[2], f"/proc/{pid}/environ"):
+    try:
+        os.listdir(path) if os.path.isdir(path) else open(path, "rb").read()
+        report.append("read")
+    except PermissionError:
+        report.append("no-read")
+print(os.getuid(), " ".join(report))
+"""
+
+
+def test_each_run_of_the_user_engine_has_its_own_uid_and_nothing_outlives_it(shared: tuple[Path, str]) -> None:
+    """Two runs at once get two uids: neither can signal the other or read its folder; when a run ends, its
+    daemon (own session) is killed and its file in /dev/shm removed."""
+    from grader.sandbox import Limits, WorkerSandbox, processes_of, run_limited
+
+    folder, python = shared
+    scratch = Path(tempfile.mkdtemp(prefix="ws-", dir=folder))
+    scratch.chmod(0o711)
+    sandbox = WorkerSandbox(engine="user", python=python, scratch=str(scratch), user=USER)
+    daemon = ("import os, sys, time\nopen('/dev/shm/ca15-left-' + str(os.getuid()), 'w').write('x')\n"
+              "if os.fork() == 0:\n    os.setsid()\n    time.sleep(120)\n    os._exit(0)\n"
+              "print(os.getpid(), flush=True)\ntime.sleep(120)\n")  # fmt: skip
+    empty = Path(tempfile.mkdtemp(prefix="root-", dir=folder))  # the "submission" each run gets a copy of
+    base_a = sandbox.stage(empty, ())
+    a = sandbox.command(base_a, lambda sub, tmp, out: [python, "-c", daemon])
+    proc = subprocess.Popen(a.argv, cwd=a.cwd, env=a.env, stdout=subprocess.PIPE, text=True,
+                            preexec_fn=_as_user(*a.drop_to))  # fmt: skip
+    try:
+        pid = int(proc.stdout.readline())
+        base_b = sandbox.stage(empty, ())
+        b = sandbox.command(base_b, lambda sub, tmp, out: [python, "-c", _NEIGHBOUR, str(pid), str(base_a)])
+        try:
+            seen = run_limited(b.argv, cwd=Path(b.cwd), env=b.env, limits=Limits(wall_seconds=60),
+                               drop_to=b.drop_to, seccomp=b.seccomp)  # fmt: skip
+        finally:
+            b.finish()
+        assert a.drop_to != b.drop_to and a.drop_to[0] != 0
+        assert seen.output.split() == [str(b.drop_to[0]), "no-signal", "no-read", "no-read"], seen.output
+        assert len(processes_of(a.drop_to[0])) == 2  # the run and its daemon, before the run ends
+    finally:
+        a.finish()
+        proc.wait(timeout=30)
+    assert processes_of(a.drop_to[0]) == []
+    assert not Path(f"/dev/shm/ca15-left-{a.drop_to[0]}").exists()
+
+
+def test_user_engine_refuses_a_kit_that_others_can_read(kit: Path, shared: tuple[Path, str], tmp_path: Path) -> None:  # noqa: F811
+    """A batch with the user engine and a kit whose hidden tests others can read stops before grading,
+    saying which folder and the chmod that fixes it."""
+    from grader.grade import grade_batch
+    from grader.sandbox import SandboxUnavailable
+
+    folder, python = shared
+    readable = folder / "ca15-kit-readable"
+    shutil.copytree(kit, readable, ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["chmod", "-R", "a+rX", str(readable)], check=True)
+    sub = _submission(tmp_path / "erin", "def double(x):\n    return 2 * x\n")
+    with pytest.raises(SandboxUnavailable, match=r"tests/hidden is readable by other accounts.*chmod -R go-rwx"):
+        grade_batch([sub], tmp_path / "out", _config(readable, python=python, sandbox="user", sandbox_user=USER,
+                                                     workspace_root=folder))  # fmt: skip
+    assert not (tmp_path / "out" / "erin").exists()
