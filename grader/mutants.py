@@ -15,7 +15,19 @@ detach         ``x.detach()`` -> ``x``; ``with torch.no_grad(): body`` -> ``body
 exponent       ``x ** k`` -> ``x ** 1``; ``sqrt(x)``, ``x.sqrt()``, ``square(x)`` -> ``x``
 swap_args      ``f(a, b, ...)`` -> ``f(b, a, ...)`` when ``a`` and ``b`` differ
 reduction      ``.mean(`` <-> ``.sum(``
+clone          ``x.clone()``, ``x.copy()`` -> ``x`` (a later in-place change reaches the caller's object)
+inplace        ``x.clamp(...)``, ``x.add(...)``, ... on a name -> ``x.clamp_(...)`` (changes ``x`` itself)
+global_rng     ``generator=g`` dropped (torch's global generator); ``rng.integers(..)``, ``rng.normal(..)``,
+               ... -> ``np.random.randint(..)``, ``np.random.normal(..)`` (numpy's global generator)
+shared_noise   ``torch.randn(n, d, ...)`` -> ``torch.randn(1, d, ...)``; ``randn_like(x)`` ->
+               ``randn_like(x[..., :1])`` (one draw broadcast across rows / the last dimension)
+finite         ``isfinite(x)`` -> ``~isnan(x)`` (±inf let through)
+sample         ``reparameterize(mean, log_var)`` -> ``mean`` (the posterior mean where a sample belongs)
 =============  ==========================================================================================
+
+The last six (issue 23) express the bug kinds operator mutants missed before: caller-visible side effects,
+randomness from the wrong source, wrongly shared noise, non-finite values other than NaN, and a mean used
+where a sample is specified.
 
 A mutant's id is ``path:qualname:line:operator`` (``#2``, ``#3``... for further mutants of the same operator
 on the same line, in column order), stable while the region's code is. Mutated sources are made by
@@ -53,7 +65,8 @@ from grader.coverage import (DIGEST_FILES, MutantTimeout, files_digest, first_fa
                              write_record)
 from grader.generate import REPO, Region, _files, find_regions
 
-OPERATORS: tuple[str, ...] = ("sign", "off_by_one", "mask", "detach", "exponent", "swap_args", "reduction")
+OPERATORS: tuple[str, ...] = ("sign", "off_by_one", "mask", "detach", "exponent", "swap_args", "reduction",
+                               "clone", "inplace", "global_rng", "shared_noise", "finite", "sample")
 JSON_RECORD = REPO / "docs" / "mutants.json"
 MD_RECORD = REPO / "docs" / "mutants.md"
 CACHE = REPO / "build" / "mutants-cache.json"
@@ -282,6 +295,13 @@ def _with(node: ast.AST, **changes: object) -> ast.AST:
 
 
 _SIGN = {ast.Add: ast.Sub, ast.Sub: ast.Add}
+#: Out-of-place tensor methods whose in-place twin (``name_``) a student writes by mistake.
+_INPLACE = ("clamp", "clamp_min", "clamp_max", "clip", "add", "sub", "mul", "div", "masked_fill", "neg")
+#: numpy Generator methods -> the legacy global function that draws the same kind of numbers.
+_NUMPY_GLOBAL = {"integers": "randint", "random": "random", "normal": "normal", "standard_normal": "standard_normal",
+                 "uniform": "uniform", "choice": "choice", "permutation": "permutation", "shuffle": "shuffle",
+                 "exponential": "exponential"}  # fmt: skip
+_NOISE = ("randn", "rand", "normal")
 _REDUCTION = {"mean": "sum", "sum": "mean"}
 _SYMBOL = {ast.Add: "+", ast.Sub: "-"}
 
@@ -327,6 +347,8 @@ def _candidates(node: ast.AST) -> Iterator[tuple[str, ast.AST | None, str]]:
             if not _same(first_two[0], first_two[1]):
                 args = [node.args[1], node.args[0], *node.args[2:]]
                 yield "swap_args", _with(node, args=args), "first two arguments swapped"
+    if isinstance(node, ast.Call):
+        yield from _issue23_candidates(node)
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):
         if not (isinstance(node.right, ast.Constant) and node.right.value == 1):
             yield "exponent", _with(node, right=ast.Constant(1)), f"** {ast.unparse(node.right)} -> ** 1"
@@ -334,6 +356,46 @@ def _candidates(node: ast.AST) -> Iterator[tuple[str, ast.AST | None, str]]:
         ctx = node.items[0].context_expr
         if isinstance(ctx, ast.Call) and _call_name(ctx) in ("no_grad", "inference_mode"):
             yield "detach", None, f"with {ast.unparse(ctx)}: removed"
+
+
+def _is_rng(node: ast.AST) -> bool:
+    """``rng`` or ``<anything>.rng``: the numpy Generator a function or object was given."""
+    return (isinstance(node, ast.Name) and node.id == "rng") or (isinstance(node, ast.Attribute) and node.attr == "rng")
+
+
+def _issue23_candidates(node: ast.Call) -> Iterator[tuple[str, ast.AST, str]]:
+    """The mutants of a call for the bug kinds of issue 23 (see the module's table)."""
+    name = _call_name(node)
+    method = isinstance(node.func, ast.Attribute)
+    if method and name in ("clone", "copy") and not node.args and not node.keywords:
+        yield "clone", node.func.value, f".{name}() removed"
+    if method and name in _INPLACE and isinstance(node.func.value, ast.Name):
+        yield "inplace", _with(node, func=_with(node.func, attr=f"{name}_")), f".{name}( -> .{name}_("
+    if any(k.arg == "generator" for k in node.keywords):
+        keywords = [k for k in node.keywords if k.arg != "generator"]
+        yield "global_rng", _with(node, keywords=keywords), "generator= dropped (torch's global generator)"
+    if method and name in _NUMPY_GLOBAL and _is_rng(node.func.value):
+        func = ast.Attribute(ast.Attribute(ast.Name("np", ast.Load()), "random", ast.Load()), _NUMPY_GLOBAL[name],
+                             ast.Load())  # fmt: skip
+        yield "global_rng", _with(node, func=func), f"{ast.unparse(node.func)}( -> np.random.{_NUMPY_GLOBAL[name]}("
+    if name in _NOISE and (name != "normal" or method and isinstance(node.func.value, ast.Name)
+                           and node.func.value.id == "torch"):  # fmt: skip
+        positional = [a for a in node.args if not isinstance(a, ast.Starred)]
+        if len(node.args) >= 2 and len(positional) == len(node.args) and name != "normal":
+            yield "shared_noise", _with(node, args=[ast.Constant(1), *node.args[1:]]), "first size -> 1 (broadcast)"
+        elif len(node.args) == 1 and isinstance(node.args[0], ast.Tuple) and node.args[0].elts \
+                and not isinstance(node.args[0].elts[0], ast.Starred):  # fmt: skip
+            shape = _with(node.args[0], elts=[ast.Constant(1), *node.args[0].elts[1:]])
+            yield "shared_noise", _with(node, args=[shape]), "first size -> 1 (broadcast)"
+    if name in ("randn_like", "rand_like") and len(node.args) == 1:
+        sliced = ast.Subscript(node.args[0], ast.Tuple([ast.Constant(...), ast.Slice(None, ast.Constant(1))],
+                                                       ast.Load()), ast.Load())  # fmt: skip
+        yield "shared_noise", _with(node, args=[sliced]), f"{name}(x) -> {name}(x[..., :1]) (broadcast)"
+    if name == "isfinite" and len(node.args) == 1 and not node.keywords:
+        isnan = _with(node, func=_with(node.func, attr="isnan") if method else ast.Name("isnan", ast.Load()))
+        yield "finite", ast.UnaryOp(ast.Invert(), isnan), "isfinite(x) -> ~isnan(x)"
+    if name == "reparameterize" and node.args:
+        yield "sample", node.args[0], "reparameterize(mean, ...) -> mean"
 
 
 def _inside(node: ast.AST, region: Region) -> bool:

@@ -47,6 +47,15 @@ def _mutated_bodies(source: str, operator: str) -> list[str]:
         ("swap_args", "return torch.max(a, b, dim=0)", ["return torch.max(b, a, dim=0)"]),
         ("swap_args", "return torch.max(a, a)", []),
         ("reduction", "return a.mean(0) + b.sum()", ["return a.sum(0) + b.sum()", "return a.mean(0) + b.mean()"]),
+        ("clone", "y = x.clone()\ny += 1\nreturn y", ["y = x\ny += 1\nreturn y"]),
+        ("inplace", "return x.clamp(0, 1) + a.b.add(1)", ["return x.clamp_(0, 1) + a.b.add(1)"]),
+        ("global_rng", "return torch.randn(3, generator=g)", ["return torch.randn(3)"]),
+        ("global_rng", "return self.rng.integers(0, n)", ["return np.random.randint(0, n)"]),
+        ("shared_noise", "return torch.randn(n, d, generator=g)", ["return torch.randn(1, d, generator=g)"]),
+        ("shared_noise", "return torch.randn((n, *x.shape))", ["return torch.randn((1, *x.shape))"]),
+        ("shared_noise", "return torch.randn_like(x)", ["return torch.randn_like(x[..., :1])"]),
+        ("finite", "return torch.isfinite(x)", ["return ~torch.isnan(x)"]),
+        ("sample", "return self.reparameterize(m, v)", ["return m"]),
     ],
 )  # fmt: skip
 def test_each_operator_makes_the_expected_change(operator: str, body: str, expected: list[str]) -> None:
