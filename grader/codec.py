@@ -227,6 +227,10 @@ class Record(tuple):
     def _asdict(self) -> dict:
         return dict(zip(self._fields, self))
 
+    def __reduce__(self):
+        """Sent back to the worker (an argument of a call), it stays a tuple with the same named fields."""
+        return (Record, (list(self), self._name, self._fields))
+
     def __repr__(self) -> str:
         return f"{self._name}(" + ", ".join(f"{f}={v!r}" for f, v in zip(self._fields, self)) + ")"
 

@@ -452,8 +452,10 @@ class FeudalNetwork(nn.Module):
             terminal: whether ``x_T`` is terminal (no bootstrap) or the episode was cut (bootstrap from V).
 
         Returns:
-            dict with ``loss`` (the total), ``manager`` (eq. 7), ``manager_value``, ``worker_policy``,
-            ``worker_value``, ``entropy`` and ``intrinsic_reward`` (mean).
+            dict with ``loss`` (the total: ``manager + worker_policy + value_coef·(manager_value +
+            worker_value)``), ``manager`` (eq. 7), ``manager_value`` (``½·mean_t (R^M_t − V^M(x_t))²``, the
+            Manager's critic, as the Worker's), ``worker_policy``, ``worker_value``, ``entropy`` and
+            ``intrinsic_reward`` (mean).
         """
         t_len = actions.shape[0]
         if observations.shape[0] != t_len + 1:

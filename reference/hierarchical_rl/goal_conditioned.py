@@ -600,20 +600,21 @@ class GoalConditionedAgent:
             achieved_goal: ``(G,)`` ``m(s_t)``; default ``achieved_goal_fn(state)``.
             next_achieved_goal: ``(G,)`` ``m(s_{t+1})``; default ``achieved_goal_fn(next_state)``.
         """
-        s = np.asarray(state, np.float32).reshape(self.state_dim)
-        s2 = np.asarray(next_state, np.float32).reshape(self.state_dim)
-        g = np.asarray(goal, np.float32).reshape(self.goal_dim)
+        # copies: the episode record must not change when the caller reuses its observation arrays
+        s = np.array(state, np.float32).reshape(self.state_dim)
+        s2 = np.array(next_state, np.float32).reshape(self.state_dim)
+        g = np.array(goal, np.float32).reshape(self.goal_dim)
         if self.discrete_actions:
             a: Any = int(np.asarray(action).reshape(()))
             if not 0 <= a < self.action_dim:
                 raise ValueError(f"action must be an index in [0, {self.action_dim - 1}], got {action!r}")
         else:
             a = np.asarray(action, np.float32).reshape(self.action_dim)
-        ag = self.achieved_goal(s) if achieved_goal is None else np.asarray(achieved_goal, np.float32)
+        ag = self.achieved_goal(s) if achieved_goal is None else np.array(achieved_goal, np.float32)
         ag2 = (
             self.achieved_goal(s2)
             if next_achieved_goal is None
-            else np.asarray(next_achieved_goal, np.float32)
+            else np.array(next_achieved_goal, np.float32)
         )
         self.buffer.add(s, a, float(reward), s2, float(bool(done)), g)
         self._episode.append((s, a, s2, ag.reshape(self.goal_dim), ag2.reshape(self.goal_dim)))

@@ -111,7 +111,8 @@ def mve_loss(values: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | N
         mask: optional ``(B, T)`` weights (1 = counted), e.g. :func:`alive_mask`.
 
     Returns:
-        Scalar ``float32`` loss: ``sum(mask * err^2) / sum(mask)``.
+        Scalar ``float32`` loss: ``sum(mask * err^2) / max(sum(mask), 1)``: the masked mean while the weights
+        sum to 1 or more, and 0 (not NaN) for an all-zero mask, where no entry counts.
     """
     if values.shape != targets.shape or (mask is not None and mask.shape != values.shape):
         raise ValueError(

@@ -16,6 +16,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
+
 pytestmark = pytest.mark.component("DynaQAgent")
 
 
@@ -436,6 +438,52 @@ def test_epsilon_greedy_mixes_with_probability_epsilon(impl):
     picks = np.array(impl.run(_epsilon_greedy_draws, torch.tensor([0.0, 0.0, 1.0, 0.0]), 0.4, 4000))
     assert picks.shape == (4000,)
     assert abs((picks == 2).mean() - 0.7) <= 5 * np.sqrt(0.7 * 0.3 / 4000)
+
+
+def _epsilon_greedy_with(impl, f, q_values, epsilon, n, rng):
+    """``n`` calls of ``f(q_values, epsilon, rng)`` with one generator (the generator-only check's call)."""
+    return [f(q_values, epsilon, rng) for _ in range(n)]
+
+
+@pytest.mark.shape
+def test_epsilon_greedy_draws_only_from_the_rng_passed(impl):
+    """Given a numpy Generator, epsilon_greedy_action draws from it only (ε = 0.5, tied best actions)."""
+    f = _helpers(impl).epsilon_greedy_action
+    picks = assert_draws_only_from(impl, _epsilon_greedy_with, f, torch.tensor([1.0, 3.0, 3.0, 0.0]), 0.5, 64,
+                                   kind="numpy")  # fmt: skip
+    assert len(picks) == 64 and all(isinstance(p, int) and 0 <= p < 4 for p in picks)
+    assert {1, 2} <= set(picks)
+
+
+@pytest.mark.shape
+def test_helpers_leave_their_inputs_unchanged(impl):
+    """q_learning_targets, q_learning_loss and epsilon_greedy_action leave the caller's tensors and arrays."""
+    h = _helpers(impl)
+    rewards, dones = torch.tensor([1.0, 0.0, -1.0, 2.0]), torch.tensor([0.0, 1.0, 0.0, 0.5])
+    next_q = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.5, 0.25], [-4.0, -2.0]])
+    assert_inputs_unchanged(impl, h.q_learning_targets, None, rewards, next_q, dones, 0.5)
+    q = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]])
+    assert_inputs_unchanged(impl, h.q_learning_loss, None, q, torch.tensor([2, 1]), torch.tensor([2.0, 1.0]))
+    for q_values in (torch.tensor([0.5, 3.0, -2.0]), np.array([0.5, 3.0, -2.0])):
+        assert_inputs_unchanged(impl, h.epsilon_greedy_action, None, q_values, 0.5, np.random.default_rng(0))
+        assert_inputs_unchanged(impl, h.epsilon_greedy_action, None, q_values, 0.0)
+
+
+@pytest.mark.shape
+def test_agent_calls_leave_their_inputs_unchanged(impl):
+    """get_action, store_experience, simulate and predict_termination leave the caller's states, actions."""
+    agent = impl.DynaQAgent(state_dim=3, action_dim=2, batch_size=4)
+    impl.run(_with_doubles, agent)
+    state = np.array([0.5, -1.0, 2.0], dtype=np.float32)
+    next_state = np.array([1.5, 0.0, -3.0], dtype=np.float32)
+    assert_inputs_unchanged(impl, agent, "get_action", state, 0.5)
+    assert_inputs_unchanged(impl, agent, "get_action", torch.tensor([0.5, -1.0, 2.0]), 0.0)
+    assert_inputs_unchanged(impl, agent, "store_experience", state, 1, 1.0, next_state, False)
+    assert_inputs_unchanged(impl, agent, "store_experience", torch.tensor([2.0, 0.0, -1.0]), 0, -1.0,
+                            torch.tensor([1.0, 1.0, 4.0]), True)  # fmt: skip
+    states, actions = torch.tensor([[0.5, -1.0, 2.0], [3.0, 0.0, -0.5]]), torch.tensor([1, 0])
+    assert_inputs_unchanged(impl, agent, "simulate", states, actions)
+    assert_inputs_unchanged(impl, agent, "predict_termination", states, actions, states + 1.0)
 
 
 # ----------------------------------------------------------------------------------------------- agent

@@ -9,6 +9,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.contracts import assert_inputs_unchanged
+
 pytestmark = pytest.mark.component("ModelBasedValueExpansion")
 
 N = 10  # ring states
@@ -194,6 +196,58 @@ def test_mve_loss_sends_no_gradient_into_the_targets(impl, masked):
         f"mve_loss must detach its targets; they received the gradient {targets_grad}"
     )
     assert values_grad is not None and torch.count_nonzero(values_grad) > 0, "no gradient reaches the values"
+
+
+@pytest.mark.shape
+def test_compute_targets_of_an_empty_trajectory(impl):
+    """T = 0 transitions: a (B, 0) float32 tensor of targets, for any bootstrap."""
+    bootstrap = torch.tensor([1.0, -2.0, 5.0])
+    out = _alg(impl).compute_targets(torch.zeros(3, 0), torch.zeros(3, 0), bootstrap, 0.9)
+    assert out.shape == (3, 0) and out.dtype == torch.float32
+
+
+@pytest.mark.shape
+def test_mve_loss_with_fractional_mask_weights(impl):
+    """A fractional mask weighs each squared error: sum(mask err^2) / sum(mask); a zero weight drops one."""
+    values = torch.tensor([[1.0, 2.0], [0.0, 5.0]])
+    targets = torch.tensor([[0.0, 0.0], [2.0, 1.0]])
+    mask = torch.tensor([[0.5, 1.0], [0.0, 0.25]])  # squared errors 1, 4, 4, 16
+    loss = _alg(impl).mve_loss(values, targets, mask)
+    assert loss.shape == () and loss.item() == pytest.approx((0.5 * 1 + 4 + 0.25 * 16) / 1.75)
+
+
+@pytest.mark.shape
+def test_mve_loss_with_light_or_zero_mask_weights(impl):
+    """Weights summing below 1 divide by 1: 0.5·(2 − 0)² = 2; an all-zero mask gives 0, not NaN."""
+    values, targets = torch.tensor([[2.0, 1.0]]), torch.zeros(1, 2)
+    assert _alg(impl).mve_loss(values, targets, torch.tensor([[0.5, 0.0]])).item() == pytest.approx(2.0)
+    assert _alg(impl).mve_loss(values, targets, torch.zeros(1, 2)).item() == 0.0
+
+
+@pytest.mark.shape
+def test_helpers_leave_their_inputs_unchanged(impl):
+    """compute_targets and mve_loss leave the caller's rewards, dones, bootstrap values, values and mask."""
+    alg = _alg(impl)
+    rewards = torch.tensor([[1.0, 2.0, 3.0], [1.0, -1.0, 0.5]])
+    dones = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    assert_inputs_unchanged(impl, alg.compute_targets, None, rewards, dones, torch.tensor([10.0, 4.0]), 0.5)
+    values, targets = torch.tensor([[1.0, 2.0], [0.0, 5.0]]), torch.tensor([[0.0, 0.0], [2.0, 1.0]])
+    assert_inputs_unchanged(impl, alg.mve_loss, None, values, targets, torch.tensor([[0.5, 1.0], [0.0, 2.0]]))
+    assert_inputs_unchanged(impl, alg.mve_loss, None, values, targets)
+
+
+@pytest.mark.shape
+def test_agent_calls_leave_their_inputs_unchanged(impl):
+    """mve_targets, train_step and expand_value leave the caller's states, rewards, next states and dones."""
+    model, policy, states, r, v_true = ring()
+    mve = impl.ModelBasedValueExpansion(model, tabular(v_true), horizon=2, gamma=GAMMA, policy=policy)
+    nxt = torch.roll(states, -1, dims=0)
+    dones = torch.zeros(N)
+    dones[3] = 1.0
+    for method in ("mve_targets", "train_step"):
+        assert_inputs_unchanged(impl, mve, method, states, r + 1.0, nxt, dones)
+        assert_inputs_unchanged(impl, mve, method, states[:4])
+    assert_inputs_unchanged(impl, mve, "expand_value", states)
 
 
 # ----------------------------------------------------------------------------------------------- the agent

@@ -19,6 +19,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
 from tests.components._doubles import names_replaced
 
 pytestmark = pytest.mark.component("PrioritizedReplayBuffer")
@@ -141,6 +142,31 @@ def test_sum_tree_update_overwrites_leaf(impl):
     assert tree.find(2.5) == 2
 
 
+@pytest.mark.shape
+def test_sum_tree_find_at_its_bounds(impl):
+    """find(0) skips a leading empty leaf; find(total) and beyond end in the last non-empty leaf; one leaf."""
+    tree = _sum_tree(impl)(6)
+    tree.update(np.arange(6), np.array([0.0, 1.0, 0.0, 3.0, 2.0, 0.0]))
+    # intervals: slot 1 [0, 1), slot 3 [1, 4), slot 4 [4, 6); slots 0, 2 and 5 are empty
+    assert tree.total == 6.0
+    assert tree.find(0.0) == 1
+    assert tree.find(6.0) == 4 and tree.find(7.5) == 4
+    assert tree.find(np.array([0.0, 1.0, 4.0, 6.0])).tolist() == [1, 3, 4, 4]
+    single = _sum_tree(impl)(1)
+    single.update(0, 2.5)
+    assert single.total == 2.5
+    assert single.find(0.0) == 0 and single.find(2.5) == 0
+
+
+@pytest.mark.shape
+def test_sum_tree_calls_leave_their_inputs_unchanged(impl):
+    """SumTree.update and find leave the caller's slot, priority and prefix-sum arrays as they were."""
+    tree = _sum_tree(impl)(5)
+    assert_inputs_unchanged(impl, tree, "update", np.array([4, 0, 2]), np.array([2.0, 1.0, 3.0]))
+    assert_inputs_unchanged(impl, tree, "find", np.array([0.5, 1.0, 3.75, 5.5]))
+    assert tree.total == 6.0
+
+
 @pytest.mark.property
 @given(
     capacity=st.integers(1, 33),
@@ -214,6 +240,35 @@ def test_stratified_prefix_sums_one_per_segment(impl):
     assert np.all(values >= np.arange(4) * 3.0) and np.all(values < np.arange(1, 5) * 3.0)
     np.testing.assert_array_equal(values, f(12.0, 4, np.random.default_rng(0)))
     assert not np.array_equal(values, f(12.0, 4, np.random.default_rng(1)))
+
+
+@pytest.mark.shape
+def test_stratified_prefix_sums_give_each_segment_its_own_draw(impl):
+    """Value j is (j + u_j) total / B with u = rng.random(B), one call: every segment has its own uniform draw
+    (a draw shared by all segments would put every value at the same place in its segment)."""
+    f = impl.module("utils").stratified_prefix_sums
+    values = f(10.0, 5, np.random.default_rng(7))
+    u = np.random.default_rng(7).random(5)
+    np.testing.assert_allclose(values, (np.arange(5) + u) * 2.0, rtol=1e-12, atol=0)
+
+
+@pytest.mark.shape
+def test_stratified_prefix_sums_draw_only_from_the_rng_passed(impl):
+    """stratified_prefix_sums draws from its rng only: the same seed gives the same values whatever the global
+    generators hold, and they are left untouched."""
+    f = impl.module("utils").stratified_prefix_sums
+    values = assert_draws_only_from(impl, lambda impl, f, total, b, rng: f(total, b, rng), f, 12.0, 4,
+                                    kind="numpy")  # fmt: skip
+    assert np.all(values >= np.arange(4) * 3.0) and np.all(values < np.arange(1, 5) * 3.0)
+
+
+@pytest.mark.shape
+def test_pure_functions_leave_their_inputs_unchanged(impl):
+    """per_probabilities and importance_weights leave the caller's (float64) priorities and probabilities."""
+    replay = impl.module("utils.replay")
+    assert_inputs_unchanged(impl, replay.per_probabilities, None, np.array([1.0, 4.0, 9.0]), 0.5)
+    assert_inputs_unchanged(impl, replay.importance_weights, None, np.array([0.1, 0.2, 0.3, 0.4]), 4, 0.5)
+    assert_inputs_unchanged(impl, replay.importance_weights, None, np.array([0.1, 0.2]), 10, 1.0, 0.05)
 
 
 # ---------------------------------------------------------------- the buffer
@@ -317,6 +372,59 @@ def test_update_priorities_accepts_tensors_and_uses_abs(impl):
     counts = np.bincount(_sample(impl, buf, 400, rng=np.random.default_rng(0)).indices.numpy(), minlength=2)
     assert counts.sum() == 400
     assert counts[0] == 300  # stratified sampling: exactly 3/4 of the strata fall on slot 0
+
+
+def _sample_fields(impl, buf, batch_size, rng):
+    """Probe: indices, weights and rewards of ``buf.sample(batch_size, rng=rng)``."""
+    batch = buf.sample(batch_size, rng=rng)
+    return batch.indices, batch.weights, batch.rewards
+
+
+@pytest.mark.shape
+def test_sample_draws_only_from_the_rng_passed(impl):
+    """sample(rng=...) draws from that generator only (same seed, same batch under any global state)."""
+    # β fixed (beta = beta_final): the rerun under another global seed sees the same β
+    buf = _buffer(impl, [0.5, 1.0, 3.0, 2.0, 8.0], alpha=0.6, beta=0.5, beta_final=0.5)
+    indices, weights, rewards = assert_draws_only_from(impl, _sample_fields, buf, 16, kind="numpy")
+    assert indices.shape == weights.shape == (16,)
+    assert torch.equal(indices.float(), rewards)
+
+
+@pytest.mark.shape
+def test_buffer_calls_leave_their_inputs_unchanged(impl):
+    """add and update_priorities leave the caller's arrays and tensors (states, slots, TD errors)."""
+    buf = impl.PrioritizedReplayBuffer(4, alpha=0.5, eps=1e-6)
+    assert_inputs_unchanged(impl, buf, "add", np.array([0.5, -1.5], dtype=np.float32), 1, 2.0,
+                            np.array([1.5, 2.5], dtype=np.float32), False)  # fmt: skip
+    assert_inputs_unchanged(impl, buf, "add", torch.tensor([3.0, -4.0]), 0, -1.0, torch.tensor([0.25, 8.0]),
+                            True)  # fmt: skip
+    assert_inputs_unchanged(impl, buf, "update_priorities", np.array([1, 0]), np.array([-2.0, 0.5]))
+    assert_inputs_unchanged(impl, buf, "update_priorities", torch.tensor([0, 1]), torch.tensor([-3.0, 1.0]))
+    np.testing.assert_allclose(buf.priorities(), [3.0 + 1e-6, 1.0 + 1e-6], rtol=1e-12)
+
+
+@pytest.mark.shape
+def test_zero_td_errors_keep_a_positive_probability(impl):
+    """A zero |δ| gets priority ε, P(i) stays > 0: ε = 0.5, α = 1, |δ| = [0, 1.5, 0] -> [1, 4, 1]/6."""
+    buf = impl.PrioritizedReplayBuffer(3, alpha=1.0, eps=0.5)
+    impl.run(_add_ids, buf, 3)
+    buf.update_priorities(np.arange(3), np.array([0.0, -1.5, 0.0]))
+    np.testing.assert_allclose(buf.probabilities(), [0.5 / 3.0, 2.0 / 3.0, 0.5 / 3.0], rtol=1e-12)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)  # the checks are given code (the buffer's filling runs the student's sum tree, though)
+def test_non_finite_priorities_raise_value_error(impl):
+    """update_priorities rejects NaN, +inf and -inf TD errors; SumTree.update a negative or infinite value."""
+    buf = impl.PrioritizedReplayBuffer(3)
+    impl.run(_add_ids, buf, 3)
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError, match="finite"):
+            buf.update_priorities(np.array([0, 1]), np.array([1.0, bad]))
+    tree = _sum_tree(impl)(2)
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(ValueError, match="priority"):
+            tree.update(0, bad)
 
 
 @pytest.mark.shape

@@ -10,6 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
+
 pytestmark = pytest.mark.component("ReplayBuffer")
 
 FIELDS = ("states", "actions", "rewards", "next_states", "dones")
@@ -167,6 +169,37 @@ def test_clear_empties_the_buffer(impl):
     assert len(buf) == 0
     buf.add(np.zeros(5), 1, 2.0, np.zeros(5), True)
     assert _sample(impl, buf, 2).states.shape == (2, 5)
+
+
+def _sample_with(impl, buf, batch_size, rng):
+    """``buf.sample(batch_size, rng=rng)``'s rewards (= ids): the call of the generator-only check."""
+    return buf.sample(batch_size, rng=rng).rewards
+
+
+@pytest.mark.shape
+def test_add_and_add_batch_leave_their_inputs_unchanged(impl):
+    """add and add_batch copy what they store: the caller's arrays and tensors are left as they were."""
+    buf = impl.ReplayBuffer(3)  # add_batch of 4 into 3 slots wraps around and drops the oldest
+    assert_inputs_unchanged(impl, buf, "add", np.array([0.5, -1.5], dtype=np.float32), np.int64(1), 2.0,
+                            np.array([1.5, 2.5], dtype=np.float32), True)  # fmt: skip
+    assert_inputs_unchanged(impl, buf, "add", torch.tensor([3.0, -4.0]), torch.tensor(0), -1.0,
+                            torch.tensor([0.25, 8.0]), False)  # fmt: skip
+    states = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])
+    assert_inputs_unchanged(impl, buf, "add_batch", states, np.array([0, 1, 1, 0]),
+                            np.array([0.5, -0.5, 2.0, 3.0]),
+                            torch.tensor([[9.0, 9.5], [-1.0, 0.0], [2.0, 2.5], [6.0, 6.5]]),
+                            torch.tensor([True, False, True, False]))  # fmt: skip
+    assert len(buf) == 3
+
+
+@pytest.mark.shape
+def test_sample_draws_only_from_the_rng_passed(impl):
+    """sample(rng=...) draws from that generator only: the same seed gives the same batch whatever the global
+    python, numpy and torch generators hold, and they are left untouched."""
+    buf = impl.ReplayBuffer(16)
+    _fill(impl, buf, range(10))
+    rewards = assert_draws_only_from(impl, _sample_with, buf, 32, kind="numpy")
+    assert rewards.shape == (32,) and set(rewards.long().tolist()) <= set(range(10))
 
 
 @pytest.mark.shape

@@ -8,6 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.contracts import assert_inputs_unchanged
+
 pytestmark = pytest.mark.component("RunningStats")
 
 _values = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
@@ -121,6 +123,56 @@ def test_numpy_normalize_round_trip(impl):
     assert isinstance(z, np.ndarray)
     np.testing.assert_allclose(z, (x - 2.5) / np.sqrt(1.25 + 1e-8))
     np.testing.assert_allclose(rs.denormalize(z), x)
+
+
+@pytest.mark.shape
+def test_chan_merge_at_its_bounds(impl):
+    """An empty A gives B's moments; two empty sets give (0, mean_a, m2_a), without dividing by n = 0."""
+    chan_merge = impl.module("utils.running_stats").chan_merge
+    n, mean, m2 = chan_merge(0, np.array([0.0, 0.0]), np.array([0.0, 0.0]), 3, np.array([2.0, -1.0]),
+                             np.array([6.0, 0.5]))  # fmt: skip
+    assert n == 3 and mean.tolist() == [2.0, -1.0] and m2.tolist() == [6.0, 0.5]
+    n, mean, m2 = chan_merge(0, np.array([0.25, -4.0]), np.array([0.5, 0.0]), 0, np.array([7.0, 7.0]),
+                             np.array([3.0, 3.0]))  # fmt: skip
+    assert n == 0
+    assert np.asarray(mean).tolist() == [0.25, -4.0] and np.asarray(m2).tolist() == [0.5, 0.0]
+
+
+@pytest.mark.shape
+def test_chan_merge_leaves_its_inputs_unchanged(impl):
+    """chan_merge returns new moments: the caller's means and M2 arrays of both sets are left as they were."""
+    chan_merge = impl.module("utils.running_stats").chan_merge
+    assert_inputs_unchanged(impl, chan_merge, None, 2.0, np.array([2.0, 1.0]), np.array([2.0, 0.5]),
+                            3.0, np.array([5.0, -1.0]), np.array([4.0, 8.0]))  # fmt: skip
+
+
+@pytest.mark.shape
+def test_update_and_normalize_leave_their_inputs_unchanged(impl):
+    """update (numpy, torch), normalize and denormalize leave the caller's float64 batches as they were."""
+    rs = impl.RunningStats(shape=(2,))
+    assert_inputs_unchanged(impl, rs, "update", np.array([[1.0, 10.0], [2.0, 20.0], [6.0, 60.0]]))
+    assert_inputs_unchanged(impl, rs, "update", torch.tensor([[-3.0, 5.0], [7.0, 0.5]], dtype=torch.float64))
+    assert_inputs_unchanged(impl, rs, "update", np.array([4.0, -2.0]))  # one sample
+    assert rs.count == 6
+    np.testing.assert_allclose(rs.mean, [17 / 6, 93.5 / 6])
+    x = np.array([[2.5, 0.0], [10.0, -3.0]])
+    for method in ("normalize", "denormalize"):
+        assert_inputs_unchanged(impl, rs, method, x)
+        assert_inputs_unchanged(impl, rs, method, torch.tensor(x))  # float64 tensor
+
+
+@pytest.mark.shape
+def test_merge_leaves_the_other_stats_unchanged(impl):
+    """a.merge(b) absorbs b into a and leaves b's count, mean and variance as they were."""
+    a, b = impl.RunningStats(shape=(2,)), impl.RunningStats(shape=(2,))
+    a.update(np.array([[1.0, 2.0], [3.0, 6.0]]))
+    b.update(np.array([[5.0, -1.0], [9.0, 3.0], [1.0, 1.0]]))
+    assert a.merge(b) == a
+    assert b.count == 3
+    np.testing.assert_allclose(b.mean, [5.0, 1.0])
+    np.testing.assert_allclose(b.var, [32 / 3, 8 / 3])
+    assert a.count == 5
+    np.testing.assert_allclose(a.mean, [19 / 5, 11 / 5])
 
 
 @pytest.mark.shape
