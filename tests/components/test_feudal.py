@@ -10,6 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.contracts import assert_inputs_unchanged
 from grader.episodes import rollout
 
 pytestmark = pytest.mark.component("FeudalNetwork")
@@ -433,6 +434,140 @@ def test_train_history_and_update(impl, device):
     after = impl.run(_params, net)
     assert len(after) == len(before) > 0
     assert any(not torch.equal(p, b) for p, b in zip(after, before, strict=True))
+
+
+# ------------------------------------------------------------------------------------------------------
+# contracts (CONVENTIONS §3, issue 23): inputs unchanged, the edge cases the docstrings name
+# ------------------------------------------------------------------------------------------------------
+def _state_after(impl, net, x, steps):
+    """Probe: the recurrent state after ``steps`` steps on ``x``, as a plain tuple of its fields."""
+    state = net.initial_state(x.shape[0])
+    with torch.no_grad():
+        for _ in range(steps):
+            _, state = net.step(x, state)
+    return tuple(state)
+
+
+def _stepper(impl, net):
+    """Probe: a function (its handle comes back) calling ``net.step(x, FeudalState(*fields))``, the state
+    built in the worker around the caller's own tensors, so that a change to them shows."""
+    alg = impl.module("hierarchical_rl.algorithms")
+    return lambda x, fields: net.step(x, alg.FeudalState(*fields))
+
+
+@pytest.mark.shape
+def test_fun_math_leaves_its_inputs_unchanged(impl):
+    """fun_intrinsic_reward, fun_transition_policy_loss, fun_policy_logits, fun_worker_loss (and
+    discounted_returns) leave every tensor they are given as it was (α, r^I and bootstrap all non-zero)."""
+    alg = _alg(impl)
+    g = torch.Generator().manual_seed(0)
+    states, goals = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
+    assert_inputs_unchanged(impl, alg.fun_intrinsic_reward, None, states, goals, 2)
+    advantages = torch.randn(4, generator=g)
+    assert_inputs_unchanged(impl, alg.fun_transition_policy_loss, None, states, goals[:4], advantages, 2)
+    u, window = torch.randn(2, 3, 4, generator=g), torch.randn(2, 3, 5, generator=g)
+    assert_inputs_unchanged(impl, alg.fun_policy_logits, None, u, window, torch.randn(4, 5, generator=g))
+    log_probs, entropies = torch.log(torch.tensor([0.5, 0.25, 0.6])), torch.tensor([1.0, 0.5, 0.8])
+    values, rewards = torch.tensor([0.2, -0.1, 0.4]), torch.tensor([0.0, 1.0, -1.0])
+    intrinsic = torch.tensor([0.3, -0.2, 0.1])
+    assert_inputs_unchanged(impl, alg.fun_worker_loss, None, log_probs, entropies, values, rewards, intrinsic,
+                            0.5, 0.9, torch.tensor(2.0), 0.1)  # fmt: skip
+    assert_inputs_unchanged(impl, alg.discounted_returns, None, rewards, 0.9, torch.tensor(2.0))
+
+
+@pytest.mark.shape
+def test_network_methods_leave_their_inputs_unchanged(impl, device):
+    """compute_losses, update, step and select_action leave the caller's episode, observations and
+    recurrent state as they were."""
+    net = _net(impl, device)
+    obs, actions, rewards = _episode(6)
+    episode = (torch.tensor(obs, device=device), torch.tensor(actions, device=device),
+               torch.tensor(rewards, device=device))  # fmt: skip
+    assert_inputs_unchanged(impl, net, "compute_losses", *episode, False)
+    assert_inputs_unchanged(impl, net, "update", obs, actions, rewards, True)
+    assert_inputs_unchanged(impl, net, "select_action", obs[0], False)
+    x = torch.tensor(obs[:2], device=device)
+    assert_inputs_unchanged(impl, impl.run(_stepper, net), None, x, impl.run(_state_after, net, x, 2))
+
+
+@pytest.mark.shape
+def test_intrinsic_reward_of_zero_vectors_is_zero(impl):
+    """d_cos is 0 when either vector is zero (eq. 8's docstring): a step that does not move the state, and a
+    zero goal, add 0; with c = 1 the path (0,0) -> (0,0) -> (1,0) under goals (1,0), (0,0) gets (0, 0, 0)."""
+    states = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    goals = torch.tensor([[1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])
+    r = _alg(impl).fun_intrinsic_reward(states, goals, 1)
+    torch.testing.assert_close(r, torch.zeros(3))
+    # c = 2: r_2 = (cos((1,0) − (0,0), g_1 = 0) + cos((1,0) − (0,0), g_0 = (1,0))) / 2 = (0 + 1) / 2
+    r = _alg(impl).fun_intrinsic_reward(states, goals, 2)
+    torch.testing.assert_close(r, torch.tensor([0.0, 0.0, 0.5]))
+
+
+def _unrolled_and_losses(impl, net, obs, actions, rewards, terminal):
+    """Probe: the raw outputs of net.step unrolled over x_0..x_T from the initial state (logits, goals g_t,
+    Manager states s_t, V^M, V^D), beside compute_losses' dict for the same episode."""
+    state, outs = net.initial_state(1), []
+    with torch.no_grad():
+        for t in range(obs.shape[0]):
+            out, state = net.step(obs[t : t + 1], state)
+            outs.append(out)
+    raw = {name: torch.cat([getattr(o, name) for o in outs]) for name in
+           ("logits", "goal", "manager_state", "manager_value", "worker_value")}  # fmt: skip
+    losses = net.compute_losses(obs, actions, rewards, terminal)
+    return raw, {name: float(value.detach()) for name, value in losses.items()}
+
+
+def _returns(rewards, gamma, bootstrap):
+    out, running = [], bootstrap
+    for r in reversed(rewards.tolist()):
+        running = r + gamma * running
+        out.append(running)
+    return torch.tensor(out[::-1])
+
+
+def _cos(a, b):
+    na, nb = float(a.norm()), float(b.norm())
+    return 0.0 if na == 0.0 or nb == 0.0 else float(a @ b) / (na * nb)
+
+
+@pytest.mark.shape
+@pytest.mark.parametrize("terminal", [False, True])
+def test_compute_losses_terms_hand_computed(impl, device, terminal):
+    """Every term compute_losses returns, recomputed here from the network's unrolled outputs (c = 3, T = 6,
+    α = 0.5, γ_M = 0.9, γ_W = 0.8, entropy 0.05, value_coef 0.7): r^I of the reached states (eq. 8), the
+    Worker's A2C on r + α r^I (bootstrap V^D(x_T) unless terminal), the Manager's eq. 7 with s_{min(t+c, T)}
+    and A^M = R^M − V^M (bootstrap V^M(x_T) unless terminal), its value loss ½ mean (R^M − V^M)² as the
+    Worker's, and loss = manager + worker_policy + value_coef · (manager_value + worker_value)."""
+    c, alpha, gm, gw, ent, vc = 3, 0.5, 0.9, 0.8, 0.05, 0.7
+    net = _net(impl, device, horizon_c=c, alpha=alpha, gamma_manager=gm, gamma_worker=gw, entropy_coef=ent,
+               value_coef=vc)  # fmt: skip
+    obs, actions, rewards = (torch.tensor(x, device=device) for x in _episode(6))
+    raw, got = impl.run(_unrolled_and_losses, net, obs, actions, rewards, terminal)
+    raw = {k: v.detach().cpu().double() for k, v in raw.items()}
+    actions, rewards, T = actions.cpu(), rewards.cpu().double(), 6
+    s, g, vm, vw = raw["manager_state"], raw["goal"], raw["manager_value"], raw["worker_value"]
+    log_p = torch.log_softmax(raw["logits"][:T], dim=-1)
+    log_probs, entropies = log_p[torch.arange(T), actions], -(log_p.exp() * log_p).sum(-1)
+    r_int = torch.tensor([sum(_cos(s[t] - s[t - i], g[t - i]) for i in range(1, min(c, t) + 1)) / c
+                          for t in range(T + 1)])[1:]  # fmt: skip
+    returns_w = _returns(rewards + alpha * r_int, gw, 0.0 if terminal else float(vw[T]))
+    adv_w = returns_w - vw[:T]
+    returns_m = _returns(rewards, gm, 0.0 if terminal else float(vm[T]))
+    adv_m = returns_m - vm[:T]
+    cos_m = torch.tensor([_cos(s[min(t + c, T)] - s[t], g[t]) for t in range(T)])
+    expected = {
+        "intrinsic_reward": r_int.mean(),
+        "entropy": entropies.mean(),
+        "worker_policy": -(adv_w * log_probs).mean() - ent * entropies.mean(),
+        "worker_value": 0.5 * adv_w.pow(2).mean(),
+        "manager": -(adv_m * cos_m).mean(),
+        "manager_value": 0.5 * adv_m.pow(2).mean(),
+    }
+    expected["loss"] = (expected["manager"] + expected["worker_policy"]
+                        + vc * (expected["manager_value"] + expected["worker_value"]))  # fmt: skip
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(float(value), rel=1e-4, abs=1e-5), name
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
 from grader.episodes import JudgeNetwork, rollout, train_goal_agent
 
 pytestmark = pytest.mark.component("GoalConditionedAgent")
@@ -536,6 +537,164 @@ def test_critic_regresses_onto_terminal_rewards(impl, device):
         agent.update()
     after = error()
     assert after < 0.2 * before, f"squared error of Q(s, g, a) against r: {before:.4f} -> {after:.4f}"
+
+
+# ------------------------------------------------------------------------------------------------------
+# contracts (CONVENTIONS §3, issue 23): inputs unchanged, randomness from the generator passed, bounds
+# ------------------------------------------------------------------------------------------------------
+def _her_goal_draws(impl, ach, rng):
+    """Probe for assert_draws_only_from: 'future' and 'episode' goals of two transitions, one generator."""
+    gc = impl.module("hierarchical_rl.goal_conditioned")
+    return [gc.sample_her_goals(ach, t, 6, s, rng) for s in ("future", "episode") for t in (0, 2)]
+
+
+def _relabel_draws(impl, ach, rng):
+    """Probe for assert_draws_only_from: relabel_episode's goals and rewards ('future', k = 3)."""
+    gc = impl.module("hierarchical_rl.goal_conditioned")
+    return gc.relabel_episode(ach, 3, "future", _point_reward, rng)
+
+
+def _filled_buffer(impl, n: int = 20):
+    """A GoalReplayBuffer (in the worker) holding ``n`` transitions whose values are their index."""
+    buffer = impl.module("hierarchical_rl.goal_conditioned").GoalReplayBuffer(3, 2, 2, capacity=64)
+    i = np.arange(n, dtype=np.float32)
+    buffer.add(np.repeat(i[:, None], 3, 1), np.repeat(i[:, None], 2, 1), -i, i[:, None] + np.zeros(3), i % 2,
+               np.repeat(i[:, None], 2, 1))  # fmt: skip
+    return buffer
+
+
+@pytest.mark.shape
+def test_her_helpers_leave_their_inputs_unchanged(impl):
+    """sample_her_goals, relabel_episode, her_critic_targets, her_actor_loss (and sparse_goal_reward) leave
+    every array and tensor they are given as it was (next values a clip changes, float32 arrays)."""
+    gc = _gc(impl)
+    ach = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    assert_inputs_unchanged(impl, gc.sample_her_goals, None, ach, 1, 4, "future", rng)
+    assert_inputs_unchanged(impl, gc.relabel_episode, None, ach, 2, "episode", _point_reward, rng)
+    rewards, dones = torch.tensor([-1.0, -1.0, 0.0, -1.0]), torch.tensor([0.0, 0.0, 1.0, 0.0])
+    next_q = torch.tensor([-5.0, -100.0, -3.0, 2.0])
+    assert_inputs_unchanged(impl, gc.her_critic_targets, None, rewards, next_q, dones, 0.9, -10.0, 0.0)
+    assert_inputs_unchanged(impl, gc.her_critic_targets, None, rewards, next_q, dones.bool(), 0.9)
+    q, actions = torch.tensor([1.0, -3.0]), torch.tensor([[0.5, -0.5], [1.0, -1.0]])
+    assert_inputs_unchanged(impl, gc.her_actor_loss, None, q, actions, 2.0)
+    assert_inputs_unchanged(impl, gc.sparse_goal_reward, None, ach[1:], ach[:-1], 0.5)
+
+
+def _store_then_overwrite(impl, agent):
+    """Store two steps from one reused observation buffer (as an env that writes in place), overwrite it, then
+    close the episode: the buffer's states and goals after relabelling."""
+    obs = np.zeros(4, np.float32)
+    goal = np.full(4, 9.0, np.float32)
+    for t in range(2):
+        nxt = obs.copy()
+        nxt[0] = t + 1.0
+        agent.store_experience(obs, np.zeros(2, np.float32), -1.0, nxt, False, goal)
+        obs[:] = nxt  # the caller reuses its array
+    obs[:] = -7.0
+    goal[:] = -7.0
+    agent.end_episode()
+    data = agent.buffer.as_arrays()
+    return data["states"], data["goals"]
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_store_experience_keeps_copies_of_the_callers_arrays(impl, device):
+    """Arrays the caller overwrites after store_experience change no stored or relabelled transition."""
+    agent = _agent(impl, device, her_k=1, strategy="final", seed=0)
+    states, goals = impl.run(_store_then_overwrite, agent)
+    np.testing.assert_array_equal(states[:, 0], [0.0, 1.0, 0.0, 1.0])  # 2 real, then 2 relabelled (k = 1)
+    assert not (goals == -7.0).any(), goals
+
+
+@pytest.mark.shape
+def test_agent_methods_leave_their_inputs_unchanged(impl, device):
+    """store_experience (closing an episode: relabelling), get_action, compute_reward, achieved_goal and
+    buffer.add leave the caller's float32 states, goals and actions as they were."""
+    agent = _agent(impl, device, her_k=2, seed=0)
+    rng = np.random.default_rng(0)
+    s, s2, goal = (rng.normal(size=4).astype(np.float32) for _ in range(3))
+    action = np.array([0.5, -2.0], np.float32)
+    assert_inputs_unchanged(impl, agent, "store_experience", s, action, -1.0, s2, False, goal)
+    reached, start = s2[:4].copy(), s[:4].copy()  # the achieved goals passed explicitly
+    assert_inputs_unchanged(impl, agent, "store_experience", s2, action, -1.0, s, True, goal, reached, start)
+    assert_inputs_unchanged(impl, agent, "get_action", s, goal, 0.5)
+    assert_inputs_unchanged(impl, agent, "compute_reward", np.stack([s, s2]), np.stack([goal, goal]))
+    assert_inputs_unchanged(impl, agent, "achieved_goal", np.stack([s, s2]))
+    assert_inputs_unchanged(impl, agent.buffer, "add", s, action, -1.0, s2, 0.0, goal)
+
+
+@pytest.mark.shape
+def test_sample_her_goals_draws_only_from_rng(impl):
+    """'future' and 'episode' goals come from the rng passed: the same seed gives the same goals whatever the
+    global generators' state, which stays untouched."""
+    ach = _indexed_episode(5, G=2)
+    goals = assert_draws_only_from(impl, _her_goal_draws, ach, kind="numpy")
+    assert [g.shape for g in goals] == [(6, 2)] * 4
+
+
+@pytest.mark.shape
+def test_relabel_episode_draws_only_from_rng(impl):
+    """relabel_episode's goals come from the rng passed (nowhere else), the global generators untouched."""
+    goals, rewards = assert_draws_only_from(impl, _relabel_draws, _indexed_episode(4, G=2), kind="numpy")
+    assert goals.shape == (4, 3, 2) and rewards.shape == (4, 3)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_replay_buffer_sample_draws_only_from_rng(impl):
+    """GoalReplayBuffer.sample (given) draws its indices from the rng passed, the global ones untouched."""
+    buffer = impl.run(_filled_buffer)
+    batch = assert_draws_only_from(impl, lambda impl, buf, g: buf.sample(8, g), buffer, kind="numpy")
+    assert batch.states.shape == (8, 3)
+
+
+@pytest.mark.shape
+def test_sample_her_goals_of_a_one_step_episode(impl):
+    """T = 1 (the shortest episode): every strategy can only pick row 1 = m(s_1), never s_0's row."""
+    ach = np.array([[0.0, 0.0], [5.0, 7.0]], dtype=np.float32)
+    for strategy in ("future", "final", "episode"):
+        goals = _gc(impl).sample_her_goals(ach, 0, 50, strategy, np.random.default_rng(0))
+        expected = np.full((50, 2), [5.0, 7.0], dtype=np.float32)
+        np.testing.assert_array_equal(goals, expected, err_msg=strategy)
+
+
+@pytest.mark.shape
+def test_relabel_episode_with_k_zero_gives_empty_arrays(impl):
+    """k = 0 (the bound of k >= 0): (T, 0, G) goals and (T, 0) rewards, float32."""
+    goals, rewards = _gc(impl).relabel_episode(_indexed_episode(3, G=2), 0, "future", _point_reward,
+                                               np.random.default_rng(0))  # fmt: skip
+    assert goals.shape == (3, 0, 2) and rewards.shape == (3, 0)
+    assert goals.dtype == np.float32 and rewards.dtype == np.float32
+
+
+@pytest.mark.shape
+def test_critic_targets_at_the_discount_bounds(impl):
+    """γ = 0: y = r (clipped to [−10, 0]: 0.5 -> 0); γ = 1 without clipping: y = r + (1 − d)·Q'."""
+    gc = _gc(impl)
+    r, q, d = torch.tensor([-1.0, 0.5, -2.0]), torch.tensor([-7.0, -3.0, 4.0]), torch.tensor([0.0, 0.0, 1.0])
+    y = gc.her_critic_targets(r, q, d, 0.0, -10.0, 0.0)
+    torch.testing.assert_close(y, torch.tensor([-1.0, 0.0, -2.0]))
+    torch.testing.assert_close(gc.her_critic_targets(r, q, d, 1.0), torch.tensor([-8.0, -2.5, -2.0]))
+
+
+@pytest.mark.shape
+def test_actor_loss_without_action_penalty(impl):
+    """action_l2 = 0 (the bound of λ >= 0): the loss is −mean(Q) = −(1 − 3)/2 = 1, whatever the actions."""
+    loss = _gc(impl).her_actor_loss(torch.tensor([1.0, -3.0]), torch.tensor([[0.9, -0.9], [1.0, 0.0]]), 0.0)
+    assert loss.item() == pytest.approx(1.0)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_sparse_reward_at_the_threshold(impl):
+    """sparse_goal_reward (given): 0 at exactly the threshold (‖(3, 4)‖ = 5 ≤ 5), −1 just outside, 0 for
+    equal goals with threshold 0; desired broadcasts against a batch of achieved goals."""
+    f = _gc(impl).sparse_goal_reward
+    ach = np.array([[3.0, 4.0], [0.0, 0.0], [3.0, 4.001]], dtype=np.float32)
+    np.testing.assert_array_equal(f(ach, np.zeros(2, np.float32), 5.0), [0.0, 0.0, -1.0])
+    np.testing.assert_array_equal(f(ach, np.zeros(2, np.float32), 0.0), [-1.0, 0.0, -1.0])
 
 
 # ------------------------------------------------------------------------------------------------------

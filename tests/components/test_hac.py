@@ -8,6 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.contracts import assert_inputs_unchanged
+
 pytestmark = pytest.mark.component("HierarchicalActorCritic")
 
 
@@ -424,6 +426,90 @@ def test_update_moves_every_level(impl, device):
     assert len(losses) == 3 and all(np.isfinite(v) for d in losses for v in d.values())
     for net, old in zip([*agent.actors, *agent.critics], before, strict=True):
         assert any(not torch.equal(p.detach(), o) for p, o in zip(net.parameters(), old, strict=True))
+
+
+# ------------------------------------------------------------------------------------------------------
+# contracts (CONVENTIONS §3, issue 23): inputs unchanged, every named loss against a hand computation
+# ------------------------------------------------------------------------------------------------------
+def _loss_terms(impl, agent, level, batch):
+    """Probe: the critic's Q(s, g, a), Q(s', g, π(s', g)) and Q(s, g, π(s, g)) of level ``level`` on the
+    batch (raw network outputs), beside critic_loss(level, batch) and actor_loss(level, s, g)."""
+    states, actions, _, next_states, goals, _ = batch
+    critic, actor = agent.critics[level], agent.actors[level]
+    with torch.no_grad():
+        q = critic(states, goals, actions)
+        q_next = critic(next_states, goals, actor(next_states, goals))
+        q_pi = critic(states, goals, actor(states, goals))
+    losses = agent.critic_loss(level, batch).detach(), agent.actor_loss(level, states, goals).detach()
+    return q, q_next, q_pi, *losses
+
+
+def _with_transition(impl, fn):
+    """Probe: a function (its handle comes back) calling ``fn(*before, HACTransition(*fields), *after)``, the
+    transition built in the worker around the caller's own arrays, so that a change to them shows."""
+    alg = impl.module("hierarchical_rl.algorithms")
+
+    def call(before, fields, *after):
+        return fn(*before, alg.HACTransition(*fields), *after)
+
+    return call
+
+
+@pytest.mark.shape
+def test_transition_helpers_leave_their_inputs_unchanged(impl):
+    """hac_goal_achieved, hac_critic_target and the three transition builders leave every array and tensor
+    they are given as it was (float32 arrays, targets a clip changes)."""
+    alg = _alg(impl)
+    s, s2 = np.array([0.0, 0.5], np.float32), np.array([0.3, 0.2], np.float32)
+    goal, action, reached = np.array([1.0, 1.0], np.float32), np.array([0.9, -0.9], np.float32), s2.copy()
+    threshold = np.array([0.1, 0.2], np.float32)
+    assert_inputs_unchanged(impl, alg.hac_goal_achieved, None, np.stack([s, s2]), goal, threshold)
+    r, q = torch.tensor([-1.0, 0.0, -5.0]), torch.tensor([-20.0, 3.0, -1.0])
+    d = torch.tensor([0.0, 0.0, 1.0])
+    assert_inputs_unchanged(impl, alg.hac_critic_target, None, r, q, d, 0.9, 5)
+    hat = alg.hindsight_action_transition
+    assert_inputs_unchanged(impl, hat, None, s, action, s2, goal, reached, threshold, reached)
+    assert_inputs_unchanged(impl, hat, None, s, action, s2, s2, reached, 0.1, None)
+    relabel = impl.run(_with_transition, alg.hindsight_goal_transition)
+    assert_inputs_unchanged(impl, relabel, None, (), (s, action, -1.0, s2, goal, 0.0), s2, reached, threshold)
+    assert_inputs_unchanged(impl, alg.subgoal_test_transition, None, s, action, s2, goal, 5)
+
+
+@pytest.mark.shape
+def test_agent_methods_leave_their_inputs_unchanged(impl, device):
+    """critic_loss, actor_loss, select_action, project and store_transition leave the caller's batch, states
+    and goals as they were (rewards below −H, so that a clip in place would show)."""
+    agent = _agent(impl, device)
+    g = torch.Generator().manual_seed(0)
+    batch = (torch.randn(6, 2, generator=g), torch.rand(6, 2, generator=g) * 2 - 1,
+             torch.tensor([-1.0, 0.0, -7.0, -1.0, -5.0, 0.0]), torch.randn(6, 2, generator=g),
+             torch.randn(6, 2, generator=g), torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 0.0]))  # fmt: skip
+    for level in (0, 1):
+        assert_inputs_unchanged(impl, agent, "critic_loss", level, batch)
+        assert_inputs_unchanged(impl, agent, "actor_loss", level, batch[0], batch[4])
+    state, goal = np.array([2.0, -3.0], np.float32), np.array([0.5, 0.5], np.float32)
+    assert_inputs_unchanged(impl, agent, "select_action", state, 0, goal, True)
+    assert_inputs_unchanged(impl, agent, "project", state, 1)
+    store = impl.run(_with_transition, agent.store_transition)
+    assert_inputs_unchanged(impl, store, None, (0,), (state, goal, -1.0, state.copy(), goal.copy(), 0.0))
+
+
+@pytest.mark.shape
+def test_critic_and_actor_losses_hand_computed(impl, device):
+    """critic_loss = mean((Q(s, g, a) − clip(r + γ(1 − d) Q(s', g, π(s', g)), −H, 0))²) and
+    actor_loss = −mean Q(s, g, π(s, g)), computed here from the networks' outputs (γ = 0.5, H = 5)."""
+    agent = _agent(impl, device, gamma=0.5)
+    g = torch.Generator().manual_seed(1)
+    rewards, dones = torch.tensor([-1.0, 0.0, -5.0, -1.0, 0.0]), torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0])
+    for level in (0, 1):
+        batch = (torch.randn(5, 2, generator=g), torch.rand(5, 2, generator=g) * 2 - 1, rewards,
+                 torch.randn(5, 2, generator=g), torch.randn(5, 2, generator=g), dones)  # fmt: skip
+        batch = tuple(x.to(device) for x in batch)
+        out = impl.run(_loss_terms, agent, level, batch)
+        q, q_next, q_pi, critic_loss, actor_loss = (x.cpu() for x in out)
+        target = (rewards + 0.5 * (1.0 - dones) * q_next).clamp(-5.0, 0.0)
+        assert float(critic_loss) == pytest.approx(float((q - target).pow(2).mean()), rel=1e-5, abs=1e-6)
+        assert float(actor_loss) == pytest.approx(float(-q_pi.mean()), rel=1e-5, abs=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------------

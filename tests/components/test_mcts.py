@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
+
 pytestmark = pytest.mark.component("MonteCarloTreeSearch")
 
 
@@ -283,6 +285,63 @@ def test_expand_node_one_child_per_action_and_never_terminal(impl):
         assert ch.visit_count == 0
     with pytest.raises(ValueError, match="terminal"):
         alg.expand_node(root.children[2], 3, lambda node, a: (0, 0.0, False, None))
+
+
+@pytest.mark.shape
+def test_backup_of_a_root_only_path(impl):
+    """The shortest path (the root alone, no rewards, as in a search's first simulation): the root gets one
+    visit and the leaf value, which backup returns; with gamma = 0 a longer path backs up only the first
+    reward."""
+    alg, root = _alg(impl), impl.MCTSNode("s0")
+    assert alg.backup([root], [], 2.5, 0.9) == pytest.approx(2.5)
+    assert (root.visit_count, root.value_sum) == (1, pytest.approx(2.5))
+    child = impl.MCTSNode("s1", parent=root, action=0, reward=1.0)
+    assert alg.backup([root, child], [1.0], 4.0, 0.0) == pytest.approx(1.0)
+    assert (root.visit_count, root.value_sum, child.value_sum) == (2, pytest.approx(3.5), pytest.approx(4.0))
+
+
+def _tie_breaks(impl, rng):
+    """Probe for assert_draws_only_from: 30 select_child calls on a root whose children 0..2 tie (unvisited),
+    all with ``rng``."""
+    return _tied_root_selections(impl, rng, 30)
+
+
+def _tied_root_selections(impl, rng, n):
+    alg = impl.module("planning.algorithms")
+    root = impl.MCTSNode(0)
+    root.visit_count = 4
+    for a in range(3):
+        root.children[a] = impl.MCTSNode(a, parent=root, action=a, reward=0.0)
+    return [int(alg.select_child(root, 1.0, 0.9, rng).action) for _ in range(n)]
+
+
+@pytest.mark.shape
+def test_select_child_draws_only_from_rng(impl):
+    """select_child breaks ties with the rng passed only: the same seed gives the same choices whatever the
+    global generators' state, which stays untouched."""
+    actions = assert_draws_only_from(impl, _tie_breaks, kind="numpy")
+    assert len(actions) == 30 and set(actions) <= {0, 1, 2}
+
+
+def _array_model(state, action):
+    """A deterministic model over array states: move by action − 1 along the first axis, reward −|x|."""
+    nxt = state + np.array([action - 1.0, 0.0])
+    return nxt, -float(abs(nxt[0])), bool(abs(nxt[0]) >= 3)
+
+
+@pytest.mark.shape
+def test_helpers_and_search_leave_their_inputs_unchanged(impl):
+    """backup leaves a rewards array as it was; search, get_best_action and get_action_probs leave an array
+    root state as it was (a model over array states)."""
+    root, mid = impl.MCTSNode("s0"), impl.MCTSNode("s1")
+    assert_inputs_unchanged(impl, _alg(impl).backup, None, [root, mid], np.array([1.5]), 3.0, 0.5)
+    mcts = impl.MonteCarloTreeSearch(
+        model=_array_model, num_actions=3, num_simulations=20, max_depth=4, gamma=0.9, seed=0
+    )
+    state = np.array([0.5, -1.0])
+    for method in ("search", "get_best_action"):
+        assert_inputs_unchanged(impl, mcts, method, state)
+    assert_inputs_unchanged(impl, mcts, "get_action_probs", state, 0.5)
 
 
 # ----------------------------------------------------------------------------------------------- search

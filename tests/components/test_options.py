@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
+
 pytestmark = pytest.mark.component("Option")
 
 GAMMA = 0.9
@@ -493,6 +495,49 @@ def test_agent_bad_arguments_raise(opts, kwargs, name):
     args = {"options": _primitives(opts), "num_states": 4, **kwargs}
     with pytest.raises(ValueError, match=name):
         opts.SMDPQLearningAgent(**args)
+
+
+# --- contracts (CONVENTIONS §3, issue 23): inputs unchanged, generator only, bounds -----------------------
+
+
+def _termination_draws(impl, options, rng):
+    """Probe for assert_draws_only_from: 40 draws of should_terminate per option, all from ``rng``."""
+    return [[bool(o.should_terminate(s % 3, rng)) for s in range(40)] for o in options]
+
+
+@pytest.mark.shape
+def test_option_return_and_options_leave_their_inputs_unchanged(impl, opts):
+    """option_return leaves the caller's reward array as it was (float64 and float32); an Option's
+    can_initiate, get_action, termination_probability and should_terminate leave an array state as it was."""
+    for dtype in (np.float64, np.float32):
+        assert_inputs_unchanged(impl, opts.option_return, None, np.array([1.0, -2.0, 3.0], dtype), 0.5)
+    option = impl.Option({(0, 1)}, {(0, 1): 2}, lambda s: 0.5, option_id=1)
+    state = np.array([0, 1])
+    for method in ("can_initiate", "get_action", "termination_probability", "should_terminate"):
+        assert_inputs_unchanged(impl, option, method, state)
+
+
+@pytest.mark.shape
+@pytest.mark.points(0)
+def test_should_terminate_draws_only_from_rng(impl):
+    """should_terminate(state, rng) (given) samples a probability beta with the rng passed only: the same
+    seed gives the same stops whatever the global generators' state, which stays untouched."""
+    beta = lambda s: (0.2, 0.5, 0.9)[s]  # noqa: E731 - a probability per state
+    options = [impl.Option(None, lambda s: 0, 0.5), impl.Option(None, lambda s: 0, beta)]
+    draws = assert_draws_only_from(impl, _termination_draws, options, kind="numpy")
+    assert len(draws) == 2 and all(len(d) == 40 for d in draws)
+    assert 0 < sum(draws[0]) < 40
+
+
+@pytest.mark.shape
+def test_targets_at_the_discount_bounds(opts):
+    """gamma = 0 keeps only the first reward (no bootstrap); gamma = 1 sums undiscounted and bootstraps."""
+    assert opts.option_return([2.0, 5.0, -7.0], 0.0) == pytest.approx(2.0)
+    assert opts.option_return([2.0, 5.0, -7.0], 1.0) == pytest.approx(0.0)
+    assert opts.smdp_target(2.0, 3, 10.0, False, 0.0) == pytest.approx(2.0)
+    assert opts.smdp_target(2.0, 3, 10.0, False, 1.0) == pytest.approx(12.0)
+    assert opts.intra_option_target(1.0, 2.0, 4.0, 0.5, False, 0.0) == pytest.approx(1.0)
+    assert opts.intra_option_target(1.0, 2.0, 4.0, 0.5, False, 1.0) == pytest.approx(4.0)
 
 
 # --- convergence -----------------------------------------------------------------------------------------
