@@ -9,6 +9,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
+
 pytestmark = pytest.mark.component("DynamicsModel")
 
 S, A = 4, 2
@@ -216,6 +218,71 @@ def test_recovers_noisy_linear_system(impl, device, reseed, seed, margin):
     learned_r = out["reward_std"].mean().item()
     margin("reward std, relative error", abs(learned_r / sig_r - 1), "<", 0.3,
            detail=f"learned {learned_r:.4f}, true {sig_r}")  # fmt: skip
+
+
+# ------------------------------------------------------------ contracts (docs/CONVENTIONS.md §3, issue 23)
+@pytest.mark.shape
+def test_helpers_leave_their_inputs_unchanged(impl):
+    """gaussian_nll and soft_bound_log_std leave every tensor they are given as it was."""
+    alg = _alg(impl)
+    mean, target = torch.randn(5, 3), 3.0 * torch.randn(5, 3)
+    log_std = torch.tensor([[-12.0, 0.3, 1.5]]).expand(5, 3).clone()
+    assert_inputs_unchanged(impl, alg.gaussian_nll, None, mean, log_std, target)
+    raw = torch.tensor([[-30.0, -3.0, 0.0, 0.7, 4.0]])  # beyond both bounds: a clamp in place would show
+    low, high = torch.full((5,), -2.0), torch.full((5,), 0.5)
+    assert_inputs_unchanged(impl, alg.soft_bound_log_std, None, raw, low, high)
+
+
+@pytest.mark.shape
+def test_model_methods_leave_their_inputs_unchanged(impl, model, device):
+    """forward, sample_prediction, loss and train_step leave the caller's tensors and arrays as they were."""
+    s, a = 3.0 * torch.randn(6, S, device=device), torch.randn(6, A, device=device)
+    ns, r = s + torch.randn(6, S, device=device), torch.randn(6, device=device)
+    for method, args in [
+        ("forward", (s, a)),
+        ("sample_prediction", (s, a)),
+        ("sample_prediction", (s[0], a[0])),
+        ("loss", (s, a, ns, r)),
+        ("loss", (s, a, ns, r[:, None])),
+        ("train_step", (s, a, ns, r)),
+        ("train_step", tuple(x.cpu().numpy() for x in (s, a, ns, r))),  # float32 arrays share their memory
+    ]:
+        assert_inputs_unchanged(impl, model, method, *args)
+
+
+def _sample_with(impl, model, states, actions, generator):
+    """In the worker: ``model.sample_prediction(states, actions, generator=generator)``."""
+    return model.sample_prediction(states, actions, generator=generator)
+
+
+@pytest.mark.shape
+def test_sample_prediction_draws_only_from_its_generator(impl):
+    """With generator=g the noise comes from g alone: the same g seed gives the same sample under any global
+    seed, and the global generators are left untouched."""
+    model = impl.DynamicsModel(state_dim=S, action_dim=A, hidden_dim=32, num_hidden_layers=2)
+    s, a = torch.randn(5, S), torch.randn(5, A)
+    ns, r = assert_draws_only_from(impl, _sample_with, model, s, a, kind="torch")
+    assert ns.shape == (5, S) and r.shape == (5,)
+
+
+@pytest.mark.shape
+def test_sample_noise_is_independent_across_rows_and_outputs(model, device):
+    """Identical rows get different noise, and no two outputs (state dimensions, reward) share one draw."""
+    s = torch.randn(1, S, device=device).repeat(4, 1)
+    a = torch.randn(1, A, device=device).repeat(4, 1)
+    out = model(s, a)
+    ns, r = model.sample_prediction(s, a)
+    mean = torch.cat([out["next_state_mean"], out["reward_mean"]], -1)
+    std = torch.cat([out["next_state_std"], out["reward_std"]], -1)
+    eps = (torch.cat([ns, r[:, None]], -1).detach() - mean) / std  # (4, S+1) standardised noise
+    for i in range(1, 4):
+        assert not torch.allclose(eps[i], eps[0], atol=1e-3), f"rows 0 and {i} got the same noise {eps[0]}"
+    for j in range(S + 1):
+        for k in range(j):
+            assert not torch.allclose(eps[:, j], eps[:, k], atol=1e-3), (
+                f"outputs {k} and {j} got the same noise in every row ({eps[:, j].tolist()}): the Gaussian "
+                "is diagonal, so every output (each state dimension and the reward) needs its own draw"
+            )
 
 
 @pytest.mark.shape

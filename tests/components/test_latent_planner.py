@@ -14,6 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from grader.contracts import assert_inputs_unchanged
+
 pytestmark = pytest.mark.component("LatentSpacePlanner")
 
 STATE_DIM, ACTION_DIM, LATENT_DIM = 4, 2, 16
@@ -259,6 +261,88 @@ def test_action_dim_inference_and_errors(impl):
             )
     with pytest.raises(ValueError, match="num_candidates"):
         planner.plan(torch.zeros(3), num_candidates=0)
+
+
+# ----------------------------------------------------------------------- contracts (CONVENTIONS §3, issue 23)
+def _add(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Latent transition z' = z + a (a pure function: it builds a new tensor)."""
+    return z + a
+
+
+def _z_dot_a(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """Reward r(z, a) = z·a, (N,)."""
+    return (z * a).sum(-1)
+
+
+@pytest.mark.shape
+def test_helpers_leave_their_inputs_unchanged(impl):
+    """sample_action_sequences, latent_rollout_returns and cem_refit leave the tensors they are given as they
+    were."""
+    alg = _alg(impl)
+    mean = torch.tensor([[1.5, -0.2], [0.3, -2.0]])  # outside the box in places: a clip in place would show
+    std = torch.tensor([[0.5, 1.0], [0.2, 0.7]])
+    low, high = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0])
+    assert_inputs_unchanged(impl, alg.sample_action_sequences, None, mean, std, 6, low, high)
+    z0 = torch.tensor([[0.5, -1.0], [2.0, 0.0], [-0.3, 0.7]])
+    sequences = torch.tensor(
+        [[[1.0, 0.5], [-1.0, 0.2]], [[0.3, 0.3], [0.9, -0.9]], [[-0.5, 1.0], [0.0, 0.4]]]
+    )  # (N=3, H=2, A=2)
+    assert_inputs_unchanged(impl, alg.latent_rollout_returns, None, z0, sequences, _add, _z_dot_a)
+    returns = torch.tensor([0.5, 3.0, float("-inf")])  # unsorted, -inf: a sort or clamp in place would show
+    assert_inputs_unchanged(impl, alg.cem_refit, None, sequences, returns, 2)
+
+
+@pytest.mark.shape
+def test_planner_leaves_its_inputs_unchanged(impl):
+    """plan (a tensor or an array state), decode_plan and the model adapters leave the caller's tensors as
+    they were."""
+    planner = impl.LatentSpacePlanner(
+        encoder=nn.Identity(),
+        decoder=nn.Identity(),
+        dynamics_model=_AddAction(),
+        reward_model=_DistanceAfterStep((0.5, -0.3)),
+        latent_dim=2,
+        action_dim=2,
+        planning_horizon=3,
+        num_iterations=2,
+    )
+    state = torch.tensor([0.4, -0.8])
+    z, action = torch.tensor([[0.4, -0.8], [1.5, 0.0]]), torch.tensor([[2.0, -3.0], [0.5, 0.5]])
+    for method, args, kwargs in [
+        ("plan", (state,), {"num_candidates": 20}),
+        ("plan", (state.numpy(),), {"num_candidates": 20}),  # a float32 array shares its memory
+        ("decode_plan", (state,), {}),
+        ("encode", (state[None],), {}),
+        ("transition", (z, action), {}),
+        ("reward", (z, action), {}),
+    ]:
+        assert_inputs_unchanged(impl, planner, method, *args, **kwargs)
+
+
+@pytest.mark.shape
+def test_sampled_noise_is_independent_across_candidates_steps_and_dimensions(impl):
+    """ε has one draw per (candidate, step, action dimension): no two candidates, steps or dimensions share
+    their noise (within wide bounds, where nothing is clipped)."""
+    mean = torch.tensor([[0.5, -1.0], [2.0, 0.0], [0.0, 1.0]])
+    std = torch.tensor([[0.1, 1.0], [0.5, 2.0], [1.0, 0.3]])
+    low, high = torch.full((2,), -100.0), torch.full((2,), 100.0)
+    samples = _alg(impl).sample_action_sequences(mean, std, 4, low, high)
+    eps = (samples - mean) / std  # (N=4, H=3, A=2) standardised noise
+    for n in range(1, 4):
+        assert not torch.allclose(eps[n], eps[0], atol=1e-3), f"candidates 0 and {n} got the same noise"
+    for t in range(1, 3):
+        assert not torch.allclose(eps[:, t], eps[:, 0], atol=1e-3), f"steps 0 and {t} got the same noise"
+    assert not torch.allclose(eps[..., 1], eps[..., 0], atol=1e-3), "the action dimensions share their noise"
+
+
+@pytest.mark.shape
+def test_cem_refit_with_every_candidate_an_elite(impl):
+    """K = N (the upper bound): the refit is the mean and population std of all candidates."""
+    actions = torch.tensor([[[1.0, 0.0]], [[3.0, 4.0]], [[-1.0, 2.0]]])  # (N=3, H=1, A=2)
+    mean, std = _alg(impl).cem_refit(actions, torch.tensor([0.0, -2.0, 5.0]), 3)
+    # first entry: 1, 3, -1 -> mean 1, variance (0 + 4 + 4) / 3; second: 0, 4, 2 -> mean 2, variance 8 / 3
+    assert mean.reshape(-1).tolist() == pytest.approx([1.0, 2.0])
+    assert std.reshape(-1).tolist() == pytest.approx([(8 / 3) ** 0.5] * 2, rel=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------- convergence

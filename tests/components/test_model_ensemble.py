@@ -9,6 +9,7 @@ ModelEnsemble's own code (and the given code around it) runs.
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -18,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
 from tests.components._doubles import names_replaced
 
 pytestmark = pytest.mark.component("ModelEnsemble")
@@ -419,6 +421,135 @@ def test_epistemic_std_grows_off_distribution(impl, device, reseed, seed, margin
     epi_in = _prediction(impl, ens, s_in, a_t).epistemic_std.mean().item()  # fresh inputs, drawn by the judge
     epi_out = _prediction(impl, ens, s_out, a_t).epistemic_std.mean().item()
     margin("epistemic std off-distribution", epi_out, ">", 3.0 * epi_in, detail=f"on-distribution {epi_in:.4f}")
+
+
+# ------------------------------------------------------------ contracts (docs/CONVENTIONS.md §3, issue 23)
+@pytest.mark.shape
+def test_helpers_leave_their_inputs_unchanged(impl):
+    """EnsembleLinear and combine_ensemble_moments leave the tensors they are given as they were."""
+    alg = _alg(impl)
+    assert_inputs_unchanged(impl, alg.EnsembleLinear(3, 5, 4), "forward", torch.randn(3, 6, 5))
+    means = torch.tensor([[[1.0, -2.0], [0.5, 3.0]], [[3.0, 0.0], [-1.5, 2.0]], [[2.0, 1.0], [0.0, -4.0]]])
+    stds = torch.tensor([[[0.5, 2.0], [1.0, 0.3]], [[1.5, 0.2], [0.7, 1.0]], [[1.0, 1.0], [2.5, 0.1]]])
+    assert_inputs_unchanged(impl, alg.combine_ensemble_moments, None, means, stds)
+
+
+@pytest.mark.shape
+def test_model_methods_leave_their_inputs_unchanged(impl, ens, device):
+    """forward, predict, loss, train_step, forward_members and propagate (every mode) leave the caller's
+    tensors as they were."""
+    s, a = 3.0 * torch.randn(8, S, device=device), torch.randn(8, A, device=device)
+    ns, r = s + torch.randn(8, S, device=device), torch.randn(8, device=device)
+    per_member = [torch.randn(E, 8, d, device=device) for d in (S, A, S)] + [torch.randn(E, 8, device=device)]
+    member_idx = torch.arange(8, device=device) % E
+    for method, args, kwargs in [
+        ("forward", (s, a), {}),
+        ("forward", tuple(per_member[:2]), {}),
+        ("predict", (s, a), {}),
+        ("loss", tuple(per_member), {}),
+        ("loss", (s, a, ns, r[:, None]), {}),
+        ("train_step", (s, a, ns, r), {}),
+        ("forward_members", (s, a, member_idx), {}),
+        ("propagate", (s, a), {"mode": "mean"}),
+        ("propagate", (s, a), {"mode": "ts1"}),
+        ("propagate", (s, a), {"mode": "tsinf", "member_idx": member_idx}),
+    ]:
+        assert_inputs_unchanged(impl, ens, method, *args, **kwargs)
+
+
+def _bootstrap_with(impl, batch_size, ensemble_size, generator):
+    """In the worker: ``bootstrap_indices(batch_size, ensemble_size, generator=generator)``."""
+    bootstrap_indices = impl.module("model_based_rl.algorithms").bootstrap_indices
+    return bootstrap_indices(batch_size, ensemble_size, generator=generator)
+
+
+def _propagate_with(impl, ens, states, actions, generator):
+    """In the worker: tsinf members drawn with ``generator``, then a stochastic ts1 and tsinf step with it."""
+    member_idx = ens.sample_member_indices(states.shape[0], generator=generator)
+    return {
+        "member_idx": member_idx,
+        "ts1": ens.propagate(states, actions, mode="ts1", generator=generator),
+        "tsinf": ens.propagate(states, actions, mode="tsinf", member_idx=member_idx, generator=generator),
+    }
+
+
+def _train_step_on_a_copy_with(impl, ens, batch, generator):
+    """In the worker: ``train_step(*batch, generator=generator)`` on a deep copy of ``ens`` (which stays as it
+    was, so that every run starts from the same weights); its return value (the loss on the bootstrap)."""
+    return copy.deepcopy(ens).train_step(*batch, generator=generator)
+
+
+@pytest.mark.shape
+def test_bootstrap_indices_draw_only_from_the_generator(impl):
+    """bootstrap_indices(generator=g): the same g seed gives the same resamples under any global seed, and the
+    global generators are left untouched."""
+    idx = assert_draws_only_from(impl, _bootstrap_with, 12, 4, kind="torch")
+    assert idx.shape == (4, 12)
+
+
+@pytest.mark.shape
+def test_propagate_draws_only_from_the_generator(impl):
+    """Stochastic ts1 and tsinf propagation with generator=g draw their members and noise from g alone."""
+    ens = impl.ModelEnsemble(state_dim=S, action_dim=A, ensemble_size=E, hidden_dim=16, num_hidden_layers=2)
+    s, a = torch.randn(10, S), torch.randn(10, A)
+    out = assert_draws_only_from(impl, _propagate_with, ens, s, a, kind="torch")
+    assert out["ts1"][0].shape == out["tsinf"][0].shape == (10, S)
+
+
+@pytest.mark.shape
+def test_train_step_draws_its_bootstrap_only_from_the_generator(impl):
+    """train_step(generator=g) resamples the batch with g alone: same g seed, same loss, any global seed."""
+    ens = impl.ModelEnsemble(state_dim=S, action_dim=A, ensemble_size=E, hidden_dim=16, num_hidden_layers=2)
+    batch = (torch.randn(12, S), torch.randn(12, A), torch.randn(12, S), torch.randn(12))
+    loss = assert_draws_only_from(impl, _train_step_on_a_copy_with, ens, batch, kind="torch")
+    assert math.isfinite(loss)
+
+
+@pytest.mark.shape
+def test_combine_moments_of_a_single_member(impl):
+    """E = 1: the mixture is that member: mean μ, aleatoric std σ, epistemic std exactly 0 (not NaN)."""
+    means = torch.tensor([[[1.5, -2.0], [0.0, 3.0]]])  # (E=1, B=2, D=2)
+    stds = torch.tensor([[[0.5, 2.0], [1.0, 0.25]]])
+    mean, aleatoric, epistemic = _alg(impl).combine_ensemble_moments(means, stds)
+    torch.testing.assert_close(mean, means[0])
+    torch.testing.assert_close(aleatoric, stds[0])
+    torch.testing.assert_close(epistemic, torch.zeros(2, 2))
+
+
+@pytest.mark.shape
+def test_propagation_noise_is_independent_across_particles_and_outputs(ens, device):
+    """Stochastic tsinf: identical particles get different noise, and no two outputs (state dimensions,
+    reward) share one draw."""
+    s0, a0 = torch.randn(1, S, device=device), torch.randn(1, A, device=device)
+    ns, r = ens.propagate(s0.repeat(4, 1), a0.repeat(4, 1), mode="tsinf", member_idx=torch.full((4,), 2))
+    out = ens(s0, a0)
+    mean = torch.cat([out["next_state_mean"][2], out["reward_mean"][2]], -1)  # (1, S+1) of member 2
+    std = torch.cat([out["next_state_std"][2], out["reward_std"][2]], -1)
+    eps = (torch.cat([ns, r[:, None]], -1).detach() - mean) / std  # (4, S+1) standardised noise
+    for i in range(1, 4):
+        assert not torch.allclose(eps[i], eps[0], atol=1e-3), f"particles 0 and {i} got the noise {eps[0]}"
+    for j in range(S + 1):
+        for k in range(j):
+            assert not torch.allclose(eps[:, j], eps[:, k], atol=1e-3), (
+                f"outputs {k} and {j} got the same noise for every particle ({eps[:, j].tolist()}): each "
+                "output (every state dimension and the reward) needs its own draw"
+            )
+
+
+@pytest.mark.shape
+def test_loss_is_the_sum_of_member_nlls_plus_the_bound_regulariser(ens, device):
+    """loss on per-member batches = Σ_e (mean NLL of member e on its own batch) + 0.01 (Σ max − Σ min)."""
+    s, a, ns = (torch.randn(E, 6, d, device=device) for d in (S, A, S))
+    r = torch.randn(E, 6, device=device)
+    loss = ens.loss(s, a, ns, r)
+    assert loss.shape == ()
+    out = ens(s, a)
+    mean = torch.cat([out["next_state_mean"], out["reward_mean"]], -1)  # (E, 6, S+1)
+    std = torch.cat([out["next_state_std"], out["reward_std"]], -1)
+    target = torch.cat([ns, r[..., None]], -1)
+    member_nll = -torch.distributions.Normal(mean, std).log_prob(target).mean(dim=(1, 2))  # (E,)
+    reg = 0.01 * (ens.max_log_std.sum() - ens.min_log_std.sum())
+    torch.testing.assert_close(loss, member_nll.sum() + reg, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.shape

@@ -7,6 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
+
 pytestmark = pytest.mark.component("ModelPredictiveController")
 
 GOAL = torch.tensor([1.0, -0.5])
@@ -293,6 +295,110 @@ def test_callable_returning_rewards_and_reset(impl):
     assert a1.shape == (2,) and a1[0] > 0 and a1[1] < 0  # heads toward the goal (1, -0.5)
     mpc.reset()
     assert mpc.plan_action([0.0, 0.0]).shape == (2,)
+
+
+# ------------------------------------------------------------ contracts (docs/CONVENTIONS.md §3, issue 23)
+def _point_mass_with_reward(states, actions):
+    """A dynamics_fn returning ``(next_states, rewards)``: the point mass and its goal reward."""
+    next_states = point_mass(states, actions)
+    return next_states, goal_reward(next_states, actions)
+
+
+@pytest.mark.shape
+def test_helpers_leave_their_inputs_unchanged(impl):
+    """cem_update, shift_plan and evaluate_sequences leave the tensors they are given as they were."""
+    alg = _alg(impl)
+    mean, std = torch.tensor([[0.5, -0.2], [0.1, 0.9]]), torch.tensor([[0.3, 0.6], [1.0, 0.2]])
+    elites = torch.tensor([[[1.0, -1.0], [0.5, 0.0]], [[0.0, 2.0], [-1.5, 1.0]], [[3.0, 0.0], [0.2, -0.4]]])
+    assert_inputs_unchanged(impl, alg.cem_update, None, mean, std, elites, 0.3)
+    assert_inputs_unchanged(impl, alg.shift_plan, None, mean, torch.tensor([0.25, -0.75]))
+    state = torch.tensor([0.5, -1.0])
+    sequences = torch.tensor(
+        [[[1.5, -2.0], [0.3, 0.4]], [[-3.0, 0.5], [2.0, 2.0]], [[0.0, 0.0], [-1.0, 1.0]]]
+    )  # (N=3, H=2, A=2), outside the box in places
+    step = _point_mass_with_reward
+    assert_inputs_unchanged(impl, alg.evaluate_sequences, None, step, state, sequences, 2, 0.9)
+
+
+@pytest.mark.shape
+def test_controller_leaves_its_inputs_unchanged(impl, device):
+    """plan_action (CEM, random shooting, over an ensemble) and evaluate leave the caller's state (a tensor or
+    an array) and candidate sequences as they were."""
+    state = torch.tensor([0.3, -0.2])
+    small = {"horizon": 3, "num_samples": 20, "num_elites": 4, "num_iterations": 2}
+    for method in ("cem", "random"):
+        mpc = impl.ModelPredictiveController(
+            point_mass, action_dim=2, method=method, reward_fn=goal_reward, **small
+        )
+        assert_inputs_unchanged(impl, mpc, "plan_action", state)
+        assert_inputs_unchanged(impl, mpc, "plan_action", state.numpy())  # a float32 array shares its memory
+    sequences = torch.tensor([[[1.5, -2.0]] * 3, [[-3.0, 0.5]] * 3])  # (N=2, H=3, A=2), outside the box
+    assert_inputs_unchanged(impl, mpc, "evaluate", state, sequences)
+    ensemble = _EnsembleDouble(state_dim=4, action_dim=2, device=device)
+    mpc = impl.ModelPredictiveController(ensemble, action_dim=2, num_particles=3, device=device, **small)
+    assert_inputs_unchanged(impl, mpc, "plan_action", torch.tensor([2.0, -1.5, 0.5, 0.0], device=device))
+
+
+def _two_plans_with(impl, kwargs, state, generator):
+    """In the worker: a controller built with ``generator`` (building one draws nothing) and its first two
+    actions from ``state`` (the second warm-started)."""
+    mpc = impl.ModelPredictiveController(generator=generator, **kwargs)
+    return [mpc.plan_action(state) for _ in range(2)]
+
+
+@pytest.mark.shape
+def test_plan_action_draws_only_from_the_generator(impl):
+    """A controller given generator=g samples its CEM and random-shooting candidates from g alone: the same g
+    seed gives the same actions under any global seed, and the global generators are left untouched."""
+    for method in ("cem", "random"):
+        kwargs = {"model_ensemble": point_mass, "action_dim": 2, "horizon": 4, "num_samples": 30,
+                  "num_elites": 5, "num_iterations": 2, "method": method,
+                  "reward_fn": goal_reward}  # fmt: skip
+        actions = assert_draws_only_from(impl, _two_plans_with, kwargs, torch.zeros(2), kind="torch")
+        assert len(actions) == 2 and actions[0].shape == (2,)
+
+
+@pytest.mark.shape
+def test_particle_rollouts_draw_only_from_the_generator(impl):
+    """Over an ensemble (a test double) in ts1 and tsinf, the controller hands its generator to every member
+    and noise draw: the same g seed gives the same actions under any global seed."""
+    for propagation in ("ts1", "tsinf"):
+        kwargs = {"model_ensemble": _EnsembleDouble(state_dim=4, action_dim=2), "action_dim": 2, "horizon": 4,
+                  "num_samples": 30, "num_elites": 5, "num_iterations": 2, "num_particles": 3,
+                  "propagation": propagation}  # fmt: skip
+        actions = assert_draws_only_from(impl, _two_plans_with, kwargs, torch.ones(4), kind="torch")
+        assert len(actions) == 2 and actions[0].shape == (2,)
+
+
+@pytest.mark.shape
+def test_infinite_returns_are_worst_too(impl):
+    """Returns of +inf, of -inf and of inf − inf over two particles (NaN) all become -1e6; finite ones
+    stay."""
+
+    def step(s, a):
+        # reward = the action, its sign flipped on odd rows (particle 1 of each candidate)
+        sign = 1.0 - 2.0 * (torch.arange(a.shape[0]) % 2).to(a.dtype)
+        return s, torch.where(sign > 0, a[:, 0], -a[:, 0])
+
+    seqs = torch.tensor([[[float("inf")]], [[2.0]], [[-3.0]]])  # (N=3, H=1, A=1): inf − inf, then 2 − 2, ...
+    ret = _alg(impl).evaluate_sequences(step, torch.zeros(1), seqs, num_particles=2, gamma=1.0)
+    assert ret.tolist() == [-1e6, 0.0, 0.0]
+
+    def same_sign(s, a):
+        return s, a[:, 0]  # every particle gets the action as its reward
+
+    seqs = torch.tensor([[[float("inf")]], [[float("-inf")]], [[2.0]]])
+    ret = _alg(impl).evaluate_sequences(same_sign, torch.zeros(1), seqs, num_particles=2, gamma=1.0)
+    assert ret.tolist() == [-1e6, -1e6, 2.0]
+
+
+@pytest.mark.shape
+def test_shift_plan_of_a_one_step_plan_is_the_fill(impl):
+    """H = 1: nothing is left after the executed step, so the shifted plan is [fill_value], (1, A)."""
+    plan = torch.tensor([[0.7, -0.4]])
+    out = _alg(impl).shift_plan(plan, torch.tensor([0.1, 0.2]))
+    torch.testing.assert_close(out, torch.tensor([[0.1, 0.2]]))
+    torch.testing.assert_close(_alg(impl).shift_plan(plan, 0.0), torch.zeros(1, 2))
 
 
 @pytest.mark.gpu

@@ -8,6 +8,9 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch import nn
+
+from grader.contracts import assert_inputs_unchanged
 
 pytestmark = pytest.mark.component("WorldModel")
 
@@ -230,6 +233,109 @@ def test_latent_target_is_stop_gradient(impl):
     latent, s2_grad = impl.run(_next_state_grad, wm, s, a, r, s2)
     assert latent > 0
     assert s2_grad is None or torch.count_nonzero(s2_grad) == 0
+
+
+# ----------------------------------------------------------------------- contracts (CONVENTIONS §3, issue 23)
+@pytest.mark.shape
+def test_gaussian_kl_leaves_its_inputs_unchanged(impl):
+    """gaussian_kl leaves mean and log_var (beyond the clamp range [-10, 10] here) as they were."""
+    mean = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
+    log_var = torch.tensor([[12.0, -15.0, 0.3], [-0.7, 2.0, 11.0]])
+    assert_inputs_unchanged(impl, _kl(impl), None, mean, log_var)
+
+
+@pytest.mark.shape
+def test_model_methods_leave_their_inputs_unchanged(impl):
+    """encode, reparameterize, decode, the latent models, loss, train_step and imagine leave the caller's
+    tensors as they were."""
+    wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16)
+    s, a, s2, r = 3.0 * torch.randn(8, 3), torch.randn(8, 2), torch.randn(8, 3), torch.randn(8, 1)
+    z = torch.randn(8, 4)
+    log_var = torch.tensor([[12.0, -15.0, 0.5, -1.0]]).repeat(8, 1)  # beyond the clamp range in places
+    for method, args in [
+        ("encode", (s,)),
+        ("reparameterize", (z, log_var)),
+        ("decode", (z,)),
+        ("predict_next_latent", (z, a)),
+        ("predict_reward", (z, a)),
+        ("loss", (s, a, r, s2)),
+        ("loss", (s, a, r[:, 0], s2)),
+        ("train_step", (s, a, r, s2)),
+        ("imagine", (z, torch.randn(8, 3, 2))),
+    ]:
+        assert_inputs_unchanged(impl, wm, method, *args)
+
+
+@pytest.mark.shape
+def test_reparameterize_noise_is_independent_across_rows_and_latents(impl):
+    """Identical rows get different ε, and no two latent dimensions share one ε."""
+    wm = impl.WorldModel(state_dim=2, action_dim=1, latent_dim=4, hidden_dim=8)
+    mean = torch.tensor([[0.5, -1.0, 2.0, 0.0]]).repeat(4, 1)
+    log_var = torch.tensor([[0.0, math.log(4.0), math.log(0.25), 1.0]]).repeat(4, 1)
+    eps = (wm.reparameterize(mean, log_var) - mean) / torch.exp(0.5 * log_var)  # (4, Z) standardised noise
+    for i in range(1, 4):
+        assert not torch.allclose(eps[i], eps[0], atol=1e-3), f"rows 0 and {i} got the same ε {eps[0]}"
+    for j in range(4):
+        for k in range(j):
+            assert not torch.allclose(eps[:, j], eps[:, k], atol=1e-3), (
+                f"latents {k} and {j} got the same ε in every row ({eps[:, j].tolist()}): ε ~ N(0, I) needs "
+                "one draw per entry (torch.randn_like(std))"
+            )
+
+
+#: The first state feature of the batches below sets the encoder's width (see _width_from_first_feature).
+SHARP, WIDE = -1.0, 1.0
+
+
+def _width_from_first_feature(impl, wm, mean):
+    """Probe: the encoder rewired so that its μ is ``mean`` whatever the state and log σ² = 20·relu(s₀) − 10:
+    σ = e⁻⁵ (z ≈ μ) for a state with s₀ = SHARP, σ = e⁵ for one with s₀ = WIDE."""
+    first, second, last = [m for m in wm.encoder if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for layer in (first, second, last):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        first.weight[0, 0] = 1.0  # hidden unit 0 carries relu(s0) through both hidden layers
+        second.weight[0, 0] = 1.0
+        last.weight[wm.latent_dim :, 0] = 20.0
+        last.bias[: wm.latent_dim] = mean
+        last.bias[wm.latent_dim :] = -10.0
+
+
+def _batch_with_first_feature(first_of_s: float, first_of_next: float, n: int = 16):
+    s, a, s2, r = torch.randn(n, 3), torch.randn(n, 2), torch.randn(n, 3), torch.randn(n)
+    s[:, 0], s2[:, 0] = first_of_s, first_of_next
+    return s, a, r, s2
+
+
+@pytest.mark.shape
+def test_latent_target_is_the_mean_of_the_next_encoding(impl):
+    """The latent part's target is μ' = encode(s').mean, not a sample: with q(z|s') of σ = e⁵ around μ' it
+    stays Σ_z (predict_next_latent(z, a) − μ')², z ≈ μ."""
+    wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16)
+    mu = torch.tensor([-1.0, -0.5, 0.5, 1.0])
+    impl.run(_width_from_first_feature, wm, mu)
+    s, a, r, s2 = _batch_with_first_feature(SHARP, WIDE)
+    _, parts = wm.loss(s, a, r, s2)
+    expected = (wm.predict_next_latent(mu.expand(16, -1), a) - mu).pow(2).sum(-1).mean()
+    assert parts["latent"].item() == pytest.approx(expected.item(), rel=0.05, abs=0.05)  # z − μ is e⁻⁵ ε
+
+
+@pytest.mark.shape
+def test_parts_that_read_z_use_the_sample(impl):
+    """With q(z|s) of σ = e⁵, two calls on one batch give different reconstruction, latent and reward parts
+    (they read the sampled z, as the docstring's decode(z)) and the same KL (a function of μ, log σ² only)."""
+    wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16)
+    impl.run(_width_from_first_feature, wm, torch.tensor([-1.0, -0.5, 0.5, 1.0]))
+    batch = _batch_with_first_feature(WIDE, SHARP)
+    _, first = wm.loss(*batch)
+    _, second = wm.loss(*batch)
+    for name in ("reconstruction", "latent", "reward"):
+        assert first[name].item() != second[name].item(), (
+            f"the {name} part was {first[name].item():.6g} in both calls: it must read the sampled "
+            "z = reparameterize(μ, log σ²), not the mean μ"
+        )
+    assert first["kl"].item() == pytest.approx(second["kl"].item(), rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------- convergence
