@@ -73,6 +73,14 @@ CACHE = REPO / "build" / "mutants-cache.json"
 
 #: Mutants that behave exactly like the reference (no test can tell them apart): id -> why.
 EQUIVALENT: dict[str, str] = {
+    "hierarchical_rl/goal_conditioned.py:her_critic_targets:202:inplace": (
+        "y = rewards + gamma * (1 - dones) * next_q two lines above is a fresh tensor: clamping it in place "
+        "changes no caller's object"
+    ),
+    "hierarchical_rl/hac.py:hac_critic_target:170:inplace": (
+        "target = rewards + gamma * (1 - dones) * next_q on the line above is a fresh tensor: clamping it in place "
+        "changes no caller's object"
+    ),
     "hierarchical_rl/hac.py:hindsight_action_transition:203:swap_args": (
         "hac_goal_achieved(goal, next_achieved_goal, threshold): |a - b| <= threshold is symmetric in a and b"
     ),
@@ -302,6 +310,8 @@ _NUMPY_GLOBAL = {"integers": "randint", "random": "random", "normal": "normal", 
                  "uniform": "uniform", "choice": "choice", "permutation": "permutation", "shuffle": "shuffle",
                  "exponential": "exponential"}  # fmt: skip
 _NOISE = ("randn", "rand", "normal")
+#: Names of modules, not tensors: ``torch.clamp(x, ..)`` has no receiver an in-place twin could change.
+_MODULES = ("torch", "np", "numpy", "F", "math", "nn")
 _REDUCTION = {"mean": "sum", "sum": "mean"}
 _SYMBOL = {ast.Add: "+", ast.Sub: "-"}
 
@@ -369,7 +379,7 @@ def _issue23_candidates(node: ast.Call) -> Iterator[tuple[str, ast.AST, str]]:
     method = isinstance(node.func, ast.Attribute)
     if method and name in ("clone", "copy") and not node.args and not node.keywords:
         yield "clone", node.func.value, f".{name}() removed"
-    if method and name in _INPLACE and isinstance(node.func.value, ast.Name):
+    if method and name in _INPLACE and isinstance(node.func.value, ast.Name) and node.func.value.id not in _MODULES:
         yield "inplace", _with(node, func=_with(node.func, attr=f"{name}_")), f".{name}( -> .{name}_("
     if any(k.arg == "generator" for k in node.keywords):
         keywords = [k for k in node.keywords if k.arg != "generator"]

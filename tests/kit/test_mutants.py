@@ -49,6 +49,7 @@ def _mutated_bodies(source: str, operator: str) -> list[str]:
         ("reduction", "return a.mean(0) + b.sum()", ["return a.sum(0) + b.sum()", "return a.mean(0) + b.mean()"]),
         ("clone", "y = x.clone()\ny += 1\nreturn y", ["y = x\ny += 1\nreturn y"]),
         ("inplace", "return x.clamp(0, 1) + a.b.add(1)", ["return x.clamp_(0, 1) + a.b.add(1)"]),
+        ("inplace", "return torch.clamp(x, 0, 1)", []),
         ("global_rng", "return torch.randn(3, generator=g)", ["return torch.randn(3)"]),
         ("global_rng", "return self.rng.integers(0, n)", ["return np.random.randint(0, n)"]),
         ("shared_noise", "return torch.randn(n, d, generator=g)", ["return torch.randn(1, d, generator=g)"]),
