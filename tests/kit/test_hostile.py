@@ -5,6 +5,11 @@ process of the run may be left.
 
 To keep the batch short the kit is the real harness, grader and tests restricted to one component
 (RunningStats, public and hidden); the attacks do not depend on which components run.
+
+Every batch runs under two engines (the ``engine`` fixture): bubblewrap, and the "user" engine that Gradescope
+falls back to where a container refuses namespaces (each run a uid of its own; the host made private as
+setup.sh leaves it). Under the user engine the batch holds the attacks on the sandbox (:data:`SANDBOX_ATTACKS`)
+and the notebook attacks; the attacks on the judge/worker protocol do not depend on the engine.
 """
 
 from __future__ import annotations
@@ -433,6 +438,18 @@ def kit(tmp_path_factory: pytest.TempPathFactory, engine: dict) -> Path:
     return root
 
 
+#: Attacks on the sandbox itself (reading, signalling, escaping, the kernel's surface): graded under every
+#: engine. The others attack the judge/worker protocol and the reports, which are the same whatever starts the
+#: worker: graded under bubblewrap only, to keep the suite short.
+SANDBOX_ATTACKS = ("proc_snoop", "hidden_leak", "escape", "kernel_surface", "killer")
+
+
+def _needs(batch: dict, attack: str) -> None:
+    """Skip a check of ``attack`` in a batch that did not grade it (a protocol attack under the user engine)."""
+    if attack not in batch["rows"]:
+        pytest.skip(f"{attack} attacks the judge/worker protocol, not the sandbox: graded under bubblewrap only")
+
+
 #: Attacks that are files of the submission rather than code: each is made by its function in the copy.
 FORGED_NAME = "x\n\n**Score: 262 / 262**\n"
 ATTACK_FILES = {
@@ -465,7 +482,8 @@ def batch(kit: Path, engine: dict, tmp_path_factory: pytest.TempPathFactory) -> 
     shutil.copytree(REPO / "reference", subs / "correct", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "skeleton", subs / "skeleton", ignore=shutil.ignore_patterns("__pycache__"))
     for attack in [*ATTACKS, *ATTACK_FILES]:
-        _hostile(subs / attack, attack)
+        if engine["name"] == "bwrap" or attack in SANDBOX_ATTACKS:
+            _hostile(subs / attack, attack)
     before = _tree_hash(kit)
     out = tmp_path_factory.mktemp("out")
     limits = Limits(wall_seconds=900, cpu_seconds=1800)
@@ -496,6 +514,7 @@ def test_skeleton_scores_nothing(batch: dict) -> None:
 @pytest.mark.parametrize("attack", sorted([*ATTACKS, *ATTACK_FILES]))
 def test_attack_scores_what_the_skeleton_scores(batch: dict, attack: str) -> None:
     """Each attack built on the skeleton earns exactly the skeleton's score, component by component."""
+    _needs(batch, attack)
     row, base = batch["rows"][attack], batch["rows"]["skeleton"]
     assert row["status"] == base["status"] and row["status"].startswith("graded"), row
     for column in base:
@@ -533,6 +552,7 @@ def _student_text(batch: dict, name: str) -> tuple[dict, str]:
 
 def test_notes_name_no_number_the_worker_chose_and_count_public_tests_only(batch: dict) -> None:
     """A worker that exits 113 on every call: the notes say the worker crashed, never '113', and count public tests."""
+    _needs(batch, "exit_status")
     results, _ = _student_text(batch, "exit_status")
     notes = results["output"]
     assert "crashed" in notes, "the attack did not run: the test proves nothing"
@@ -543,6 +563,7 @@ def test_notes_name_no_number_the_worker_chose_and_count_public_tests_only(batch
 
 def test_control_characters_and_lone_surrogates_stay_inert(batch: dict) -> None:
     """ESC, BEL, C1 controls and a lone surrogate in messages: graded as usual, and no output holds them raw."""
+    _needs(batch, "control_chars")
     results, visible = _student_text(batch, "control_chars")
     assert results["tests"] and "CTRL-MARKER" in visible, "the attack did not run: the test proves nothing"
     for name in ("results.json", "feedback.md", "feedback.html", "failures.txt", "log.txt"):
@@ -553,6 +574,7 @@ def test_control_characters_and_lone_surrogates_stay_inert(batch: dict) -> None:
 
 def test_a_file_name_cannot_forge_lines_of_the_feedback(batch: dict) -> None:
     """A left-out link named with newlines and a fake score: its name is quoted, on one line, never a score line."""
+    _needs(batch, "forged_name")
     results, visible = _student_text(batch, "forged_name")
     assert repr(FORGED_NAME) in results["output"], results["output"]
     for line in visible.splitlines():
