@@ -47,11 +47,11 @@ def _snapshots_around_call(impl, target, method: str | None, args: tuple, kwargs
     for name, value in zip(names, values, strict=True):
         _leaves(value, name, before)
     fn = target if method is None else getattr(target, method)
-    fn(*args, **kwargs)
+    result = fn(*args, **kwargs)
     after: list = []
     for name, value in zip(names, values, strict=True):
         _leaves(value, name, after)
-    return before, after
+    return before, after, result
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -63,13 +63,16 @@ def _same(a: Any, b: Any) -> bool:
     return a.shape == b.shape and a.dtype == b.dtype and bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc"))
 
 
-def assert_inputs_unchanged(impl, target, method: str | None, *args: Any, **kwargs: Any) -> None:
+def assert_inputs_unchanged(impl, target, method: str | None, *args: Any, **kwargs: Any) -> Any:
     """Call ``target.method(*args, **kwargs)`` in the worker and assert that no tensor or array among its
     arguments (nested ones included) changed, naming the first that did: a caller keeps its bootstrap values,
     batches and observations after handing them over. ``method`` None calls ``target`` itself (a function of
-    ``impl.module(...)``)."""
+    ``impl.module(...)``).
+
+    Returns the call's result (data, or a handle): a test that gives points should also check it, since a call
+    that does nothing at all leaves its inputs unchanged too (the hostile suite's ``liar`` earned such a point)."""
     __tracebackhide__ = True
-    before, after = impl.run(_snapshots_around_call, target, method, args, kwargs)
+    before, after, result = impl.run(_snapshots_around_call, target, method, args, kwargs)
     label = method or getattr(target, "_name", "the function")
     assert len(before) == len(after), f"{label}: the arguments' tensors and arrays changed in number"
     for (path, old), (_, new) in zip(before, after, strict=True):
@@ -78,6 +81,7 @@ def assert_inputs_unchanged(impl, target, method: str | None, *args: Any, **kwar
             f"{_show(new)}. The caller still holds that object: work on a copy (x = x.clone(), x = x.copy()) or "
             "out of place (x = x + 1, not x += 1)."
         )
+    return result
 
 
 def _show(x: Any) -> str:

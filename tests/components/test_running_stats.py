@@ -140,10 +140,14 @@ def test_chan_merge_at_its_bounds(impl):
 
 @pytest.mark.shape
 def test_chan_merge_leaves_its_inputs_unchanged(impl):
-    """chan_merge returns new moments: the caller's means and M2 arrays of both sets are left as they were."""
+    """chan_merge returns new moments (n 5, mean (3.8, −0.2), M2 (16.8, 13.3)) and leaves both sets' arrays."""
     chan_merge = impl.module("utils.running_stats").chan_merge
-    assert_inputs_unchanged(impl, chan_merge, None, 2.0, np.array([2.0, 1.0]), np.array([2.0, 0.5]),
-                            3.0, np.array([5.0, -1.0]), np.array([4.0, 8.0]))  # fmt: skip
+    n, mean, m2 = assert_inputs_unchanged(impl, chan_merge, None, 2.0, np.array([2.0, 1.0]), np.array([2.0, 0.5]),
+                                          3.0, np.array([5.0, -1.0]), np.array([4.0, 8.0]))  # fmt: skip
+    # δ = (3, −2): mean = mean_a + δ·3/5, M2 = M2_a + M2_b + δ²·2·3/5
+    assert n == 5
+    np.testing.assert_allclose(mean, [3.8, -0.2])
+    np.testing.assert_allclose(m2, [16.8, 13.3])
 
 
 @pytest.mark.shape

@@ -529,9 +529,10 @@ def test_hidden_sources_never_reach_the_student(batch: dict) -> None:
     visible += (batch["out"] / "hidden_leak" / "feedback.md").read_text()
     assert "TAMPERED" not in (batch["out"] / "gradebook.csv").read_text()
     assert "LEAK-BEGIN" in visible, "the attack did not run: the test proves nothing"
+    public = "\n".join((batch["kit"] / "tests" / "components" / name).read_text() for name in COMPONENT_FILES)
     for name in HIDDEN_FILES:
         for line in (batch["kit"] / "tests" / "hidden" / name).read_text().splitlines():
-            if len(line.strip()) > 25:
+            if len(line.strip()) > 25 and line.strip() not in public:  # a public test's text is no secret
                 assert line.strip() not in visible, f"hidden source reached the student: {line.strip()!r}"
 
 
