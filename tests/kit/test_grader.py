@@ -760,7 +760,21 @@ def test_a_memory_disk_and_restart_hog_beside_a_correct_submission_changes_nothi
     assert str(spaces) not in ps and str(tmp_path / "hog") not in ps
     assert list(spaces.iterdir()) == [], "workspaces left on disk"
     assert _leftover_cgroups(groups_before) == set(), "empty cgroups of the batch are left"
-    assert _mem_available() > free_before - 2**30, "host memory did not come back after the batch"
+    assert _memory_comes_back(free_before - 3 * 2**29), "host memory did not come back after the batch"
+
+
+def _memory_comes_back(level: int, wait: float = 30.0) -> bool:
+    """Whether MemAvailable rises above ``level`` within ``wait`` seconds. The level allows 1.5 GiB below the
+    start: what the hog holds, were it leaked, is more (2 GiB in its cgroup, 2.5 GiB of tmpfs files), while
+    the other tests that xdist runs beside this one move MemAvailable by up to about 1.5 GiB (1.45 measured)."""
+    import time
+
+    deadline = time.monotonic() + wait
+    while _mem_available() <= level:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1)
+    return True
 
 
 def _our_cgroups() -> set[Path]:
