@@ -1,5 +1,6 @@
 """Contracts every graded component's tests check the same way (docs/CONVENTIONS.md §3, "What a component's
-tests cover"): a call leaves its inputs unchanged, and a method given a generator draws only from it.
+tests cover"): a call leaves its inputs unchanged, a method given a generator draws only from it, and noise
+documented as independent is not shared along any axis.
 
 Both are judge-side assertions over observations a probe takes in the worker (the probes are in this module,
 which travels to the worker by value)::
@@ -169,3 +170,21 @@ def _assert_same_output(a: Any, b: Any, seed_a: int, seed_b: int, path: str = "o
             _assert_same_output(x, y, seed_a, seed_b, f"{path}[{i}]")
     else:
         assert a == b, f"{path}: {a!r} vs {b!r} under global seeds {seed_a} and {seed_b}"
+
+
+# ------------------------------------------------------------------------------------ independent noise
+def assert_noise_not_shared(eps: Any, axes: dict[int, str], why: str = "", atol: float = 1e-3) -> None:
+    """Assert that standardised noise ``eps`` (a tensor, ``(x − mean) / std`` of a sample) draws afresh along
+    every axis of ``axes`` (``{dim: "rows"}``): no two slices along such a dim are equal (within ``atol``),
+    which is what one draw broadcast over that dim would give. A correct sampler fails this only when two
+    continuous draws agree to ``atol``, which is negligible. ``why`` ends the message (what the docstring says)."""
+    __tracebackhide__ = True
+    import torch
+
+    for dim, name in axes.items():
+        for j in range(eps.shape[dim]):
+            for k in range(j):
+                a, b = eps.select(dim, k), eps.select(dim, j)
+                assert not torch.allclose(a, b, atol=atol), (
+                    f"{name} {k} and {j} got the same noise ({b.reshape(-1)[:6].tolist()}){': ' + why if why else ''}"
+                )

@@ -85,7 +85,6 @@ def rollout(
     return out
 
 
-
 # --- a trained network evaluated in the judge --------------------------------------------------------------
 #: Activation modules a judge-side MLP understands (the kit's ``utils.torch_utils.mlp`` uses these).
 ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "Identity": "identity"}
@@ -132,6 +131,9 @@ class JudgeNetwork:
                     f"{', '.join(ACTIVATIONS)}"
                 )
                 self.layers.append((ACTIVATIONS[kind],))
+        linear = [layer for layer in self.layers if layer[0] == "linear"]
+        assert linear, "the network holds no Linear layer"
+        self.in_features: int = linear[0][1].shape[1]
 
     def __call__(self, x):
         """``(N, in)`` float32 inputs -> ``(N, out)`` float32 outputs, computed in the judge."""
@@ -146,9 +148,20 @@ class JudgeNetwork:
                 y = torch.tanh(y)
         return y
 
-    @property
-    def in_features(self) -> int:
-        return next(layer[1].shape[1] for layer in self.layers if layer[0] == "linear")
+
+def learned_goal_policy(impl, agent):
+    """The greedy policy of what a goal-conditioned agent's network learned, evaluated in the judge: its weights
+    are read once (:class:`JudgeNetwork`), then Q-values and their argmax (DQN: ``agent.q_network``) or the
+    actor's output clipped to [−1, 1] (DDPG: ``agent.actor``, actions in [−1, 1]) are computed here for
+    ``[observation, desired_goal]``."""
+    discrete = bool(agent.discrete_actions)
+    net = JudgeNetwork(impl, agent.q_network if discrete else agent.actor)
+
+    def act(obs):
+        out = net(np.concatenate([obs["observation"], obs["desired_goal"]])[None].astype(np.float32))[0]
+        return int(out.argmax()) if discrete else np.clip(out.numpy(), -1.0, 1.0)
+
+    return act
 
 
 # --- a goal-conditioned agent trained by the judge ------------------------------------------------------------
@@ -194,6 +207,7 @@ def train_goal_agent(impl, agent, env: Any, episodes: int, updates_per_episode: 
         impl.run(_goal_step, agent, stored, True, updates_per_episode, obs, noise_scale)
         successes.append(bool(info.get("is_success", False)))
     return successes
+
 
 # --- an implementation's environment seen from the judge -------------------------------------------------
 def space_spec(impl, space):

@@ -213,7 +213,28 @@ def network_namespaces_work() -> bool:
     if _NETNS_OK is None:
         _NETNS_OK = _can_unshare_network()
     return _NETNS_OK
-_DROP_OK: dict[str, bool] = {}
+
+
+_RUNS_AS: dict[tuple[str, tuple[int, int]], bool] = {}
+
+
+def _can_run_as(python: str, account: tuple[int, int]) -> bool:
+    """Whether ``python`` imports torch when started as ``account`` (uid, gid) from ``/`` (cached): its install
+    must be readable by that account. Only root can switch accounts."""
+    if os.geteuid() != 0:
+        return False
+    key = (python, account)
+    if key not in _RUNS_AS:
+        try:
+            proc = subprocess.run(
+                [python, "-c", "import torch"], capture_output=True, timeout=120, cwd="/",
+                env={"PATH": "/usr/bin:/bin", "HOME": "/", "USER": "ca15-run"},
+                preexec_fn=lambda: (os.setgroups([]), os.setgid(account[1]), os.setuid(account[0])),
+            )  # fmt: skip
+            _RUNS_AS[key] = proc.returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            _RUNS_AS[key] = False
+    return _RUNS_AS[key]
 
 
 def can_drop_privileges(python: str) -> bool:
@@ -222,18 +243,7 @@ def can_drop_privileges(python: str) -> bool:
     Where it is not (an interpreter under a private home folder), the sandbox keeps the grader's user and
     relies on the resource limits alone; the grader's log says so.
     """
-    if os.geteuid() != 0:
-        return False
-    if python not in _DROP_OK:
-        try:
-            proc = subprocess.run(
-                [python, "-c", "import torch"], capture_output=True, timeout=120, cwd="/",
-                preexec_fn=lambda: (os.setgroups([]), os.setgid(NOBODY[1]), os.setuid(NOBODY[0])),
-            )  # fmt: skip
-            _DROP_OK[python] = proc.returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            _DROP_OK[python] = False
-    return _DROP_OK[python]
+    return _can_run_as(python, NOBODY)
 
 
 #: The uids (each also the gid) the "user" engine gives its runs, one per run while it lives: a run cannot
@@ -242,7 +252,6 @@ def can_drop_privileges(python: str) -> bool:
 #: range; the uids need no account, but must be valid in this user namespace: a rootless container maps 65536).
 RUN_UIDS_ENV = "CA15_SANDBOX_UIDS"
 DEFAULT_RUN_UIDS = (62000, 62999)
-_RUN_UIDS_OK: dict[tuple[str, int], bool] = {}
 
 
 def run_uids() -> range:
@@ -259,18 +268,8 @@ def run_uids() -> range:
 def per_run_accounts_work(python: str) -> bool:
     """Whether a run can switch to a uid of :func:`run_uids` and still import torch with ``python`` (the grader is
     root, the uid is valid here and the interpreter and its packages are readable by others)."""
-    if os.geteuid() != 0:
-        return False
     uid = run_uids()[0]
-    if (python, uid) not in _RUN_UIDS_OK:
-        try:
-            proc = subprocess.run([python, "-c", "import torch"], capture_output=True, timeout=120, cwd="/",
-                                  env={"PATH": "/usr/bin:/bin", "HOME": "/", "USER": "ca15-run"},
-                                  preexec_fn=lambda: (os.setgroups([]), os.setgid(uid), os.setuid(uid)))  # fmt: skip
-            _RUN_UIDS_OK[(python, uid)] = proc.returncode == 0
-        except (OSError, subprocess.TimeoutExpired):
-            _RUN_UIDS_OK[(python, uid)] = False
-    return _RUN_UIDS_OK[(python, uid)]
+    return _can_run_as(python, (uid, uid))
 
 
 def processes_of(uid: int) -> list[int]:
@@ -512,7 +511,6 @@ def _seccomp_installer() -> Callable[[], None]:
         if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or libc.prctl(
                 PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:  # fmt: skip
             os._exit(126)  # never run a sandboxed program without its filter
-        install.keep = (buf, prog)  # type: ignore[attr-defined]
 
     return install
 
@@ -840,7 +838,6 @@ class WorkerSandbox:
             drop = NOBODY if can_drop_privileges(self.python) else None
         if drop:
             _chown_tree(base, drop)
-            os.chmod(base, 0o700)
         return Command(tail(str(base / "submission"), tmp, str(base / "out")), tmp, env, drop,
                        network_namespaces_work(), account=account, seccomp=self.engine == "user")  # fmt: skip
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged, assert_noise_not_shared
 
 pytestmark = pytest.mark.component("DynamicsModel")
 
@@ -275,14 +275,8 @@ def test_sample_noise_is_independent_across_rows_and_outputs(model, device):
     mean = torch.cat([out["next_state_mean"], out["reward_mean"]], -1)
     std = torch.cat([out["next_state_std"], out["reward_std"]], -1)
     eps = (torch.cat([ns, r[:, None]], -1).detach() - mean) / std  # (4, S+1) standardised noise
-    for i in range(1, 4):
-        assert not torch.allclose(eps[i], eps[0], atol=1e-3), f"rows 0 and {i} got the same noise {eps[0]}"
-    for j in range(S + 1):
-        for k in range(j):
-            assert not torch.allclose(eps[:, j], eps[:, k], atol=1e-3), (
-                f"outputs {k} and {j} got the same noise in every row ({eps[:, j].tolist()}): the Gaussian "
-                "is diagonal, so every output (each state dimension and the reward) needs its own draw"
-            )
+    assert_noise_not_shared(eps, {0: "rows", 1: "outputs"}, "the Gaussian is diagonal, so every output (each "
+                            "state dimension and the reward) of every row needs its own draw")  # fmt: skip
 
 
 @pytest.mark.shape

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
-from grader.episodes import JudgeNetwork, rollout, train_goal_agent
+from grader.episodes import JudgeNetwork, learned_goal_policy, rollout, train_goal_agent
 
 pytestmark = pytest.mark.component("GoalConditionedAgent")
 
@@ -131,19 +131,6 @@ class BitFlip:
 def _greedy(agent):
     """The judge's policy: the agent's greedy/deterministic action for a goal-env observation."""
     return lambda obs: agent.get_action(obs["observation"], obs["desired_goal"], noise_scale=0.0)
-
-
-def _learned_greedy(impl, agent):
-    """The greedy policy of what the agent's network learned, evaluated in the judge: its weights are read once,
-    and Q-values with their argmax (DQN) or the actor's output (DDPG, actions in [−1, 1]) are computed here."""
-    discrete = bool(agent.discrete_actions)
-    net = JudgeNetwork(impl, agent.q_network if discrete else agent.actor)
-
-    def act(obs):
-        out = net(np.concatenate([obs["observation"], obs["desired_goal"]])[None].astype(np.float32))[0]
-        return int(out.argmax()) if discrete else np.clip(out.numpy(), -1.0, 1.0)
-
-    return act
 
 
 def _final_success(obs, reward, terminated, info) -> bool:
@@ -720,7 +707,7 @@ def _bit_flipping_agent(impl, n_bits: int, her_k: int, seed: int):
 
 def _judged_bit_flipping(impl, agent, env_seed: int, n_bits: int) -> float:
     """Success rate of the agent's learned greedy policy on 100 fresh goals of the judge's BitFlip."""
-    return rollout(BitFlip(n_bits, env_seed), act=_learned_greedy(impl, agent), episodes=100, max_steps=n_bits).success_rate
+    return rollout(BitFlip(n_bits, env_seed), act=learned_goal_policy(impl, agent), episodes=100, max_steps=n_bits).success_rate
 
 
 def _bit_flipping_success(impl, seed: int, her_k: int, n_bits: int = 10, episodes: int = 250, curve=None):
@@ -804,7 +791,7 @@ def test_her_ddpg_reaches_point_goals(impl, seed_trials):
     """
 
     def judged(agent, seed: int) -> float:
-        return rollout(PointReach(100 + seed), act=_learned_greedy(impl, agent), episodes=50, max_steps=10,
+        return rollout(PointReach(100 + seed), act=learned_goal_policy(impl, agent), episodes=50, max_steps=10,
                        success=_final_success).success_rate  # fmt: skip
 
     def trial(seed: int) -> tuple[bool, str]:

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
+from grader.contracts import assert_draws_only_from, assert_inputs_unchanged, assert_noise_not_shared
 from tests.components._doubles import names_replaced
 
 pytestmark = pytest.mark.component("ModelEnsemble")
@@ -526,14 +526,8 @@ def test_propagation_noise_is_independent_across_particles_and_outputs(ens, devi
     mean = torch.cat([out["next_state_mean"][2], out["reward_mean"][2]], -1)  # (1, S+1) of member 2
     std = torch.cat([out["next_state_std"][2], out["reward_std"][2]], -1)
     eps = (torch.cat([ns, r[:, None]], -1).detach() - mean) / std  # (4, S+1) standardised noise
-    for i in range(1, 4):
-        assert not torch.allclose(eps[i], eps[0], atol=1e-3), f"particles 0 and {i} got the noise {eps[0]}"
-    for j in range(S + 1):
-        for k in range(j):
-            assert not torch.allclose(eps[:, j], eps[:, k], atol=1e-3), (
-                f"outputs {k} and {j} got the same noise for every particle ({eps[:, j].tolist()}): each "
-                "output (every state dimension and the reward) needs its own draw"
-            )
+    assert_noise_not_shared(eps, {0: "particles", 1: "outputs"}, "each output (every state dimension and the "
+                            "reward) of every particle needs its own draw")  # fmt: skip
 
 
 @pytest.mark.shape

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from grader.episodes import JudgeNetwork, rollout, train_goal_agent
+from grader.episodes import learned_goal_policy, rollout, train_goal_agent
 
 pytestmark = pytest.mark.component("GoalConditionedAgent")
 
@@ -111,12 +111,8 @@ class _ScrambledBitFlip:
 
 def _judged_success(impl, agent, env_seed: int) -> float:
     """Greedy success on 100 fresh goals, the argmax of Q-values computed in the judge from the agent's weights."""
-    net = JudgeNetwork(impl, agent.q_network)
-
-    def act(obs):
-        return int(net(np.concatenate([obs["observation"], obs["desired_goal"]])[None]).argmax())
-
-    return rollout(_ScrambledBitFlip(env_seed), act=act, episodes=100, max_steps=8).success_rate
+    return rollout(_ScrambledBitFlip(env_seed), act=learned_goal_policy(impl, agent), episodes=100,
+                   max_steps=8).success_rate  # fmt: skip
 
 
 @pytest.mark.convergence

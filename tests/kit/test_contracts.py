@@ -86,3 +86,13 @@ def test_a_draw_from_a_global_generator_is_named(impl, name: str, kind: str, eng
     with pytest.raises(AssertionError, match=rf"global generator\(s\) of {engine}"):
         assert_draws_only_from(impl, lambda impl, f, g: f(2, g) if kind == "numpy" else f((2,), g),
                                _fn(impl, name), kind=kind)  # fmt: skip
+
+
+def test_noise_not_shared_passes_fresh_draws_and_names_a_broadcast_axis() -> None:
+    """Fresh draws pass; one draw broadcast over the rows is named by its axis."""
+    from grader.contracts import assert_noise_not_shared
+
+    fresh = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
+    assert_noise_not_shared(fresh, {0: "rows", 1: "outputs"})
+    with pytest.raises(AssertionError, match=r"rows 0 and 1 got the same noise.*diagonal"):
+        assert_noise_not_shared(fresh[:1].expand(4, 3), {0: "rows", 1: "outputs"}, "diagonal")
