@@ -924,7 +924,7 @@ def _host_account_name(engine: str, python: str, user: str) -> str:
     import pwd
 
     if engine == "user":
-        return user
+        return "the run's own uid" if per_run_accounts_work(python) else user
     uid = os.geteuid()
     if engine == "bwrap" and uid == 0:
         account = host_account(python)
