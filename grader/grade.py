@@ -61,7 +61,6 @@ class GradeConfig:
     notebook_points: int = 5
     run_notebook: bool = True
     include_hidden: bool = True
-    unprivileged: bool = True
     #: "bwrap": every worker in bubblewrap (checked before a batch starts); "user": every worker as the
     #: unprivileged ``sandbox_user`` (Gradescope without namespaces); "none": --no-sandbox (rlimits only)
     sandbox: str = "bwrap"

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import pickle
 import re
 import shutil
 import subprocess
@@ -382,21 +383,11 @@ def _grade(subs: Path, out: Path, config: GradeConfig, engine: dict) -> None:
     if not engine["private_host"]:
         grade_batch(submissions, out, config, jobs=2, echo=lambda line: None)
         return
-    script = dedent(f"""
-        import sys
-        sys.path.insert(0, {str(config.kit)!r})
-        from pathlib import Path
-        from grader.grade import GradeConfig, grade_batch
-        from grader.sandbox import Limits
-        limits = Limits(**{config.test_limits.__dict__!r})
-        config = GradeConfig(kit=Path({str(config.kit)!r}), run_notebook={config.run_notebook!r},
-                             include_hidden={config.include_hidden!r}, test_limits=limits, worker_limits=limits,
-                             notebook_limits=limits, cell_timeout={config.cell_timeout!r}, sandbox="user",
-                             sandbox_user="nobody", python={config.python!r},
-                             workspace_root=Path({str(config.workspace_root)!r}))
-        grade_batch([Path(p) for p in {[str(p) for p in submissions]!r}], Path({str(out)!r}), config, jobs=2,
-                    echo=lambda line: None)
-    """)
+    script = ("import pickle, sys\n"  # the kit copy's grader, given the very config and submissions pickled
+              f"sys.path.insert(0, {str(config.kit)!r})\n"
+              "from grader.grade import grade_batch\n"
+              "config, submissions, out = pickle.load(sys.stdin.buffer)\n"
+              "grade_batch(submissions, out, config, jobs=2, echo=lambda line: None)\n")
     keep = [REPO / ".venv", config.kit, subs, out, Path(engine["folder"])]
     cover = [REPO, *[Path(f) for f in HOST_FOLDERS if Path(f).is_dir()]]
     hold = Path(tempfile.mkdtemp(prefix="ca15-hold-", dir="/dev/shm"))
@@ -408,12 +399,13 @@ def _grade(subs: Path, out: Path, config: GradeConfig, engine: dict) -> None:
     lines.append('exec "$0" -c "$1"')
     try:
         proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(lines),
-                               sys.executable, script], cwd="/", capture_output=True, text=True, timeout=1400)  # fmt: skip
+                               sys.executable, script], cwd="/", capture_output=True, timeout=1400,
+                              input=pickle.dumps((config, submissions, out)))  # fmt: skip
     finally:
         for i in range(len(keep)):
             (hold / str(i)).rmdir()
         hold.rmdir()
-    assert proc.returncode == 0, f"the user engine's batch failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"the user engine's batch failed:\n{proc.stdout[-3000:]!r}\n{proc.stderr[-3000:]!r}"
 
 
 @pytest.fixture(scope="module")
