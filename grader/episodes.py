@@ -209,6 +209,55 @@ def train_goal_agent(impl, agent, env: Any, episodes: int, updates_per_episode: 
     return successes
 
 
+# --- a recurrent agent trained by the judge --------------------------------------------------------------------
+def _recurrent_step(impl, net, obs, episode, first):
+    """Probe: one request per environment step of :func:`train_recurrent_agent`.
+
+    ``episode``: the previous episode to learn from (``update`` arguments) or None; ``first``: a new episode
+    starts (``reset_state``). Returns the sampled action for ``obs``."""
+    if episode is not None:
+        net.update(*episode)
+    if first:
+        net.reset_state()
+    return int(net.select_action(obs)[0])
+
+
+def train_recurrent_agent(impl, net, env: Any, episodes: int, max_steps: int) -> list[float]:
+    """Train a recurrent agent (FuN) on the judge's env: the loop of ``FeudalNetwork.train``, one update per episode.
+
+    The environment never leaves the judge: each step asks the worker for a sampled action (``select_action``,
+    after ``reset_state`` at an episode's start) and steps ``env`` here; each episode with at least one step
+    then becomes one ``update(observations (T+1, S), actions (T,), rewards (T,), terminal)``, sent with the first
+    action request of the next episode (one request per step, one more at the end).
+
+    Returns:
+        the return of each episode, for feedback curves only.
+    """
+    returns, pending = [], None
+    for _ in range(episodes):
+        obs = env.reset()[0]
+        observations, actions, rewards, terminal = [np.asarray(obs, np.float32)], [], [], False
+        for t in range(max_steps):
+            action = impl.run(_recurrent_step, net, obs, pending, t == 0)
+            pending = None
+            obs, reward, terminated, truncated, _ = env.step(action)
+            observations.append(np.asarray(obs, np.float32))
+            actions.append(action)
+            rewards.append(float(reward))
+            if terminated or truncated:
+                terminal = bool(terminated)
+                break
+        pending = (np.stack(observations), np.asarray(actions, np.int64), np.asarray(rewards, np.float32), terminal)
+        returns.append(float(sum(rewards)))
+    impl.run(_recurrent_update, net, pending)
+    return returns
+
+
+def _recurrent_update(impl, net, episode):
+    """Probe: the last episode's update of :func:`train_recurrent_agent`."""
+    net.update(*episode)
+
+
 # --- an implementation's environment seen from the judge -------------------------------------------------
 def space_spec(impl, space):
     """Probe: a gymnasium space as raw data (its kind and parameters)."""

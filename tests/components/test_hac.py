@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.contracts import assert_inputs_unchanged
+from grader.episodes import JudgeNetwork
 
 pytestmark = pytest.mark.component("HierarchicalActorCritic")
 
@@ -98,46 +99,47 @@ def _within(x, goal, threshold) -> bool:
     return bool(np.all(np.abs(np.asarray(x, np.float64) - np.asarray(goal, np.float64)) <= threshold))
 
 
+def _learned_hierarchy(impl, agent, num_levels: int):
+    """The deterministic outputs of what each level's actor learned, computed in the judge: the actor networks'
+    weights are read once (``agent.actors[level].net``, the given ``HACActor``'s MLP) and every forward pass
+    happens here, ``out = tanh(f([state, goal]))`` (the tests' state and action boxes are [−1, 1], so the
+    actor's centre is 0 and its half-range 1), clipped to the box as ``select_action`` does."""
+    nets = [JudgeNetwork(impl, agent.actors[level].net) for level in range(num_levels)]
+
+    def output(level: int, state, goal) -> np.ndarray:
+        x = np.concatenate([np.asarray(state, np.float32), np.asarray(goal, np.float32)])[None]
+        return np.clip(np.tanh(nets[level](x)[0].numpy()), -1.0, 1.0).astype(np.float32)
+
+    return output
+
+
 def _hierarchy_success_rate(impl, agent, envs, horizon, threshold) -> float:
     """Success rate of the deterministic 2-level hierarchy (HAC Alg. 1 without exploration), one episode on
-    each of the judge's ``envs``, run in lockstep: level 0 proposes at most H subgoals; level 1 gets at most H
-    primitive actions per subgoal and stops early when the subgoal or the task goal is within ``threshold``.
-    Every subgoal and action is asked of the agent (one request per step for all episodes)."""
-    n = len(envs)
-    obs = [env.reset()[0] for env in envs]
-    states, goals = [o["observation"] for o in obs], [o["desired_goal"] for o in obs]
-    subgoals, attempts, steps = [None] * n, [0] * n, [0] * n
-    success, active = [False] * n, list(range(n))
-    while active:
-        outputs = impl.run(_hierarchy_outputs, agent, [(states[i], goals[i], subgoals[i]) for i in active])
-        assert len(outputs) == len(active)
-        for i, (subgoal, action) in zip(list(active), outputs, strict=True):
-            if subgoals[i] is None:  # level 0's next attempt
-                subgoals[i], attempts[i], steps[i] = subgoal, attempts[i] + 1, 0
-            ob, _, terminated, truncated, info = envs[i].step(action)
-            states[i], steps[i] = ob["observation"], steps[i] + 1
-            success[i] = success[i] or bool(info["is_success"])
-            if terminated or truncated or _within(states[i], goals[i], threshold):
-                active.remove(i)
-            elif _within(states[i], subgoals[i], threshold) or steps[i] >= horizon:
-                subgoals[i] = None
-                if attempts[i] >= horizon:
-                    active.remove(i)
+    each of the judge's ``envs``: level 0 proposes at most H subgoals; level 1 gets at most H primitive actions
+    per subgoal and stops early when the subgoal or the task goal is within ``threshold``. Every subgoal and
+    action comes from the learned actors evaluated in the judge (:func:`_learned_hierarchy`), so the worker's
+    ``select_action`` cannot answer evaluation states differently from what its networks learned."""
+    output = _learned_hierarchy(impl, agent, num_levels=2)
+    success = []
+    for env in envs:
+        obs = env.reset()[0]
+        state, goal, reached = obs["observation"], obs["desired_goal"], False
+        for _ in range(horizon):  # level 0's attempts
+            subgoal = output(0, state, goal)
+            for _ in range(horizon):  # level 1's actions towards the subgoal
+                ob, _, terminated, truncated, info = env.step(output(1, state, subgoal))
+                state, reached = ob["observation"], reached or bool(info["is_success"])
+                if terminated or truncated or _within(state, goal, threshold):
+                    break
+                if _within(state, subgoal, threshold):
+                    break
+            if terminated or truncated or _within(state, goal, threshold):
+                break
+        success.append(reached)
     return float(np.mean(success))
 
 
 # probes (run in the worker; they return raw observations)
-def _hierarchy_outputs(impl, agent, queries):
-    """Probe: for each (state, goal, subgoal): level 0's subgoal for the goal when subgoal is None, and level
-    1's action towards the subgoal (the agent's deterministic outputs)."""
-    out = []
-    for state, goal, subgoal in queries:
-        if subgoal is None:
-            subgoal = agent.select_action(state, level=0, goal=goal)
-        out.append((subgoal, agent.select_action(state, level=1, goal=subgoal)))
-    return out
-
-
 def _transition(impl, fn, kwargs, base=None):
     """Probe: call ``fn`` of the algorithms module (with a HACTransition built from ``base`` first when given)
     and return the fields of the transition it returns."""
@@ -521,10 +523,11 @@ def test_critic_and_actor_losses_hand_computed(impl, device):
 def test_two_levels_learn_point_mass_reaching(impl, seed_trials):
     """A 2-level HAC (H = 5) reaches ≥ 50 % of random goals of a point mass after 120 episodes, on ≥ 2 of 3 seeds.
 
-    Trained in the worker on the tests' point mass, evaluated in the judge: the deterministic hierarchy on 20
-    new goals, every subgoal and action asked of the agent. Measured with the reference (seeds 0-9): 0.85-1.0
-    success after training, 0.0-0.05 before.
-    Calibration (docs/calibration.md, 2026-12-01): no seed of 60 failed (30 on the reference, 15 on each
+    Trained in the worker on the tests' point mass (HAC's episode loop is given code that needs the env), evaluated
+    in the judge: the deterministic hierarchy on 20 new goals, every subgoal and action computed here from the
+    actors' weights, so an agent whose ``select_action`` knows the way but whose networks learned nothing fails.
+    Measured with the reference (seeds 0-9): 0.85-1.0 success after training, 0.0-0.05 before.
+    Calibration (docs/calibration.md, 2026-12-03, judge-side actors): no seed of 60 failed (30 on the reference, 15 on each
     perturbed reference), so p ≤ 5 % per seed (rule of three) and the estimated false-fail rate is ≤ 0.73 %.
     """
 

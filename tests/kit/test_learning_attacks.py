@@ -1,10 +1,12 @@
 """Convergence tests measure learning (issue 22, item 4): agents that act well without learning earn nothing.
 
-Each attack is the reference with its HER agent replaced by one that never learns: ``train``/``update`` do
-nothing, and ``get_action`` is an oracle written from the public tests' environments (flip the first bit that
-differs from the goal; step straight towards the goal). The "honest" oracle acts that way from the start; the
-"late" oracle acts randomly until ``train``/``update`` is first called, so that a check of the untrained agent
-alone would not see it. Both must fail every HER convergence test that gives points, public and hidden.
+Each attack is the reference with one agent replaced by one that never learns: ``train``/``update`` do
+nothing, and its action method is an oracle written from the public tests' environments. HER: flip the first
+bit that differs from the goal, or step straight towards the goal. HAC: propose the final goal as subgoal and
+step straight towards it. FuN: always move right along the corridor. The "honest" oracle acts that way from
+the start; the "late" oracle acts randomly until ``train``/``update`` is first called, so that a check of the
+untrained agent alone would not see it. Both must fail every convergence test of their component that gives
+points, public and hidden.
 """
 
 from __future__ import annotations
@@ -61,21 +63,86 @@ class _OracleAgent(GoalConditionedAgent):
 GoalConditionedAgent = _OracleAgent
 '''
 
-HER_FILES = [REPO / "tests/components/test_goal_conditioned.py", REPO / "tests/hidden/test_hidden_goal_conditioned.py"]
+HAC_ORACLE = '''
+
+class _OracleHAC(HierarchicalActorCritic):
+    """Proposes the final goal as every subgoal and steps straight at it (0.2 per unit action); never learns."""
+
+    _LATE = LATE
+
+    def select_action(self, state, level=0, goal=None, explore=False):
+        low, high = self.output_bounds(level)
+        if self._LATE and not getattr(self, "_trained", False):
+            return self.rng.uniform(low, high).astype(np.float32)
+        s = np.asarray(state, np.float32).reshape(-1)
+        g = s if goal is None else np.asarray(goal, np.float32).reshape(-1)
+        out = g if level < self.num_levels - 1 else (g - s) / 0.2
+        return np.clip(out, low, high).astype(np.float32)
+
+    def update(self, num_updates=1, batch_size=None):
+        self._trained = True
+        return [{} for _ in range(self.num_levels)]
+
+    def train(self, env, num_episodes, *args, **kwargs):
+        self._trained = True
+        return {"successes": [1.0] * int(num_episodes)}
 
 
-def _oracle_root(dest: Path, late: bool) -> Path:
+HierarchicalActorCritic = _OracleHAC
+'''
+
+FUN_ORACLE = '''
+
+class _OracleFuN(FeudalNetwork):
+    """Walks right (action 1) along the public corridor; never learns."""
+
+    _LATE = LATE
+
+    def select_action(self, state, greedy=False):
+        goal = np.ones(self.manager_dim, np.float32) / np.sqrt(self.manager_dim)
+        if self._LATE and not getattr(self, "_trained", False):
+            return int(np.random.randint(self.action_dim)), goal
+        return 1, goal
+
+    def update(self, observations, actions, rewards, terminal):
+        self._trained = True
+        return {k: 0.0 for k in ("loss", "manager", "worker_policy", "worker_value", "manager_value",
+                                 "entropy", "intrinsic_reward")}
+
+    def train(self, env, num_episodes, max_steps=200, verbose=False):
+        self._trained = True
+        n = int(num_episodes)
+        return {"returns": [1.0] * n, "lengths": [8] * n, "manager_loss": [0.0] * n, "worker_loss": [0.0] * n,
+                "intrinsic_reward": [0.0] * n}
+
+
+FeudalNetwork = _OracleFuN
+'''
+
+#: component -> (module of reference/ the oracle replaces a class in, the oracle, test files with its convergence tests)
+ATTACKS = {
+    "her": ("hierarchical_rl/goal_conditioned.py", ORACLE,
+            ["tests/components/test_goal_conditioned.py", "tests/hidden/test_hidden_goal_conditioned.py"]),
+    "hac": ("hierarchical_rl/hac.py", HAC_ORACLE, ["tests/components/test_hac.py", "tests/hidden/test_hidden_hac.py"]),
+    "fun": ("hierarchical_rl/feudal.py", FUN_ORACLE,
+            ["tests/components/test_feudal.py", "tests/hidden/test_hidden_feudal.py"]),
+}  # fmt: skip
+
+
+def _oracle_root(dest: Path, component: str, late: bool) -> Path:
     shutil.copytree(REPO / "reference", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    module = dest / "hierarchical_rl" / "goal_conditioned.py"
-    module.write_text(module.read_text() + ORACLE.replace("LATE", str(late)))
+    path, oracle, _ = ATTACKS[component]
+    module = dest / path
+    module.write_text(module.read_text() + oracle.replace("LATE", str(late)))
     return dest
 
 
-def _convergence_outcomes(root: Path, tmp: Path) -> dict[str, str]:
-    """{test id: 'passed' | 'failed' | 'skipped'} of the HER convergence tests with points, against ``root``."""
+def _convergence_outcomes(root: Path, tmp: Path, component: str) -> dict[str, str]:
+    """{test id: 'passed' | 'failed' | 'skipped'} of a component's convergence tests with points, against ``root``."""
     junit = tmp / "junit.xml"
+    files = [str(REPO / name) for name in ATTACKS[component][2]]
     subprocess.run(
-        [sys.executable, "-m", "pytest", *map(str, HER_FILES), "--impl", str(root), "-m", "convergence",
+        [sys.executable, "-m", "pytest", *files, "--impl", str(root), "-m", "convergence",
          "--graded-only", "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-n", "0",
          f"--junitxml={junit}"],
         cwd=REPO, capture_output=True, text=True, timeout=800, check=False,
@@ -89,9 +156,10 @@ def _convergence_outcomes(root: Path, tmp: Path) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("late", [False, True], ids=["oracle", "late_oracle"])
-def test_an_agent_that_never_learns_fails_every_her_convergence_test(tmp_path: Path, late: bool) -> None:
-    """An oracle policy with a training step that trains nothing fails every HER convergence test with points."""
-    outcomes = _convergence_outcomes(_oracle_root(tmp_path / "root", late), tmp_path)
-    assert len(outcomes) >= 3, f"expected the HER convergence tests to run, got {outcomes}"
+@pytest.mark.parametrize("component", sorted(ATTACKS))
+def test_an_agent_that_never_learns_fails_every_convergence_test(tmp_path: Path, component: str, late: bool) -> None:
+    """An oracle policy with a training step that trains nothing fails every convergence test with points."""
+    outcomes = _convergence_outcomes(_oracle_root(tmp_path / "root", component, late), tmp_path, component)
+    assert outcomes, f"expected the {component} convergence tests to run, got {outcomes}"
     passed = sorted(name for name, outcome in outcomes.items() if outcome != "failed")
     assert not passed, f"an agent that never learns passed {passed}"
