@@ -196,8 +196,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 ]
         if item.get_closest_marker("gpu") is not None and not _cuda_available():
             item.add_marker(pytest.mark.skip(reason="gpu test: CUDA is not available"))
+        group = _module_fixture_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
     if problems:
         raise pytest.UsageError("graded tests break the marker rules (CONVENTIONS §3):\n  " + "\n  ".join(problems))
+
+
+def _module_fixture_group(item: pytest.Item) -> str | None:
+    """The xdist group of a test that uses a module-scoped fixture (a graded batch, a built release): its file
+    and the fixture parameters, so that ``--dist loadgroup`` builds each such fixture on one xdist worker only,
+    where plain load distribution would build it once per worker that runs one of its tests."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return None
+    names = sorted(name for name, defs in info.name2fixturedefs.items() if defs and defs[-1].scope == "module")
+    if not names:
+        return None
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return ":".join([item.path.name, *(f"{n}={params[n]}" for n in names if n in params)])
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
