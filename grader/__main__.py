@@ -1,9 +1,10 @@
 """``ca15-grade`` / ``python -m grader``: grade submissions, or build the Gradescope autograder.
 
     ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--no-hidden] [--no-sandbox] [--wall S]
-               [--submission-wall S] [--memory MIB]
+               [--submission-wall S] [--memory MIB] [--roster ROSTER.csv]
     ca15-grade gradescope build [--out autograder.zip]
     ca15-grade gradescope run [--root /autograder]
+    ca15-grade report OUT          the class report of a graded batch: OUT/class-report.json, .html (staff only)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from grader.grade import GradeConfig, grade_batch
+from grader.lms import RosterRow, read_roster, write_lms_gradebooks
 from grader.sandbox import SandboxUnavailable, stop_everything
 
 
@@ -31,6 +33,9 @@ def _grade(argv: list[str]) -> int:
                         help="wall-clock seconds for one whole submission, notebook and tests (default: 2400)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run workers without bubblewrap (rlimits only); every result is marked unsandboxed")
+    parser.add_argument("--roster", type=Path, default=None, metavar="ROSTER.csv",
+                        help="CSV with columns submission, student_id, name[, section]: also write "
+                             "OUT/gradebook.canvas.csv and OUT/gradebook.lms.csv")
     parser.add_argument("--kit", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     missing = [str(s) for s in args.submissions if not s.exists()]
@@ -38,6 +43,10 @@ def _grade(argv: list[str]) -> int:
         parser.error(f"submissions: these do not exist: {', '.join(missing)}")
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    try:  # a bad roster is refused before anything is graded
+        roster = read_roster(args.roster) if args.roster is not None else None
+    except ValueError as exc:
+        parser.error(f"--roster: {exc}")
     config = GradeConfig(run_notebook=not args.no_notebook, include_hidden=not args.no_hidden,
                          sandbox="none" if args.no_sandbox else "bwrap")
     if args.kit is not None:
@@ -68,6 +77,28 @@ def _grade(argv: list[str]) -> int:
         return 128 + stop.signum
     print(f"\ngradebook: {gradebook}")
     print(gradebook.read_text(), end="")
+    return 0 if roster is None else _write_lms(args.out.resolve(), roster)
+
+
+def _write_lms(out: Path, roster: list[RosterRow]) -> int:
+    """The LMS gradebooks of ``--roster``; every submission or student left without a grade goes to stderr."""
+    try:
+        report = write_lms_gradebooks(out, roster)
+    except (ValueError, OSError) as exc:
+        print(f"ca15-grade: no LMS gradebooks: {exc}", file=sys.stderr)
+        return 1
+    print(f"LMS gradebooks: {report.canvas} (Canvas), {report.generic} (Moodle, Blackboard)")
+    for name in report.unmatched_submissions:
+        print(f"roster: submission {name} has no roster row: it is not in the LMS gradebooks",
+              file=sys.stderr)
+    for row in report.missing_submissions:
+        what = f"no submission {row.submission!r} was graded" if row.submission else "no submission named"
+        print(f"roster: {row.describe()}: {what}: score left empty", file=sys.stderr)
+    for row, status in report.not_graded:
+        print(f"roster: {row.describe()}: submission {row.submission} has status {status}: score left empty",
+              file=sys.stderr)
+    for note in report.notes:
+        print(f"roster: {note}", file=sys.stderr)
     return 0
 
 
@@ -94,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         from grader.gradescope import main as gradescope_main
 
         return gradescope_main(argv[1:])
+    if argv[:1] == ["report"]:
+        from grader.class_report import main as report_main
+
+        return report_main(argv[1:])
     return _grade(argv)
 
 

@@ -690,7 +690,8 @@ def progress_bar(done: int, total: int, width: int = 20) -> str:
 
 
 #: Names in the output folder that belong to the grader, never to a submission.
-RESERVED_NAMES = {"gradebook.csv", "gradebook", "submissions"}
+RESERVED_NAMES = {"gradebook.csv", "gradebook", "submissions", "gradebook.canvas.csv", "gradebook.lms.csv",
+                  "class-report.html", "class-report.json"}
 
 
 def plan_names(submissions: list[Path]) -> tuple[list[Path], dict[str, str]]:
@@ -761,4 +762,12 @@ def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, job
         finally:
             write_gradebook(out_dir)
     RunCgroup.sweep()
-    return write_gradebook(out_dir)
+    gradebook = write_gradebook(out_dir)
+    try:  # the staff's class report (grader/class_report.py); it never costs the gradebook or a result
+        from grader.class_report import write_class_report
+
+        write_class_report(out_dir)
+    except Exception as exc:  # noqa: BLE001
+        echo(f"warning: the class report could not be written ({type(exc).__name__}: {exc}); "
+             f"`ca15-grade report {out_dir}` tries again")  # fmt: skip
+    return gradebook
