@@ -85,12 +85,6 @@ def _fitting(render) -> str:
     return text
 
 
-def _short(message: str, limit: int = 2500) -> str:
-    """The end of a traceback (where the assertion message is), at most ``limit`` characters."""
-    message = re.sub(r"\n{3,}", "\n\n", message.strip())
-    return message if len(message) <= limit else "...\n" + message[-limit:]
-
-
 def curve_png(test: dict) -> bytes | None:
     """A PNG of a failed test's recorded learning curves against their thresholds (None without curves)."""
     curves = test.get("curves") or []
@@ -153,50 +147,6 @@ def write_curves(scored: dict, folder) -> None:
                 (Path(folder) / "curves" / _curve_name(t)).write_bytes(png)
 
 
-def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
-    """The Markdown feedback report of one submission (under 100 KB; whole messages go to failures.txt)."""
-    return _fitting(lambda limit: _markdown(name, scored, notes, limit))
-
-
-def _markdown(name: str, scored: dict, notes: list[str], limit: int) -> str:
-    out = [f"# CA15 feedback: {name}", "", f"**Score: {scored['score']} / {scored['max_score']}**", ""]
-    if notes:
-        out += ["## Notes", ""] + [f"- {md_text(n)}" for n in notes] + [""]
-    out += ["## Components", "", "| component | public tests passed | public points | hidden points |", "|---|---|---|---|"]
-    for comp, sub in component_split(scored).items():
-        pub, hid = sub["public"], sub["hidden"]
-        out.append(f"| {comp} | {pub['passed']}/{pub['tests']} | {pub['score']}/{pub['max_score']} | "
-                   f"{hid['score']}/{hid['max_score']} |")  # fmt: skip
-    out += ["", "## Categories", "", "| category | points |", "|---|---|"]
-    for cat, sub in scored["categories"].items():
-        if sub["max_score"]:
-            out.append(f"| {cat} | {sub['score']}/{sub['max_score']} |")
-    nb = scored.get("notebook")
-    if nb is not None:
-        out += ["", "## Notebook", "", f"{scored['notebook_score']} points.", "", *md_block(notebook_text(nb))]
-    failed = [t for t in scored["tests"] if t["outcome"] != "passed" and not t["hidden"]]
-    hidden_failed = sum(1 for t in scored["tests"] if t["outcome"] != "passed" and t["hidden"])
-    if failed or hidden_failed:
-        out += ["", "## What failed", ""]
-    if any(len(t.get("message") or "") > limit for t in failed):
-        cut = f"cut to its last {limit} characters" if limit else "left out (there are many)"
-        out += [f"Each message below is {cut}; `failures.txt` beside this file has them whole.", ""]
-    for t in failed:
-        out += [f"### {t['component']} · {t['category']} · `{t['nodeid'].split('::', 1)[-1]}` (0/{t['points']})", ""]
-        if t.get("doc"):
-            out += [f"*Checks:* {t['doc']}", ""]
-        hint = _hint(t)
-        if hint:
-            out += [f"*Hint:* {hint}", ""]
-        if t.get("curves"):
-            out += [f"![learning curve](curves/{_curve_name(t)})", ""]
-        if t.get("message") and limit:
-            out += [*md_block(_short(t["message"], limit)), ""]
-    if hidden_failed:
-        out += [f"{hidden_failed} hidden test(s) failed; they check the same components as the public ones.", ""]
-    return "\n".join(out) + "\n"
-
-
 def failures_text(scored: dict) -> str:
     """Every failed public test's whole message (as the judge recorded it), for ``failures.txt``."""
     parts = []
@@ -207,50 +157,136 @@ def failures_text(scored: dict) -> str:
     return "\n".join(parts) + "\n" if parts else "Every public test passed.\n"
 
 
+# ----------------------------------------------------------------------------- one document, two renderings
+#: A component's status, from its tests: every point earned; some; none because every public failure is a
+#: TODO not done yet; a test process that stopped (crash, time or memory limit) under a public test; or none.
+STATUSES = ("full", "partial", "not started", "crashed", "failing")
+_NOT_STARTED = re.compile(r"^not started: (?P<todo>.*) \((?P<where>[^()]*:\d+)\)$", re.S)
+
+
+def _component_status(sub: dict, failed: list[dict]) -> str:
+    if sub["score"] == sub["max_score"]:
+        return "full"
+    if any(t["outcome"] == "not run" or "WorkerLost" in (t.get("message") or "") for t in failed):
+        return "crashed"
+    todo = failed and all(t.get("message", "").startswith("not started: ") or "NotImplementedError" in
+                          t.get("message", "") for t in failed)  # fmt: skip
+    if todo and sub["score"] == 0:
+        return "not started"
+    return "partial" if sub["score"] > 0 else "failing"
+
+
+def _todo_line(failed: list[dict]) -> dict:
+    """Where an unstarted component's first TODO is, and its first line (from the judge's --fast-todo report)."""
+    for t in failed:
+        m = _NOT_STARTED.match((t.get("message") or "").strip())
+        if m:
+            return {"where": m["where"], "todo": m["todo"].strip().splitlines()[0] if m["todo"].strip() else ""}
+    return {"where": "", "todo": ""}
+
+
+def _cut(message: str, limit: int) -> tuple[str, bool]:
+    """The end of a traceback (where the assertion message is), at most ``limit`` characters, starting at a
+    line (or else a word) boundary; and whether anything was cut."""
+    message = re.sub(r"\n{3,}", "\n\n", message.strip())
+    if len(message) <= limit:
+        return message, False
+    tail = message[-limit:]
+    for sep in ("\n", " "):
+        i = tail.find(sep)
+        if 0 <= i < limit // 2:
+            return tail[i + 1 :], True
+    return tail, True
+
+
+def feedback_document(name: str, scored: dict, notes: list[str], limit: int = MESSAGE_LIMITS[0]) -> dict:
+    """The facts of one submission's feedback, as data, which :func:`render_markdown` and :func:`render_html`
+    both render (so the two can never disagree): score, notebook, notes, one entry per component (status,
+    public and hidden subtotals, its failed public tests or, when it is not started, the first TODO), the
+    categories and the number of failed hidden tests. Failure messages are cut to ``limit`` characters."""
+    split = component_split(scored)
+    components = []
+    for comp, sub in split.items():
+        failed = [t for t in scored["tests"] if t["component"] == comp and not t["hidden"] and t["outcome"] != "passed"]
+        status = _component_status(sub, failed)
+        failures = []
+        for t in failed:
+            message, cut = _cut(t.get("message") or "", limit) if limit else ("", bool(t.get("message")))
+            failures.append({
+                "test": t["nodeid"].split("::", 1)[-1], "category": t["category"], "points": t["points"],
+                "doc": t.get("doc") or "", "hint": _hint(t), "message": message, "cut": cut,
+                "curve": f"curves/{_curve_name(t)}" if t.get("curves") else "",
+            })  # fmt: skip
+        components.append({"name": comp, "status": status, "score": sub["score"], "max_score": sub["max_score"],
+                           "public": sub["public"], "hidden": sub["hidden"], "failures": failures,
+                           **({"first_todo": _todo_line(failed)} if status == "not started" else {})})  # fmt: skip
+    nb = scored.get("notebook")
+    tests_max = sum(t["points"] for t in scored["tests"])
+    return {
+        "name": name,
+        "score": scored["score"],
+        "max_score": scored["max_score"],
+        "notes": list(notes),
+        "notebook": None if nb is None else {"score": scored["notebook_score"],
+                                             "max_score": scored["max_score"] - tests_max, "text": notebook_text(nb),
+                                             "summary": notebook_summary(nb)},
+        "components": components,
+        "categories": [{"name": c, **sub} for c, sub in scored["categories"].items() if sub["max_score"]],
+        "hidden_failed": sum(1 for t in scored["tests"] if t["outcome"] != "passed" and t["hidden"]),
+        "limit": limit,
+    }  # fmt: skip
+
+
+def render_markdown(name: str, scored: dict, notes: list[str]) -> str:
+    """The Markdown feedback report of one submission (under 100 KB; whole messages go to failures.txt)."""
+    return _fitting(lambda limit: _render("feedback.md.j2", feedback_document(name, scored, notes, limit)))
+
+
 def render_html(name: str, scored: dict, notes: list[str]) -> str:
-    """The HTML feedback report (tables, preformatted messages, learning curves from ``curves/``; no scripts;
-    under 100 KB)."""
-    return _fitting(lambda limit: _html(name, scored, notes, limit))
+    """The HTML feedback page: the summary first (score, notebook, one row per component with its status in
+    colour and in words), then each component's failures collapsed (``<details>``); no scripts; under 100 KB."""
+    return _fitting(lambda limit: _render("feedback.html.j2", feedback_document(name, scored, notes, limit)))
 
 
-def _html(name: str, scored: dict, notes: list[str], limit: int) -> str:
-    esc = html.escape
-    rows = "".join(
-        f"<tr><td>{esc(c)}</td><td>{s['public']['passed']}/{s['public']['tests']}</td>"
-        f"<td>{s['public']['score']}/{s['public']['max_score']}</td><td>{s['hidden']['score']}/{s['hidden']['max_score']}</td></tr>"
-        for c, s in component_split(scored).items()
-    )
-    cats = "".join(
-        f"<tr><td>{esc(c)}</td><td>{s['score']}/{s['max_score']}</td></tr>"
-        for c, s in scored["categories"].items()
-        if s["max_score"]
-    )
-    failures = []
-    for t in scored["tests"]:
-        if t["outcome"] == "passed" or t["hidden"]:
-            continue
-        hint = _hint(t)
-        figure = f"<img alt='learning curve' src='curves/{esc(_curve_name(t))}'>" if t.get("curves") else ""
-        failures.append(
-            f"<h3>{esc(t['component'])} · {esc(t['category'])} · <code>{esc(t['nodeid'].split('::', 1)[-1])}</code>"
-            f" (0/{t['points']})</h3>"
-            + (f"<p><em>Checks:</em> {esc(t['doc'])}</p>" if t.get("doc") else "")
-            + (f"<p><em>Hint:</em> {esc(hint)}</p>" if hint else "")
-            + figure
-            + (f"<pre>{esc(_short(t['message'], limit))}</pre>" if t.get("message") and limit else "")
-        )
-    note_html = "".join(f"<li>{esc(n)}</li>" for n in notes)
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>CA15 feedback</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 8px}pre{background:#f6f6f6;padding:8px;overflow-x:auto}</style>"
-        f"</head><body><h1>CA15 feedback: {esc(name)}</h1><p><b>Score: {scored['score']} / {scored['max_score']}</b></p>"
-        + (f"<h2>Notes</h2><ul>{note_html}</ul>" if notes else "")
-        + f"<h2>Components</h2><table><tr><th>component</th><th>public tests passed</th><th>public points</th><th>hidden points</th></tr>{rows}</table>"
-        + f"<h2>Categories</h2><table><tr><th>category</th><th>points</th></tr>{cats}</table>"
-        + ("<h2>What failed</h2>" + "".join(failures) if failures else "")
-        + "</body></html>\n"
-    )
+_ENV = None
+
+
+def _code_spans(text: str) -> str:
+    """HTML of text whose ``backtick`` spans are code: escaped first, then the spans become ``<code>``."""
+    from markupsafe import Markup
+
+    return Markup(re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(str(text))))
+
+
+def _md_code_spans(text: str) -> str:
+    """Markdown of text whose ``backtick`` spans stay code spans; everything else escaped (:func:`md_text`)."""
+    parts = re.split(r"(`[^`]+`)", " ".join(str(text).split()))
+    return "".join(p if p.startswith("`") and p.endswith("`") and len(p) > 1 else _MD_SPECIAL.sub(r"\\\1", p)
+                   for p in parts)
+
+
+def notebook_summary(nb: dict) -> str:
+    """The notebook's credit in a few words, for the summary line (the details are :func:`notebook_text`)."""
+    if not nb or not nb.get("ran"):
+        return (nb or {}).get("why", "The notebook was not executed.").strip().splitlines()[0]
+    parts = [f"{len(nb[k])} {noun}{'' if len(nb[k]) == 1 else 's'} {what}"
+             for k, noun, what in (("missing", "assignment cell", "missing"), ("not_run", "cell", "did not run"),
+                                   ("errors", "cell", "raised an error")) if nb.get(k)]  # fmt: skip
+    return ", ".join(parts) or f"all {nb.get('cells', 0)} code cells ran"
+
+
+def _render(template: str, doc: dict) -> str:
+    global _ENV
+    if _ENV is None:
+        import jinja2
+
+        _ENV = jinja2.Environment(
+            loader=jinja2.PackageLoader("grader", "templates"), autoescape=jinja2.select_autoescape(["html.j2"]),
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
+        )  # fmt: skip
+        _ENV.filters.update(md=md_text, mdcode=_md_code_spans, block=lambda text: "\n".join(md_block(text)),
+                            code=_code_spans)
+    return _ENV.get_template(template).render(**doc)
 
 
 def notebook_text(nb: dict) -> str:

@@ -31,9 +31,14 @@ def _meta(item: pytest.Item) -> dict:
         "category": props.get("category"),
         "points": props.get("points", 0),
         "hidden": "hidden" in parts,
-        "doc": (item.function.__doc__ or "").strip().splitlines()[0] if getattr(item, "function", None)
-        and item.function.__doc__ else "",
+        "doc": _summary(getattr(getattr(item, "function", None), "__doc__", None)),
     }
+
+
+def _summary(doc: str | None) -> str:
+    """A docstring's first paragraph on one line (a summary sentence may wrap over several lines)."""
+    paragraph = (doc or "").strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split())
 
 
 @pytest.hookimpl(trylast=True)

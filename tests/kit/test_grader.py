@@ -129,7 +129,7 @@ def test_skeleton_style_submission_scores_zero(kit: Path, tmp_path: Path) -> Non
     stub = 'def double(x):\n    raise NotImplementedError("double: return 2 * x")\n'
     results, feedback = _grade(kit, tmp_path, stub)
     assert results["score"] == 0
-    assert "not started: double: return 2 * x" in feedback and "fill in the part it names" in feedback
+    assert "not started" in feedback and "double: return 2 \\* x" in feedback
 
 
 def test_syntax_error_scores_zero_and_says_so(kit: Path, tmp_path: Path) -> None:
@@ -451,7 +451,7 @@ def test_failed_convergence_test_gets_its_learning_curve_plotted(tmp_path: Path)
     scored = {"tests": [failed], "components": {"X": {"score": 0, "max_score": 2, "passed": 0, "tests": 1}},
               "categories": {"convergence": {"score": 0, "max_score": 2}}, "notebook": None,
               "notebook_score": 0, "score": 0, "max_score": 2}  # fmt: skip
-    assert "<img alt='learning curve' src='curves/test_learns.png'>" in render_html("s", scored, [])
+    assert '<img alt="learning curve" src="curves/test_learns.png">' in render_html("s", scored, [])
     assert "![learning curve](curves/test_learns.png)" in render_markdown("s", scored, [])
     write_curves(scored, tmp_path)
     assert (tmp_path / "curves" / "test_learns.png").read_bytes()[:4] == b"\x89PNG"
@@ -633,7 +633,7 @@ def test_feedback_of_a_failing_submission_stays_under_100_kb() -> None:
     assert "failures.txt" in markdown
     assert all(f"M{i}:" + "x" * 6000 in full for i in range(300) if i % 10)
     assert "M10:" not in full and "M10:" not in markdown  # hidden messages never reach the student
-    assert "| X | 0/270 | 0/270 | 0/30 |" in markdown
+    assert "| X | failing | 0/270 | 0/270 | 0/30 |" in markdown
 
 
 def test_results_record_the_kit_version_and_the_limits_in_force_for_staff_only(kit: Path, tmp_path: Path) -> None:
