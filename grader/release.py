@@ -32,7 +32,7 @@ from grader.generate import REPO, MarkerError, all_regions, build
 BEGIN_HIDDEN = "# BEGIN HIDDEN"
 END_HIDDEN = "# END HIDDEN"
 HARNESS_MODULES = ("__init__.py", "impl.py", "markers.py", "codec.py", "worker.py", "remote.py", "episodes.py",
-                   "sandbox.py", "submit.py", "dashboard.py")  # fmt: skip
+                   "contracts.py", "sandbox.py", "seccomp.py", "submit.py", "dashboard.py")  # fmt: skip
 STUDENT_FILES = REPO / "grader" / "student"
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from textwrap import dedent
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,25 @@ def test_release_layout(release: Path) -> None:
     assert {p.name for p in (release / "grader").iterdir()} == set(HARNESS_MODULES)
     assert not {"grade.py", "generate.py", "coverage.py", "gradescope.py"} & set(HARNESS_MODULES)
     assert "submit.py" in HARNESS_MODULES
+
+
+def test_every_grader_module_the_release_imports_is_shipped(release: Path) -> None:
+    """Each ``grader.X`` that a shipped test or harness module imports (at any depth of the code) is in the
+    release: in the kit's own venv a missing one is found in the kit, so only this check sees it."""
+    import ast
+
+    shipped = {p.stem for p in (release / "grader").glob("*.py")}
+    missing = set()
+    for path in [*(release / "tests").rglob("*.py"), *(release / "grader").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
+                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])  # fmt: skip
+            for name in names:
+                if name.startswith("grader.") and name.split(".")[1] not in shipped:
+                    missing.add(f"{path.relative_to(release)}: {name}")
+        plugins = re.findall(r'"(grader\.\w+)"', path.read_text(encoding="utf-8"))  # pytest_plugins = ("grader.x",)
+        missing |= {f"{path.relative_to(release)}: {p}" for p in plugins if p.split(".")[1] not in shipped}
+    assert not missing, sorted(missing)
 
 
 def test_release_contains_no_solution_line_or_hidden_block(release: Path) -> None:
