@@ -39,6 +39,8 @@ Skipped = pytest.skip.Exception  # the public name of pytest's skip outcome
 
 #: The name of the hidden-points file, in the tests folder of the release.
 HIDDEN_POINTS_FILE = "hidden_points.json"
+#: The release's list of every TODO per component (``grader.release.todo_sites``), under ``tests/``.
+TODO_SITES_FILE = "todo_sites.json"
 #: Packages of an implementation root (CONVENTIONS §1): a student frame's path is shown from there on.
 IMPL_PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environments", "utils", "utils.py")
 #: Longest message shown for a first failure (the full text is one ``make test K=...`` away).
@@ -276,6 +278,7 @@ class Row:
     hidden_ran: bool = False
     given_passed: int = 0
     given_tests: int = 0
+    given_failed: list = field(default_factory=list)  # GradedOutcome of each failed 0-point test
     first: GradedOutcome | None = None
 
 
@@ -322,6 +325,8 @@ class Tally:
                 if out.outcome != "skipped":  # e.g. gpu tests without CUDA
                     row.given_tests += 1
                     row.given_passed += passed
+                    if out.outcome == "failed":
+                        row.given_failed.append(out)
                 if out.outcome == "failed" and row.first is None:
                     row.first = out
                 continue
@@ -351,6 +356,15 @@ def _report_line(report: pytest.TestReport) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- table
+def _todo_sites(config: pytest.Config) -> dict[str, list[dict]]:
+    """``{component: [{"where", "todo"}, ...]}`` from the release's ``tests/todo_sites.json`` ({} without it)."""
+    path = config.rootpath / "tests" / TODO_SITES_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["todo_sites"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
 def load_hidden_points(config: pytest.Config) -> dict[str, int]:
     """``{component: points}`` of the hidden tests, from ``--hidden-points`` or the release's file.
 
@@ -413,10 +427,24 @@ def format_table(rows: dict[str, Row]) -> list[str]:
     if given:
         passed, tests = sum(r.given_passed for r in given), sum(r.given_tests for r in given)
         lines.append(f"tests worth 0 points (given code, error messages): {passed}/{tests} passed")
+        failed = sorted((o for r in given for o in r.given_failed), key=lambda o: o.location)
+        if failed:
+            named = [f"{o.nodeid.split('::', 1)[-1]}" + (f" (reaches a TODO at {o.failure['where']})" if o.failure
+                     and o.failure.get("not_started") else "") for o in failed[:3]]  # fmt: skip
+            lines.append("  failing: " + "; ".join(named) + (f"; and {len(failed) - 3} more" if len(failed) > 3 else ""))
     if hidden:
         lines.append("hidden: points of the grader's hidden tests (" + ("got/max, they ran here" if ran else
                      "not in your kit; the grader runs them") + ")")  # fmt: skip
     return lines
+
+
+def components_to_go(rows: dict[str, Row]) -> str:
+    """The dashboard's last line: how many components still lose public points."""
+    graded = [r for r in rows.values() if r.tests]
+    left = sum(1 for r in graded if r.got < r.most)
+    if not left:
+        return f"All {len(graded)} components pass their public tests."
+    return f"{left} of {len(graded)} components to go."
 
 
 def format_failures(rows: dict[str, Row], budget: int = MAX_LINES) -> list[str]:
@@ -459,6 +487,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             for line in failures:
                 tr.write_line(line)
             tr.write_line("make test K=<component> shows one component's full output")
+        tr.write_line(components_to_go(rows))
     elif _fast_todo(config):  # pytest lists the other failures; the TODOs it counts apart are listed here
         todo = [o for o in sorted(tally.outcomes.values(), key=lambda o: o.location)
                 if o.outcome == "failed" and o.failure and o.failure.get("not_started")]
@@ -466,4 +495,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             tr.section("not started (a TODO raises NotImplementedError)", sep="-")
             for out in todo:
                 tr.write_line(f"{out.nodeid.split('::', 1)[-1]} ({out.failure['where']}): {out.failure['message']}")
+        wanted = config.getoption("--component", default=None)
+        sites = _todo_sites(config).get(next(iter(ran))) if wanted and len(ran) == 1 else None
+        if sites:
+            tr.section(f"every TODO of {next(iter(ran))} (a test stops at its first one)", sep="-")
+            for site in sites:
+                tr.write_line(f"{site['where']}: {_first_line(site['todo'])}")
 

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from grader.classroom import kit_budget, write_workflow
-from grader.dashboard import HIDDEN_POINTS_FILE
+from grader.dashboard import HIDDEN_POINTS_FILE, TODO_SITES_FILE
 from grader.generate import REPO, MarkerError, all_regions, build
 
 BEGIN_HIDDEN = "# BEGIN HIDDEN"
@@ -118,6 +118,45 @@ def write_hidden_points(path: Path, repo: Path = REPO) -> Path:
     return path
 
 
+def todo_sites(skeleton: Path, repo: Path = REPO) -> dict[str, list[dict]]:
+    """``{component: [{"where": "skeleton/<path>:<line>", "todo": text}, ...]}``: every TODO of the skeleton
+    (each ``raise NotImplementedError`` of a solution region, in file order), filed under the component whose
+    graded test catches that region (docs/coverage.json, ``caught_by``). ``make test K=<component>`` lists
+    them all: a test stops at its first TODO, so the later ones of a component never show there."""
+    import ast
+
+    from grader.grade import GradeConfig, expected_tests
+
+    component_of = {t["nodeid"]: t["component"] for t in expected_tests(GradeConfig(kit=repo))}
+    regions = json.loads((repo / "docs" / "coverage.json").read_text(encoding="utf-8"))["regions"]
+    owner = {(r["path"], r["qualname"]): component_of.get(r["caught_by"]) for r in regions}
+    sites: dict[str, list[dict]] = {}
+    for path in sorted({r["path"] for r in regions}):
+        tree = ast.parse((skeleton / path).read_text(encoding="utf-8"))
+        scopes: list[tuple[str, ast.AST]] = []
+
+        def walk(node: ast.AST, prefix: str) -> None:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    name = f"{prefix}{child.name}"
+                    if not isinstance(child, ast.ClassDef):
+                        scopes.append((name, child))
+                    walk(child, name + ".")
+
+        walk(tree, "")
+        for qualname, fn in scopes:
+            component = owner.get((path, qualname))
+            if component is None:
+                continue
+            for node in ast.walk(fn):
+                call = getattr(node, "exc", None) if isinstance(node, ast.Raise) else None
+                if isinstance(call, ast.Call) and getattr(call.func, "id", "") == "NotImplementedError":
+                    text = call.args[0].value if call.args and isinstance(call.args[0], ast.Constant) else qualname
+                    sites.setdefault(component, []).append({"where": f"skeleton/{path}:{node.lineno}", "todo": text})
+    return {c: sorted(v, key=lambda s: (s["where"].rsplit(":", 1)[0], int(s["where"].rsplit(":", 1)[1])))
+            for c, v in sorted(sites.items())}  # fmt: skip
+
+
 def build_release(dst: Path, repo: Path = REPO) -> Path:
     """Write the student release into ``dst`` (replaced). Returns ``dst``.
 
@@ -139,6 +178,9 @@ def build_release(dst: Path, repo: Path = REPO) -> Path:
             (tests / "components" / rel).write_text(strip_hidden(path.read_text(encoding="utf-8"), str(rel)))
         shutil.copy2(repo / "tests" / "conftest.py", tests / "conftest.py")
         write_hidden_points(tests / HIDDEN_POINTS_FILE, repo)
+        (tests / TODO_SITES_FILE).write_text(json.dumps(
+            {"about": "every TODO of skeleton/ per component (make test K=<component> lists them)",
+             "todo_sites": todo_sites(out / "skeleton", repo)}, indent=1) + "\n", encoding="utf-8")  # fmt: skip
         (out / "grader").mkdir()
         for name in HARNESS_MODULES:
             shutil.copy2(repo / "grader" / name, out / "grader" / name)

@@ -13,7 +13,7 @@ from textwrap import dedent
 
 import pytest
 
-from grader.dashboard import HIDDEN_POINTS_FILE
+from grader.dashboard import HIDDEN_POINTS_FILE, TODO_SITES_FILE
 from grader.feedback import component_split
 from grader.grade import GradeConfig, expected_tests, score
 from grader.release import hidden_points
@@ -89,6 +89,17 @@ def test_beta(seed):
     raise NotImplementedError("Beta.train: the TD target")
 '''
 
+FAKE_DELTA = '''
+import pytest
+
+pytestmark = pytest.mark.component("Delta")
+
+
+@pytest.mark.points(0)
+def test_delta_given_helper():
+    raise NotImplementedError("Alpha.step is still a TODO")
+'''
+
 
 def _pytest(cwd: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> str:
     run_env = {**os.environ, "PYTHONPATH": str(REPO), "CI": "1", **(env or {})}
@@ -105,7 +116,11 @@ def fake_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "tests" / "conftest.py").write_text(FAKE_CONFTEST)
     (root / "tests" / "test_alpha.py").write_text(dedent(FAKE_TESTS))
     (root / "tests" / "test_beta.py").write_text(dedent(FAKE_BETA))
+    (root / "tests" / "test_delta.py").write_text(dedent(FAKE_DELTA))
     (root / "tests" / HIDDEN_POINTS_FILE).write_text(json.dumps({"hidden_points": {"Alpha": 3, "Gamma": 4}}))
+    (root / "tests" / TODO_SITES_FILE).write_text(json.dumps({"todo_sites": {"Alpha": [
+        {"where": "skeleton/alpha.py:3", "todo": "Alpha.step: x_next = A x + B u (eq. 3)"},
+        {"where": "skeleton/alpha.py:9", "todo": "Alpha.reset: the state's zero"}]}}))
     return root
 
 
@@ -121,14 +136,16 @@ def test_dashboard_rows_first_failures_and_not_started(fake_kit: Path) -> None:
     assert re.search(r"^Beta\s+0/2\s+0/2\s+-\s+not started$", out, re.M), out
     assert "Gamma" not in out, "a component none of whose tests ran has no row"
     assert re.search(r"^total\s+1/6\s+2/7\s+3$", out, re.M), out
-    assert "tests worth 0 points (given code, error messages): 1/1 passed" in out
+    assert "tests worth 0 points (given code, error messages): 1/2 passed" in out
+    assert re.search(r"^  failing: test_delta_given_helper \(reaches a TODO at tests/test_delta\.py:\d+\)$", out, re.M), out
+    assert "2 of 2 components to go." in out
     first = lines.index(next(line for line in lines if line.startswith("Alpha: ")))
     assert re.match(r"Alpha: not started at test_todo \(tests/test_alpha\.py:\d+\)$", lines[first]), out
     assert lines[first + 1].strip() == "Alpha.step: x_next = A x + B u (eq. 3)"
     assert re.search(r"^Beta: not started at test_beta\[0\] ", out, re.M), out
     assert "Traceback" not in out and "Falsifying" not in out and "def todo" not in out, out
     assert calls.read_text().count("call") == 1, "the hypothesis test went on after its first NotImplementedError"
-    assert re.search(r"1 failed, 2 passed, 4 not started", out), out
+    assert re.search(r"1 failed, 2 passed, 5 not started", out), out
 
 
 @pytest.mark.timeout(600)
@@ -138,8 +155,9 @@ def test_component_option_gives_the_full_output_of_one_component(fake_kit: Path)
     assert "expected 3 from the hand computation" in out and "assert (1 + 1) == 3" in out, out
     assert "test_beta" not in out and "Gamma" not in out, out
     assert re.search(r"^test_todo \(tests/test_alpha\.py:\d+\): Alpha\.step: x_next", out, re.M), out
+    assert re.search(r"every TODO of Alpha.*\nskeleton/alpha\.py:3: Alpha\.step: .*\nskeleton/alpha\.py:9: Alpha\.reset", out), out
     bad = _pytest(fake_kit, "-q", "--component=nope", "tests")
-    assert "--component=nope: no test of that component; components: Alpha, Beta" in bad
+    assert "--component=nope: no test of that component; components: Alpha, Beta, Delta" in bad
 
 
 @pytest.mark.timeout(600)
