@@ -1,10 +1,14 @@
 """``ca15-grade`` / ``python -m grader``: grade submissions, or build the Gradescope autograder.
 
     ca15-grade SUBMISSION... --out DIR [--jobs N] [--no-notebook] [--no-hidden] [--no-sandbox] [--wall S]
-               [--submission-wall S] [--memory MIB] [--roster ROSTER.csv]
+               [--submission-wall S] [--memory MIB] [--roster ROSTER.csv] [--previous OLD [--allow-lower]]
     ca15-grade gradescope build [--out autograder.zip]
     ca15-grade gradescope run [--root /autograder]
     ca15-grade report OUT          the class report of a graded batch: OUT/class-report.json, .html (staff only)
+    ca15-grade diff OLD NEW        what changed between two graded batches, and why: NEW/regrade.md, .csv (staff only)
+    ca15-grade similarity OUT [--against PAST] [--submissions SUB...]
+                                   similar student code per component: OUT/similarity.html, .csv (staff only;
+                                   evidence for a human, never a penalty)
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from pathlib import Path
 
 from grader.grade import GradeConfig, grade_batch
 from grader.lms import RosterRow, read_roster, write_lms_gradebooks
+from grader.regrade import HELD, PROPOSED, clear_final, finish_regrade, previous_problem
 from grader.sandbox import SandboxUnavailable, stop_everything
 
 
@@ -36,8 +41,21 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--roster", type=Path, default=None, metavar="ROSTER.csv",
                         help="CSV with columns submission, student_id, name[, section]: also write "
                              "OUT/gradebook.canvas.csv and OUT/gradebook.lms.csv")
+    parser.add_argument("--previous", type=Path, default=None, metavar="OLD",
+                        help="an earlier output folder (only read): after grading, write OUT/regrade.md and .csv "
+                             "(what changed and why); when a score went down, the gradebook stays "
+                             f"OUT/{PROPOSED} and the exit status is {HELD} (grader/regrade.py)")
+    parser.add_argument("--allow-lower", action="store_true",
+                        help="with --previous: make the gradebook final even though scores went down")
+    parser.add_argument("--similarity", action="store_true",
+                        help="after grading, also write OUT/similarity.html and .csv (staff only; as "
+                             "`ca15-grade similarity OUT`, grader/similarity.py)")
     parser.add_argument("--kit", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.allow_lower and args.previous is None:
+        parser.error("--allow-lower: only with --previous OLD")
+    if args.previous is not None and (problem := previous_problem(args.previous, args.out)):
+        parser.error(problem)
     missing = [str(s) for s in args.submissions if not s.exists()]
     if missing:
         parser.error(f"submissions: these do not exist: {', '.join(missing)}")
@@ -65,8 +83,13 @@ def _grade(argv: list[str]) -> int:
         config = replace(config, worker_limits=replace(config.worker_limits, memory_bytes=args.memory * 2**20))
     signal.signal(signal.SIGTERM, _stopped)
     signal.signal(signal.SIGINT, _stopped)
+    guarded = {}
+    if args.previous is not None:  # gradebook.csv appears only once the regrade check has passed
+        clear_final(args.out.resolve())
+        guarded = {"gradebook": PROPOSED}
     try:
-        gradebook = grade_batch([s.resolve() for s in args.submissions], args.out.resolve(), config, jobs=args.jobs)
+        gradebook = grade_batch([s.resolve() for s in args.submissions], args.out.resolve(), config, jobs=args.jobs,
+                                **guarded)  # fmt: skip
     except SandboxUnavailable as exc:
         print(f"ca15-grade: refusing to grade: {exc}", file=sys.stderr)
         return 3
@@ -75,9 +98,28 @@ def _grade(argv: list[str]) -> int:
         print(f"ca15-grade: interrupted by {stop.name}: its judges, workers and workspaces are gone; {graded} "
               "submission(s) have results. Run the same command again to grade the rest.", file=sys.stderr)
         return 128 + stop.signum
-    print(f"\ngradebook: {gradebook}")
+    held = 0
+    if args.previous is not None:
+        gradebook, held = finish_regrade(args.previous.resolve(), args.out.resolve(), args.allow_lower)
+    print(f"\ngradebook{' (proposed, not final)' if held else ''}: {gradebook}")
     print(gradebook.read_text(), end="")
+    if args.similarity:
+        _similarity(args.out.resolve())
+    if held:
+        return held
     return 0 if roster is None else _write_lms(args.out.resolve(), roster)
+
+
+def _similarity(out: Path) -> None:
+    """``--similarity``: the similarity report of the batch; a failure is reported, never fatal."""
+    try:
+        from grader.similarity import similarity_report
+
+        for path in similarity_report(out):
+            print(f"similarity (staff only): {path}")
+    except Exception as exc:  # noqa: BLE001 - never worth the gradebook
+        print(f"ca15-grade: no similarity report ({type(exc).__name__}: {exc}); `ca15-grade similarity {out}` "
+              "tries again", file=sys.stderr)
 
 
 def _write_lms(out: Path, roster: list[RosterRow]) -> int:
@@ -129,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
         from grader.class_report import main as report_main
 
         return report_main(argv[1:])
+    if argv[:1] == ["similarity"]:
+        from grader.similarity import main as similarity_main
+
+        return similarity_main(argv[1:])
+    if argv[:1] == ["diff"]:
+        from grader.regrade import main as diff_main
+
+        return diff_main(argv[1:])
     return _grade(argv)
 
 

@@ -9,6 +9,7 @@ Per submission ``NAME`` (a folder or a ``.zip``), written atomically once it is 
     DIR/NAME/failures.txt     every failed public test's whole message
     DIR/NAME/notebook.ipynb   the executed notebook (when the submission has one)
     DIR/NAME/log.txt          the TA's log: sandbox output, limits hit
+    DIR/NAME/student-code.json  staff only: the code the student wrote, per component (``ca15-grade similarity``)
 and for the batch ``DIR/gradebook.csv`` (one row per submission, status graded / timeout / error). A batch
 that is interrupted (even by SIGKILL) resumes where it stopped: submissions with a ``results.json`` are not
 graded again.
@@ -33,6 +34,7 @@ from pathlib import Path
 
 from grader.feedback import (component_split, failures_text, inert, inert_tree, notebook_text, render_html,
                              render_markdown, write_curves)
+from grader.regrade import PROPOSED, REGRADE_CSV, REGRADE_MD, grading_digests, submission_digest
 from grader.sandbox import (SANDBOX_USER, SHUTDOWN, Interrupted, Limits, ReportChannel, RunResult,
                             RunCgroup, WorkerSandbox, check_bwrap, check_kit_private, run_limited,
                             stop_everything)
@@ -558,6 +560,14 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
             notes.append(f"Not graded: {exc}.")
             root = notebook = None
             environment = None
+        submitted = submission_digest(ws / "submission")  # as graded, for a regrade's diff (grader/regrade.py)
+        if root is not None:  # staff only, never graded: the student's own code, for `ca15-grade similarity`
+            try:
+                from grader.similarity import STUDENT_CODE, save_student_code
+
+                log += save_student_code(root, notebook, config.kit, staging / STUDENT_CODE)  # never raises
+            except Exception as exc:  # noqa: BLE001 - never worth a grade
+                log.append(f"student code not saved: {type(exc).__name__}: {exc}")
         nb_summary = None
         if root is not None and config.run_notebook:
             if notebook is None:
@@ -605,8 +615,15 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
         raise Interrupted(f"{name}: not graded, the grader is stopping")
     scored = score(expected_tests(config), test_run, nb_summary, config)
     notes += worker_notes(scored["tests"])
+    try:  # what a regrade needs to explain itself (grader/regrade.py); never worth a grade
+        digests = grading_digests(submitted, config.kit, test_targets(config), expected_tests(config),
+                                  kit_version(config.kit), notebook=config.run_notebook)  # fmt: skip
+    except Exception as exc:  # noqa: BLE001
+        digests = None
+        log.append(f"no digests recorded: {type(exc).__name__}: {exc}")
     results = gradescope_results(scored, notes, config, environment)
-    results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1)})
+    results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1),
+                                  **({"digests": digests} if digests is not None else {})})  # fmt: skip
     (staging / "results.json").write_text(json.dumps(results, indent=2), errors="backslashreplace")
     log += _write_reports(staging, [
         ("feedback.md", lambda: render_markdown(name, scored, notes)),
@@ -664,8 +681,9 @@ def _write_error(final: Path, why: str, status: str = "error") -> None:
     os.replace(staging, final)
 
 
-def write_gradebook(out_dir: Path) -> Path:
-    """``gradebook.csv`` from every graded submission folder in ``out_dir`` (written atomically)."""
+def write_gradebook(out_dir: Path, name: str = "gradebook.csv") -> Path:
+    """``gradebook.csv`` (or ``name``: ``gradebook.proposed.csv`` for ``--previous``, grader/regrade.py) from
+    every graded submission folder in ``out_dir`` (written atomically)."""
     rows = []
     for path in sorted(out_dir.glob("*/results.json")):
         try:
@@ -679,8 +697,8 @@ def write_gradebook(out_dir: Path) -> Path:
         writer = csv.DictWriter(fh, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, out_dir / "gradebook.csv")
-    return out_dir / "gradebook.csv"
+    os.replace(tmp, out_dir / name)
+    return out_dir / name
 
 
 def progress_bar(done: int, total: int, width: int = 20) -> str:
@@ -691,7 +709,8 @@ def progress_bar(done: int, total: int, width: int = 20) -> str:
 
 #: Names in the output folder that belong to the grader, never to a submission.
 RESERVED_NAMES = {"gradebook.csv", "gradebook", "submissions", "gradebook.canvas.csv", "gradebook.lms.csv",
-                  "class-report.html", "class-report.json"}
+                  "class-report.html", "class-report.json", PROPOSED, REGRADE_MD, REGRADE_CSV,
+                  "similarity.html", "similarity.csv"}
 
 
 def plan_names(submissions: list[Path]) -> tuple[list[Path], dict[str, str]]:
@@ -718,8 +737,10 @@ def plan_names(submissions: list[Path]) -> tuple[list[Path], dict[str, str]]:
     return keep, refused
 
 
-def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, jobs: int = 1, echo=print) -> Path:
-    """Grade every submission not graded yet (resume), ``jobs`` at a time; write the gradebook."""
+def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, jobs: int = 1, echo=print,
+                gradebook: str = "gradebook.csv") -> Path:
+    """Grade every submission not graded yet (resume), ``jobs`` at a time; write the gradebook (as
+    ``gradebook``: ``--previous`` writes ``gradebook.proposed.csv``, grader/regrade.py)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(".*.partial"):
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
@@ -753,16 +774,16 @@ def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, job
                 except Exception as exc:  # noqa: BLE001 - one submission's grader failure never stops the batch
                     echo(f"{bar} {submission_name(sub)}: grader error: {type(exc).__name__}: {exc}")
                     _write_error(out_dir / submission_name(sub), f"internal grader error: {type(exc).__name__}: {exc}")
-                write_gradebook(out_dir)
+                write_gradebook(out_dir, gradebook)
         except BaseException:  # SIGTERM/SIGINT (grader.__main__), or anything else: stop every run, start none
             for future in futures:
                 future.cancel()
             stop_everything()
             raise
         finally:
-            write_gradebook(out_dir)
+            write_gradebook(out_dir, gradebook)
     RunCgroup.sweep()
-    gradebook = write_gradebook(out_dir)
+    written = write_gradebook(out_dir, gradebook)
     try:  # the staff's class report (grader/class_report.py); it never costs the gradebook or a result
         from grader.class_report import write_class_report
 
@@ -770,4 +791,4 @@ def grade_batch(submissions: list[Path], out_dir: Path, config: GradeConfig, job
     except Exception as exc:  # noqa: BLE001
         echo(f"warning: the class report could not be written ({type(exc).__name__}: {exc}); "
              f"`ca15-grade report {out_dir}` tries again")  # fmt: skip
-    return gradebook
+    return written
