@@ -539,6 +539,7 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
     notes: list[str] = []
     status = "graded"
     start = time.monotonic()
+    stages = _Stages(start)  # staff only: where the time went (results.json extra_data.stages)
     ws = Path(tempfile.mkdtemp(prefix="ca15-ws-", dir=config.workspace_root))
     try:
         try:
@@ -560,6 +561,7 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
             notes.append(f"Not graded: {exc}.")
             root = notebook = None
             environment = None
+        stages.mark("unpack")
         submitted = submission_digest(ws / "submission")  # as graded, for a regrade's diff (grader/regrade.py)
         if root is not None:  # staff only, never graded: the student's own code, for `ca15-grade similarity`
             try:
@@ -568,6 +570,7 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
                 log += save_student_code(root, notebook, config.kit, staging / STUDENT_CODE)  # never raises
             except Exception as exc:  # noqa: BLE001 - never worth a grade
                 log.append(f"student code not saved: {type(exc).__name__}: {exc}")
+        stages.mark("digests and student code")
         nb_summary = None
         if root is not None and config.run_notebook:
             if notebook is None:
@@ -584,6 +587,7 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
                 executed = ws / "scratch" / "executed.ipynb"
                 if executed.is_file() and executed.stat().st_size < 50 * 2**20:
                     shutil.copy2(executed, staging / "notebook.ipynb")
+        stages.mark("notebook")
         test_run = None
         left = config.submission_wall - (time.monotonic() - start)
         if root is not None and left < 10:
@@ -609,6 +613,7 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
                 status = "graded, unsandboxed"
             elif config.sandbox == "user":
                 status = f"graded, as {environment['sandbox']['account']} (no namespaces)"
+        stages.mark("tests")
     finally:
         _remove(ws)
     if SHUTDOWN.is_set():  # the runs were stopped midway: their verdicts are not this submission's
@@ -622,7 +627,9 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
         digests = None
         log.append(f"no digests recorded: {type(exc).__name__}: {exc}")
     results = gradescope_results(scored, notes, config, environment)
+    stages.mark("scoring")
     results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1),
+                                  "stages": stages.seconds, **test_seconds(scored["tests"]),
                                   **({"digests": digests} if digests is not None else {})})  # fmt: skip
     (staging / "results.json").write_text(json.dumps(results, indent=2), errors="backslashreplace")
     log += _write_reports(staging, [
@@ -631,11 +638,35 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
         ("feedback.html", lambda: render_html(name, scored, notes)),
         ("learning curves", lambda: write_curves(scored, staging)),
     ])  # fmt: skip
+    stages.mark("reporting")  # results.json is rewritten with it (still in staging: the folder moves at the end)
+    results["extra_data"].update({"stages": stages.seconds, "seconds": round(time.monotonic() - start, 1)})
+    (staging / "results.json").write_text(json.dumps(results, indent=2), errors="backslashreplace")
     (staging / "log.txt").write_text("\n".join(log), errors="backslashreplace")
     if final.exists():
         shutil.rmtree(final)
     os.replace(staging, final)
     return gradebook_row(name, results)
+
+
+class _Stages:
+    """Wall seconds per grading stage, each mark closing the stage that ran since the previous one."""
+
+    def __init__(self, start: float) -> None:
+        self._last, self.seconds = start, {}
+
+    def mark(self, stage: str) -> None:
+        now = time.monotonic()
+        self.seconds[stage] = round(self.seconds.get(stage, 0.0) + now - self._last, 2)
+        self._last = now
+
+
+def test_seconds(tests: list[dict]) -> dict:
+    """Staff-only timing of a run's tests: each test's seconds (as pytest measured them in the judge, all phases)
+    and their sums for the public and the hidden tests."""
+    per_test = {t["nodeid"]: round(float(t.get("duration") or 0.0), 3) for t in tests}
+    return {"test_seconds": per_test,
+            "test_seconds_total": {"public": round(sum(v for t, v in zip(tests, per_test.values()) if not t["hidden"]), 2),
+                                   "hidden": round(sum(v for t, v in zip(tests, per_test.values()) if t["hidden"]), 2)}}  # fmt: skip
 
 
 def _write_reports(folder: Path, reports: list) -> list[str]:

@@ -124,6 +124,18 @@ def test_correct_submission_gets_full_marks(kit: Path, tmp_path: Path) -> None:
     assert "Score: 4 / 4" in feedback
 
 
+def test_results_record_stage_and_test_times_for_staff(kit: Path, tmp_path: Path) -> None:
+    """extra_data holds each stage's seconds (adding up to the whole grading) and each test's, public and hidden."""
+    results, _ = _grade(kit, tmp_path, GOOD)
+    extra = results["extra_data"]
+    assert list(extra["stages"]) == ["unpack", "digests and student code", "notebook", "tests", "scoring", "reporting"]
+    assert all(v >= 0 for v in extra["stages"].values())
+    assert sum(extra["stages"].values()) == pytest.approx(extra["seconds"], abs=0.2)
+    graded = [t["name"].rsplit(" ", 1)[-1] for t in results["tests"] if t["max_score"]]
+    assert sorted(n.split("::")[-1] for n in extra["test_seconds"]) == sorted(graded)
+    assert extra["stages"]["tests"] >= extra["test_seconds_total"]["public"] + extra["test_seconds_total"]["hidden"]
+
+
 def test_skeleton_style_submission_scores_zero(kit: Path, tmp_path: Path) -> None:
     """A submission whose TODO still raises NotImplementedError scores 0 with the TODO named in feedback."""
     stub = 'def double(x):\n    raise NotImplementedError("double: return 2 * x")\n'
