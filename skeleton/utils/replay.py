@@ -300,7 +300,8 @@ class ReplayBuffer:
             states: (N, *S); actions: (N,) or (N, *A); rewards: (N,); next_states: (N, *S); dones: (N,).
 
         Returns:
-            (N,) int64 slots written.
+            (min(N, capacity),) int64 slots written, oldest first: when N > capacity only the last ``capacity``
+            transitions are written (the earlier ones would be overwritten at once).
         """
         states_arr = _to_numpy(states).astype(np.float32, copy=False)
         next_arr = _to_numpy(next_states).astype(np.float32, copy=False)

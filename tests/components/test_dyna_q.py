@@ -220,6 +220,14 @@ def _with_doubles(impl, agent, model: torch.nn.Module | None = None) -> None:
     agent.dynamics_model = model.to(agent.device)
 
 
+def _with_linear_q(impl, agent, weight):
+    """Replace the agent's Q-network by a bias-free linear map of known ``weight`` (A, S): Q(s) = weight @ s."""
+    q_network = torch.nn.Linear(agent.state_dim, agent.action_dim, bias=False).to(agent.device)
+    with torch.no_grad():
+        q_network.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+    agent.q_network = q_network
+
+
 def _store_all(impl, agent, transitions):
     for transition in transitions:
         agent.store_experience(*transition)
@@ -457,33 +465,65 @@ def test_epsilon_greedy_draws_only_from_the_rng_passed(impl):
 
 @pytest.mark.shape
 def test_helpers_leave_their_inputs_unchanged(impl):
-    """q_learning_targets, q_learning_loss and epsilon_greedy_action leave the caller's tensors and arrays."""
+    """q_learning_targets, q_learning_loss and epsilon_greedy_action leave the caller's tensors and arrays
+    unchanged and return the documented values."""
     h = _helpers(impl)
     rewards, dones = torch.tensor([1.0, 0.0, -1.0, 2.0]), torch.tensor([0.0, 1.0, 0.0, 0.5])
     next_q = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.5, 0.25], [-4.0, -2.0]])
-    assert_inputs_unchanged(impl, h.q_learning_targets, None, rewards, next_q, dones, 0.5)
+    y = assert_inputs_unchanged(impl, h.q_learning_targets, None, rewards, next_q, dones, 0.5)
+    # y = r + γ (1 − done) max_a Q'(s', a)
+    expected = [1.0 + 0.5 * (1 - 0.0) * 2.0, 0.0 + 0.5 * (1 - 1.0) * 3.0, -1.0 + 0.5 * (1 - 0.0) * 0.5,
+                2.0 + 0.5 * (1 - 0.5) * -2.0]  # fmt: skip
+    torch.testing.assert_close(y, torch.tensor(expected))
     q = torch.tensor([[1.0, 2.0, 3.0], [0.0, -1.0, 4.0]])
-    assert_inputs_unchanged(impl, h.q_learning_loss, None, q, torch.tensor([2, 1]), torch.tensor([2.0, 1.0]))
+    loss = assert_inputs_unchanged(impl, h.q_learning_loss, None, q, torch.tensor([2, 1]), torch.tensor([2.0, 1.0]))
+    torch.testing.assert_close(loss, torch.tensor(((2.0 - 3.0) ** 2 + (1.0 - -1.0) ** 2) / 2))
     for q_values in (torch.tensor([0.5, 3.0, -2.0]), np.array([0.5, 3.0, -2.0])):
-        assert_inputs_unchanged(impl, h.epsilon_greedy_action, None, q_values, 0.5, np.random.default_rng(0))
-        assert_inputs_unchanged(impl, h.epsilon_greedy_action, None, q_values, 0.0)
+        explored = assert_inputs_unchanged(impl, h.epsilon_greedy_action, None, q_values, 0.5,
+                                           np.random.default_rng(0))  # fmt: skip
+        assert isinstance(explored, int) and 0 <= explored < 3, explored
+        greedy = assert_inputs_unchanged(impl, h.epsilon_greedy_action, None, q_values, 0.0)
+        assert greedy == 1, f"epsilon=0 must pick the unique argmax 1 of {q_values.tolist()}, got {greedy!r}"
 
 
 @pytest.mark.shape
 def test_agent_calls_leave_their_inputs_unchanged(impl):
-    """get_action, store_experience, simulate and predict_termination leave the caller's states, actions."""
+    """get_action, store_experience, simulate and predict_termination leave the caller's states and actions
+    unchanged and return (or store) the documented values."""
     agent = impl.DynaQAgent(state_dim=3, action_dim=2, batch_size=4)
-    impl.run(_with_doubles, agent)
+    impl.run(_with_doubles, agent, _KnownModel())  # s' = s, reward +1 for action 0 and -1 otherwise
     state = np.array([0.5, -1.0, 2.0], dtype=np.float32)
     next_state = np.array([1.5, 0.0, -3.0], dtype=np.float32)
-    assert_inputs_unchanged(impl, agent, "get_action", state, 0.5)
-    assert_inputs_unchanged(impl, agent, "get_action", torch.tensor([0.5, -1.0, 2.0]), 0.0)
-    assert_inputs_unchanged(impl, agent, "store_experience", state, 1, 1.0, next_state, False)
+    impl.run(_with_linear_q, agent, [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # Q(s) = (s_0, s_2)
+    explored = assert_inputs_unchanged(impl, agent, "get_action", state, 0.5)
+    assert isinstance(explored, int) and explored in (0, 1), explored
+    # epsilon = 0: argmax of Q = (0.5, 2.0) is 1, of Q = (2.0, -1.0) is 0
+    assert assert_inputs_unchanged(impl, agent, "get_action", torch.tensor([0.5, -1.0, 2.0]), 0.0) == 1
+    assert assert_inputs_unchanged(impl, agent, "get_action", torch.tensor([2.0, 0.0, -1.0]), 0.0) == 0
+
+    assert assert_inputs_unchanged(impl, agent, "store_experience", state, 1, 1.0, next_state, False) is None
     assert_inputs_unchanged(impl, agent, "store_experience", torch.tensor([2.0, 0.0, -1.0]), 0, -1.0,
                             torch.tensor([1.0, 1.0, 4.0]), True)  # fmt: skip
+    stored = agent.buffer.items
+    assert len(stored) == 2, f"two store_experience calls should add two transitions, the buffer holds {len(stored)}"
+    for row, (s, a, r, s2, d) in zip(stored, [(state, 1, 1.0, next_state, 0.0),
+                                              ([2.0, 0.0, -1.0], 0, -1.0, [1.0, 1.0, 4.0], 1.0)]):  # fmt: skip
+        np.testing.assert_allclose(row[0], s)
+        assert (row[1], row[2]) == (a, r)
+        np.testing.assert_allclose(row[3], s2)
+        assert row[4] == d
+    torch.testing.assert_close(agent.seen_states, torch.tensor([[0.5, -1.0, 2.0], [2.0, 0.0, -1.0]]))
+    torch.testing.assert_close(agent.seen_actions, torch.tensor([1, 0]))
+
     states, actions = torch.tensor([[0.5, -1.0, 2.0], [3.0, 0.0, -0.5]]), torch.tensor([1, 0])
-    assert_inputs_unchanged(impl, agent, "simulate", states, actions)
-    assert_inputs_unchanged(impl, agent, "predict_termination", states, actions, states + 1.0)
+    next_states, sim_rewards, sim_dones = assert_inputs_unchanged(impl, agent, "simulate", states, actions)
+    torch.testing.assert_close(next_states, states)  # the model double's s' = s
+    torch.testing.assert_close(sim_rewards, torch.tensor([-1.0, 1.0]))  # -1 for action 1, +1 for action 0
+    termination = torch.sigmoid(agent.termination_logits(states, actions))  # p(done | s, a) of the classifier
+    torch.testing.assert_close(sim_dones, termination)
+    dones = assert_inputs_unchanged(impl, agent, "predict_termination", states, actions, states + 1.0)
+    torch.testing.assert_close(dones, termination)
+    assert torch.all((0 <= dones) & (dones <= 1)), dones
 
 
 # ----------------------------------------------------------------------------------------------- agent

@@ -223,31 +223,81 @@ def test_recovers_noisy_linear_system(impl, device, reseed, seed, margin):
 # ------------------------------------------------------------ contracts (docs/CONVENTIONS.md §3, issue 23)
 @pytest.mark.shape
 def test_helpers_leave_their_inputs_unchanged(impl):
-    """gaussian_nll and soft_bound_log_std leave every tensor they are given as it was."""
+    """gaussian_nll and soft_bound_log_std leave every tensor they are given as it was and return the
+    documented values."""
     alg = _alg(impl)
-    mean, target = torch.randn(5, 3), 3.0 * torch.randn(5, 3)
-    log_std = torch.tensor([[-12.0, 0.3, 1.5]]).expand(5, 3).clone()
-    assert_inputs_unchanged(impl, alg.gaussian_nll, None, mean, log_std, target)
+    mean, target = torch.tensor([[0.0, 1.0, -1.0], [2.0, 0.0, 0.5]]), torch.tensor([[0.0, 2.0, 1.0], [2.0, -1.0, 0.5]])
+    log_std = torch.tensor([[-12.0, 0.0, math.log(2.0)]]).expand(2, 3).clone()
+    nll = assert_inputs_unchanged(impl, alg.gaussian_nll, None, mean, log_std, target)
+    # mean over entries of 0.5 ((target − mean) / σ)² + log σ + 0.5 log 2π, with σ = (e^-12, 1, 2) per column
+    terms = [0.5 * 0.0**2 - 12.0, 0.5 * (1.0 / 1.0) ** 2 + 0.0, 0.5 * (2.0 / 2.0) ** 2 + math.log(2.0),
+             0.5 * 0.0**2 - 12.0, 0.5 * (-1.0 / 1.0) ** 2 + 0.0, 0.5 * (0.0 / 2.0) ** 2 + math.log(2.0)]  # fmt: skip
+    torch.testing.assert_close(nll, torch.tensor(sum(terms) / 6 + 0.5 * math.log(2 * math.pi)))
     raw = torch.tensor([[-30.0, -3.0, 0.0, 0.7, 4.0]])  # beyond both bounds: a clamp in place would show
     low, high = torch.full((5,), -2.0), torch.full((5,), 0.5)
-    assert_inputs_unchanged(impl, alg.soft_bound_log_std, None, raw, low, high)
+    bounded = assert_inputs_unchanged(impl, alg.soft_bound_log_std, None, raw, low, high)
+    softplus = lambda z: max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+    # x = max − softplus(max − raw), then min + softplus(x − min)
+    expected = [-2.0 + softplus(0.5 - softplus(0.5 - x) - -2.0) for x in (-30.0, -3.0, 0.0, 0.7, 4.0)]
+    torch.testing.assert_close(bounded, torch.tensor([expected]))
+
+
+def _loss_after_folding(impl, model, states, actions, next_states, rewards):
+    """In the worker: the loss of a copy of ``model`` after folding ``[states, actions]`` into the copy's input
+    statistics, as train_step does before its step (the model itself is left alone)."""
+    import copy
+
+    m = copy.deepcopy(model)
+    x = torch.cat([torch.as_tensor(states), torch.as_tensor(actions)], dim=-1)
+    m.normalizer.update(x.to(m.normalizer.mean.device))
+    return m.loss(states, actions, next_states, rewards).detach()
+
+
+def _params(impl, model):
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
 @pytest.mark.shape
 def test_model_methods_leave_their_inputs_unchanged(impl, model, device):
-    """forward, sample_prediction, loss and train_step leave the caller's tensors and arrays as they were."""
+    """forward, sample_prediction, loss and train_step leave the caller's tensors and arrays as they were and
+    return the documented values."""
     s, a = 3.0 * torch.randn(6, S, device=device), torch.randn(6, A, device=device)
     ns, r = s + torch.randn(6, S, device=device), torch.randn(6, device=device)
-    for method, args in [
-        ("forward", (s, a)),
-        ("sample_prediction", (s, a)),
-        ("sample_prediction", (s[0], a[0])),
-        ("loss", (s, a, ns, r)),
-        ("loss", (s, a, ns, r[:, None])),
-        ("train_step", (s, a, ns, r)),
-        ("train_step", tuple(x.cpu().numpy() for x in (s, a, ns, r))),  # float32 arrays share their memory
-    ]:
-        assert_inputs_unchanged(impl, model, method, *args)
+    out = assert_inputs_unchanged(impl, model, "forward", s, a)
+    assert list(out) == ["next_state_mean", "reward_mean", "next_state_std", "reward_std"]
+    assert out["next_state_mean"].shape == out["next_state_std"].shape == (6, S)
+    assert out["reward_mean"].shape == out["reward_std"].shape == (6, 1)
+    mean = torch.cat([out["next_state_mean"], out["reward_mean"]], -1).detach()
+    std = torch.cat([out["next_state_std"], out["reward_std"]], -1).detach()
+    assert torch.isfinite(mean).all()
+    # the initial bounds: log σ in (min_log_std, max_log_std + log 2] = (-10, 0.5 + log 2]
+    assert torch.all((std > math.exp(-10.0)) & (std <= math.exp(0.5) * 2 * (1 + 1e-5))), std
+
+    for states, actions, rows in [(s, a, slice(None)), (s[0], a[0], 0)]:
+        sample = assert_inputs_unchanged(impl, model, "sample_prediction", states, actions)
+        next_state, reward = (x.detach() for x in sample)
+        assert next_state.shape == mean[rows, :S].shape and reward.shape == mean[rows, S].shape
+        # the draw is mean + std·ε with ε ~ N(0, I): finite, not the mean itself, and within 6 sd of it
+        eps = (torch.cat([next_state, reward[..., None]], -1) - mean[rows]) / std[rows]
+        assert torch.isfinite(eps).all() and eps.abs().max() < 6.0, eps
+        assert eps.abs().max() > 0.0, "sample_prediction returned the mean: it must add std·ε, ε ~ N(0, I)"
+
+    # loss = mean Gaussian NLL of [s', r] under the forward outputs + 0.01 (Σ max_log_std − Σ min_log_std)
+    nll = -torch.distributions.Normal(mean, std).log_prob(torch.cat([ns, r[:, None]], -1)).mean()
+    expected = nll + 0.01 * (model.max_log_std.sum() - model.min_log_std.sum()).detach()
+    for rewards in (r, r[:, None]):
+        loss = assert_inputs_unchanged(impl, model, "loss", s, a, ns, rewards)
+        assert loss.shape == ()
+        torch.testing.assert_close(loss.detach(), expected, rtol=1e-4, atol=1e-4)
+
+    for batch in [(s, a, ns, r), tuple(x.cpu().numpy() for x in (s, a, ns, r))]:  # float32 arrays share memory
+        before_loss = impl.run(_loss_after_folding, model, *batch)
+        before = impl.run(_params, model)
+        reported = assert_inputs_unchanged(impl, model, "train_step", *batch)
+        assert isinstance(reported, float), f"train_step must return the loss as a float, got {reported!r}"
+        assert reported == pytest.approx(float(before_loss), rel=1e-5, abs=1e-6), "the loss before the step"
+        after = impl.run(_params, model)
+        assert [n for n in before if not torch.equal(before[n], after[n])], "train_step took no Adam step"
 
 
 def _sample_with(impl, model, states, actions, generator):

@@ -468,36 +468,88 @@ def _stepper(impl, net):
 @pytest.mark.shape
 def test_fun_math_leaves_its_inputs_unchanged(impl):
     """fun_intrinsic_reward, fun_transition_policy_loss, fun_policy_logits, fun_worker_loss (and
-    discounted_returns) leave every tensor they are given as it was (α, r^I and bootstrap all non-zero)."""
+    discounted_returns) leave every tensor they are given as it was (α, r^I and bootstrap all non-zero) and
+    return the documented values."""
     alg = _alg(impl)
-    g = torch.Generator().manual_seed(0)
-    states, goals = torch.randn(5, 3, generator=g), torch.randn(5, 3, generator=g)
-    assert_inputs_unchanged(impl, alg.fun_intrinsic_reward, None, states, goals, 2)
-    advantages = torch.randn(4, generator=g)
-    assert_inputs_unchanged(impl, alg.fun_transition_policy_loss, None, states, goals[:4], advantages, 2)
-    u, window = torch.randn(2, 3, 4, generator=g), torch.randn(2, 3, 5, generator=g)
-    assert_inputs_unchanged(impl, alg.fun_policy_logits, None, u, window, torch.randn(4, 5, generator=g))
+    r2 = 1 / math.sqrt(2)  # cos of 45°
+    states = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    goals = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 1.0], [1.0, 1.0]])
+    reward = assert_inputs_unchanged(impl, alg.fun_intrinsic_reward, None, states, goals, 2)
+    # r^I_t = ½ Σ_{i=1,2; t−i ≥ 0} cos(s_t − s_{t−i}, g_{t−i})
+    expected = [0.0, 1.0 / 2, (1.0 + r2) / 2, (r2 + r2) / 2]  # s_1 − s_0 ∥ g_0 and s_2 − s_1 ∥ g_1: cos 1
+    torch.testing.assert_close(reward, torch.tensor(expected))
+    advantages = torch.tensor([2.0, -1.0, 0.5])
+    loss = assert_inputs_unchanged(impl, alg.fun_transition_policy_loss, None, states, goals[:3], advantages, 2)
+    # −⅓ Σ_t A_t cos(s_{min(t+2, 3)} − s_t, g_t): (1, 1)·(1, 0), (−1, 1)·(0, 1), (−1, 0)·(−1, 1) are all 45°
+    torch.testing.assert_close(loss, torch.tensor(-(2.0 * r2 - 1.0 * r2 + 0.5 * r2) / 3))
+    u = torch.tensor([[[1.0, 2.0, 3.0], [0.0, -1.0, 1.0]], [[0.0, 1.0, 0.0], [0.0, 0.0, 0.5]]])  # (B=2, A=2, k=3)
+    window = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [1.0, -1.0]]])  # (B=2, n=2, d=2)
+    phi = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]])  # (k=3, d=2)
+    logits = assert_inputs_unchanged(impl, alg.fun_policy_logits, None, u, window, phi)
+    # w = W_φ Σ_i g_i: Σ g = (1, 1) -> w = (1, 1, 0); Σ g = (3, −1) -> w = (3, −1, 4); logits = U w
+    torch.testing.assert_close(logits, torch.tensor([[1 * 1 + 2 * 1 + 3 * 0, 0 * 1 - 1 * 1 + 1 * 0],
+                                                     [0 * 3 + 1 * -1 + 0 * 4, 0 * 3 + 0 * -1 + 0.5 * 4]]))  # fmt: skip
     log_probs, entropies = torch.log(torch.tensor([0.5, 0.25, 0.6])), torch.tensor([1.0, 0.5, 0.8])
     values, rewards = torch.tensor([0.2, -0.1, 0.4]), torch.tensor([0.0, 1.0, -1.0])
     intrinsic = torch.tensor([0.3, -0.2, 0.1])
-    assert_inputs_unchanged(impl, alg.fun_worker_loss, None, log_probs, entropies, values, rewards, intrinsic,
-                            0.5, 0.9, torch.tensor(2.0), 0.1)  # fmt: skip
-    assert_inputs_unchanged(impl, alg.discounted_returns, None, rewards, 0.9, torch.tensor(2.0))
+    out = assert_inputs_unchanged(impl, alg.fun_worker_loss, None, log_probs, entropies, values, rewards, intrinsic,
+                                  0.5, 0.9, torch.tensor(2.0), 0.1)  # fmt: skip
+    # R̃_t = r_t + α r^I_t + γ R̃_{t+1} from the bootstrap 2; A = R̃ − V
+    ret2 = -1.0 + 0.5 * 0.1 + 0.9 * 2.0
+    ret1 = 1.0 + 0.5 * -0.2 + 0.9 * ret2
+    ret0 = 0.0 + 0.5 * 0.3 + 0.9 * ret1
+    adv = [ret0 - 0.2, ret1 + 0.1, ret2 - 0.4]
+    mean_entropy = (1.0 + 0.5 + 0.8) / 3
+    policy = -(adv[0] * math.log(0.5) + adv[1] * math.log(0.25) + adv[2] * math.log(0.6)) / 3 - 0.1 * mean_entropy
+    torch.testing.assert_close(out.policy.detach(), torch.tensor(policy))
+    torch.testing.assert_close(out.value.detach(), torch.tensor(0.5 * (adv[0] ** 2 + adv[1] ** 2 + adv[2] ** 2) / 3))
+    torch.testing.assert_close(out.entropy.detach(), torch.tensor(mean_entropy))
+    returns = assert_inputs_unchanged(impl, alg.discounted_returns, None, rewards, 0.9, torch.tensor(2.0))
+    # R_2 = −1 + 0.9·2, R_1 = 1 + 0.9 R_2, R_0 = 0 + 0.9 R_1
+    torch.testing.assert_close(returns, torch.tensor([0.9 * (1.0 + 0.9 * 0.8), 1.0 + 0.9 * 0.8, -1.0 + 0.9 * 2.0]))
 
 
 @pytest.mark.shape
 def test_network_methods_leave_their_inputs_unchanged(impl, device):
     """compute_losses, update, step and select_action leave the caller's episode, observations and
-    recurrent state as they were."""
-    net = _net(impl, device)
+    recurrent state as they were and return the documented values."""
+    net = _net(impl, device)  # c = 3 and the defaults α = 0.5, γ_M = 0.99, γ_W = 0.95, entropy 0.01, value 0.5
+    terms = (3, 0.5, 0.99, 0.95, 0.01, 0.5)
     obs, actions, rewards = _episode(6)
     episode = (torch.tensor(obs, device=device), torch.tensor(actions, device=device),
                torch.tensor(rewards, device=device))  # fmt: skip
-    assert_inputs_unchanged(impl, net, "compute_losses", *episode, False)
-    assert_inputs_unchanged(impl, net, "update", obs, actions, rewards, True)
-    assert_inputs_unchanged(impl, net, "select_action", obs[0], False)
+    raw, _ = impl.run(_unrolled_and_losses, net, *episode, False)
+    losses = assert_inputs_unchanged(impl, net, "compute_losses", *episode, False)
+    expected = _expected_losses(raw, actions, rewards, False, *terms)
+    assert set(losses) == set(expected)
+    for name, value in expected.items():
+        assert float(losses[name].detach()) == pytest.approx(float(value), rel=1e-4, abs=1e-5), name
+
+    before = impl.run(_params, net)
+    raw, _ = impl.run(_unrolled_and_losses, net, *episode, True)
+    reported = assert_inputs_unchanged(impl, net, "update", obs, actions, rewards, True)
+    expected = _expected_losses(raw, actions, rewards, True, *terms)  # the losses before the step, as floats
+    assert set(reported) == set(expected) and all(isinstance(v, float) for v in reported.values()), reported
+    for name, value in expected.items():
+        assert reported[name] == pytest.approx(float(value), rel=1e-4, abs=1e-5), name
+    after = impl.run(_params, net)
+    assert any(not torch.equal(p, b) for p, b in zip(after, before, strict=True)), "update took no step"
+
+    first = impl.run(_unroll, net, [torch.tensor(obs[:1], device=device)])[0]  # from the initial state
+    action, goal = assert_inputs_unchanged(impl, net, "select_action", obs[0], False)
+    assert isinstance(action, int) and 0 <= action < 3, action
+    assert isinstance(goal, np.ndarray) and goal.dtype == np.float32 and goal.shape == (8,)
+    np.testing.assert_allclose(goal, first["goal"][0].detach().cpu().numpy(), rtol=1e-5, atol=1e-6)
+    assert abs(np.linalg.norm(goal) - 1.0) < 1e-4
+
     x = torch.tensor(obs[:2], device=device)
-    assert_inputs_unchanged(impl, impl.run(_stepper, net), None, x, impl.run(_state_after, net, x, 2))
+    unrolled = impl.run(_unroll, net, [x, x, x])
+    out, state = assert_inputs_unchanged(impl, impl.run(_stepper, net), None, x, impl.run(_state_after, net, x, 2))
+    torch.testing.assert_close(out.logits.detach(), unrolled[2]["logits"].detach())  # the third step's outputs
+    torch.testing.assert_close(out.goal.detach(), unrolled[2]["goal"].detach())
+    torch.testing.assert_close(out.goal.detach().norm(dim=-1), torch.ones(2, device=out.goal.device))
+    assert out.manager_value.shape == out.worker_value.shape == (2,)
+    assert state.t == 3 and len(state.goals) == 3, (state.t, len(state.goals))
 
 
 @pytest.mark.shape
@@ -540,21 +592,12 @@ def _cos(a, b):
     return 0.0 if na == 0.0 or nb == 0.0 else float(a @ b) / (na * nb)
 
 
-@pytest.mark.shape
-@pytest.mark.parametrize("terminal", [False, True])
-def test_compute_losses_terms_hand_computed(impl, device, terminal):
-    """Every term compute_losses returns, recomputed here from the network's unrolled outputs (c = 3, T = 6,
-    α = 0.5, γ_M = 0.9, γ_W = 0.8, entropy 0.05, value_coef 0.7): r^I of the reached states (eq. 8), the
-    Worker's A2C on r + α r^I (bootstrap V^D(x_T) unless terminal), the Manager's eq. 7 with s_{min(t+c, T)}
-    and A^M = R^M − V^M (bootstrap V^M(x_T) unless terminal), its value loss ½ mean (R^M − V^M)² as the
-    Worker's, and loss = manager + worker_policy + value_coef · (manager_value + worker_value)."""
-    c, alpha, gm, gw, ent, vc = 3, 0.5, 0.9, 0.8, 0.05, 0.7
-    net = _net(impl, device, horizon_c=c, alpha=alpha, gamma_manager=gm, gamma_worker=gw, entropy_coef=ent,
-               value_coef=vc)  # fmt: skip
-    obs, actions, rewards = (torch.tensor(x, device=device) for x in _episode(6))
-    raw, got = impl.run(_unrolled_and_losses, net, obs, actions, rewards, terminal)
+def _expected_losses(raw, actions, rewards, terminal, c, alpha, gm, gw, ent, vc):
+    """Every term of compute_losses, computed in the judge from the network's unrolled outputs ``raw``
+    (:func:`_unrolled_and_losses`) of an episode of ``T = len(actions)`` actions (FuN eqs. 7-8, the Worker's
+    A2C): a dict of float64 scalars."""
     raw = {k: v.detach().cpu().double() for k, v in raw.items()}
-    actions, rewards, T = actions.cpu(), rewards.cpu().double(), 6
+    actions, rewards, T = torch.as_tensor(actions).cpu(), torch.as_tensor(rewards).cpu().double(), len(actions)
     s, g, vm, vw = raw["manager_state"], raw["goal"], raw["manager_value"], raw["worker_value"]
     log_p = torch.log_softmax(raw["logits"][:T], dim=-1)
     log_probs, entropies = log_p[torch.arange(T), actions], -(log_p.exp() * log_p).sum(-1)
@@ -575,6 +618,23 @@ def test_compute_losses_terms_hand_computed(impl, device, terminal):
     }
     expected["loss"] = (expected["manager"] + expected["worker_policy"]
                         + vc * (expected["manager_value"] + expected["worker_value"]))  # fmt: skip
+    return expected
+
+
+@pytest.mark.shape
+@pytest.mark.parametrize("terminal", [False, True])
+def test_compute_losses_terms_hand_computed(impl, device, terminal):
+    """Every term compute_losses returns, recomputed here from the network's unrolled outputs (c = 3, T = 6,
+    α = 0.5, γ_M = 0.9, γ_W = 0.8, entropy 0.05, value_coef 0.7): r^I of the reached states (eq. 8), the
+    Worker's A2C on r + α r^I (bootstrap V^D(x_T) unless terminal), the Manager's eq. 7 with s_{min(t+c, T)}
+    and A^M = R^M − V^M (bootstrap V^M(x_T) unless terminal), its value loss ½ mean (R^M − V^M)² as the
+    Worker's, and loss = manager + worker_policy + value_coef · (manager_value + worker_value)."""
+    c, alpha, gm, gw, ent, vc = 3, 0.5, 0.9, 0.8, 0.05, 0.7
+    net = _net(impl, device, horizon_c=c, alpha=alpha, gamma_manager=gm, gamma_worker=gw, entropy_coef=ent,
+               value_coef=vc)  # fmt: skip
+    obs, actions, rewards = (torch.tensor(x, device=device) for x in _episode(6))
+    raw, got = impl.run(_unrolled_and_losses, net, obs, actions, rewards, terminal)
+    expected = _expected_losses(raw, actions, rewards, terminal, c, alpha, gm, gw, ent, vc)
     assert set(got) == set(expected)
     for name, value in expected.items():
         assert got[name] == pytest.approx(float(value), rel=1e-4, abs=1e-5), name

@@ -553,19 +553,35 @@ def _filled_buffer(impl, n: int = 20):
 @pytest.mark.shape
 def test_her_helpers_leave_their_inputs_unchanged(impl):
     """sample_her_goals, relabel_episode, her_critic_targets, her_actor_loss (and sparse_goal_reward) leave
-    every array and tensor they are given as it was (next values a clip changes, float32 arrays)."""
+    every array and tensor they are given as it was (next values a clip changes, float32 arrays) and return the
+    documented values."""
     gc = _gc(impl)
-    ach = np.random.default_rng(0).normal(size=(6, 2)).astype(np.float32)
+    ach = _indexed_episode(5, G=2)  # (6, 2) float32, row j is j: a goal's value is the row it came from
     rng = np.random.default_rng(0)
-    assert_inputs_unchanged(impl, gc.sample_her_goals, None, ach, 1, 4, "future", rng)
-    assert_inputs_unchanged(impl, gc.relabel_episode, None, ach, 2, "episode", _point_reward, rng)
+    goals = assert_inputs_unchanged(impl, gc.sample_her_goals, None, ach, 1, 4, "future", rng)
+    assert goals.shape == (4, 2) and goals.dtype == np.float32
+    assert np.all(goals[:, 0] == goals[:, 1]) and set(goals[:, 0].tolist()) <= {2.0, 3.0, 4.0, 5.0}, goals  # t+1..T
+    goals, rewards = assert_inputs_unchanged(impl, gc.relabel_episode, None, ach, 2, "episode", _point_reward, rng)
+    assert goals.shape == (5, 2, 2) and rewards.shape == (5, 2)
+    assert np.all(goals[..., 0] == goals[..., 1]) and set(goals[..., 0].ravel().tolist()) <= {1.0, 2.0, 3.0, 4.0, 5.0}
+    # r' = r(m(s_{t+1}), g'): 0 exactly where g' is row t + 1, else −1 (rows are ≥ √2 apart)
+    np.testing.assert_array_equal(rewards, np.where(goals[..., 0] == np.arange(1, 6)[:, None], 0.0, -1.0))
     rewards, dones = torch.tensor([-1.0, -1.0, 0.0, -1.0]), torch.tensor([0.0, 0.0, 1.0, 0.0])
     next_q = torch.tensor([-5.0, -100.0, -3.0, 2.0])
-    assert_inputs_unchanged(impl, gc.her_critic_targets, None, rewards, next_q, dones, 0.9, -10.0, 0.0)
-    assert_inputs_unchanged(impl, gc.her_critic_targets, None, rewards, next_q, dones.bool(), 0.9)
+    y = assert_inputs_unchanged(impl, gc.her_critic_targets, None, rewards, next_q, dones, 0.9, -10.0, 0.0)
+    # y = r + γ (1 − d) Q', clipped to [−10, 0]
+    expected = [-1.0 + 0.9 * -5.0, max(-1.0 + 0.9 * -100.0, -10.0), 0.0 + 0.0, min(-1.0 + 0.9 * 2.0, 0.0)]
+    torch.testing.assert_close(y, torch.tensor(expected))
+    y = assert_inputs_unchanged(impl, gc.her_critic_targets, None, rewards, next_q, dones.bool(), 0.9)
+    torch.testing.assert_close(y, torch.tensor([-1.0 + 0.9 * -5.0, -1.0 + 0.9 * -100.0, 0.0 + 0.0, -1.0 + 0.9 * 2.0]))
     q, actions = torch.tensor([1.0, -3.0]), torch.tensor([[0.5, -0.5], [1.0, -1.0]])
-    assert_inputs_unchanged(impl, gc.her_actor_loss, None, q, actions, 2.0)
-    assert_inputs_unchanged(impl, gc.sparse_goal_reward, None, ach[1:], ach[:-1], 0.5)
+    loss = assert_inputs_unchanged(impl, gc.her_actor_loss, None, q, actions, 2.0)
+    # −mean Q + λ mean(a²)
+    torch.testing.assert_close(loss, torch.tensor(-(1.0 - 3.0) / 2 + 2.0 * (0.25 + 0.25 + 1.0 + 1.0) / 4))
+    path = np.array([[0.0, 0.0], [0.25, 0.0], [0.25, 0.0], [3.25, 4.0], [3.25, 4.5], [4.25, 4.5]], np.float32)
+    reward = assert_inputs_unchanged(impl, gc.sparse_goal_reward, None, path[1:], path[:-1], 0.5)
+    # distances 0.25, 0, 5, 0.5 (on the threshold: success) and 1
+    np.testing.assert_array_equal(reward, np.array([0.0, 0.0, -1.0, 0.0, -1.0], np.float32))
 
 
 def _store_then_overwrite(impl, agent):
@@ -598,18 +614,50 @@ def test_store_experience_keeps_copies_of_the_callers_arrays(impl, device):
 @pytest.mark.shape
 def test_agent_methods_leave_their_inputs_unchanged(impl, device):
     """store_experience (closing an episode: relabelling), get_action, compute_reward, achieved_goal and
-    buffer.add leave the caller's float32 states, goals and actions as they were."""
-    agent = _agent(impl, device, her_k=2, seed=0)
-    rng = np.random.default_rng(0)
-    s, s2, goal = (rng.normal(size=4).astype(np.float32) for _ in range(3))
+    buffer.add leave the caller's float32 states, goals and actions as they were and return (or store) the
+    documented values."""
+    agent = _agent(impl, device, her_k=2, seed=0, goal_dim=3)  # strategy "future", threshold 0.05, m(s) = s[:3]
+    s = np.array([0.5, -1.0, 2.0, 0.25], np.float32)
+    s2 = np.array([1.5, 0.0, -3.0, 0.75], np.float32)
+    goal = np.array([3.0, 3.0, -1.0], np.float32)
     action = np.array([0.5, -2.0], np.float32)
-    assert_inputs_unchanged(impl, agent, "store_experience", s, action, -1.0, s2, False, goal)
-    reached, start = s2[:4].copy(), s[:4].copy()  # the achieved goals passed explicitly
+    assert assert_inputs_unchanged(impl, agent, "store_experience", s, action, -1.0, s2, False, goal) is None
+    assert len(agent.buffer) == 1  # the real transition, at once
+    reached, start = s2[:3].copy(), s[:3].copy()  # the achieved goals passed explicitly
     assert_inputs_unchanged(impl, agent, "store_experience", s2, action, -1.0, s, True, goal, reached, start)
-    assert_inputs_unchanged(impl, agent, "get_action", s, goal, 0.5)
-    assert_inputs_unchanged(impl, agent, "compute_reward", np.stack([s, s2]), np.stack([goal, goal]))
-    assert_inputs_unchanged(impl, agent, "achieved_goal", np.stack([s, s2]))
-    assert_inputs_unchanged(impl, agent.buffer, "add", s, action, -1.0, s2, 0.0, goal)
+    # done ends the episode: T = 2 real transitions, then k = 2 relabelled copies of each
+    data = agent.buffer.as_arrays()
+    assert len(data["rewards"]) == 2 * (1 + 2), {k: v.shape for k, v in data.items()}
+    rows = [(s, s2, -1.0, 0.0, goal), (s2, s, -1.0, 1.0, goal)]  # (state, next state, reward, done, goal)
+    # achieved goals m(s_0), m(s_1), m(s_2) = s[:3], s2[:3], start: "future" goals of t = 0 are rows 1 or 2
+    for g in data["goals"][2:4]:
+        assert any(np.array_equal(g, x) for x in (s2[:3], s[:3])), g
+        hit = np.array_equal(g, s2[:3])  # r(m(s_1) = s2[:3], g'): 0 at s2[:3], −1 at s[:3] (far)
+        rows.append((s, s2, 0.0 if hit else -1.0, 1.0 if hit else 0.0, g))  # success is terminal
+    rows += [(s2, s, 0.0, 1.0, s[:3])] * 2  # t = 1: the only future goal is m(s_2) = start, reached
+    for i, (state, next_state, reward, done, g) in enumerate(rows):
+        np.testing.assert_array_equal(data["states"][i], state, err_msg=f"row {i}")
+        np.testing.assert_array_equal(data["actions"][i], action, err_msg=f"row {i}")
+        np.testing.assert_array_equal(data["next_states"][i], next_state, err_msg=f"row {i}")
+        np.testing.assert_array_equal(data["goals"][i], g, err_msg=f"row {i}")
+        assert (data["rewards"][i], data["dones"][i]) == (reward, done), f"row {i}"
+
+    noisy = assert_inputs_unchanged(impl, agent, "get_action", s, goal, 0.5)
+    assert noisy.shape == (2,) and noisy.dtype == np.float32 and np.all(np.abs(noisy) <= 1.0), noisy
+    greedy = assert_inputs_unchanged(impl, agent, "get_action", s, goal, 0.0)
+    u = agent.actor(torch.tensor(np.concatenate([s, goal])[None], device=device))[0]  # π(s, g) in [−1, 1]
+    np.testing.assert_allclose(greedy, u.detach().cpu().numpy(), rtol=1e-5, atol=1e-6)  # bounds [−1, 1]: a = u
+    rewards = assert_inputs_unchanged(impl, agent, "compute_reward", np.stack([s[:3], s2[:3]]),
+                                      np.stack([goal, s2[:3] + 0.02]))  # fmt: skip
+    np.testing.assert_array_equal(rewards, np.array([-1.0, 0.0], np.float32))  # distances 5.6 and 0.02·√3 < 0.05
+    achieved = assert_inputs_unchanged(impl, agent, "achieved_goal", np.stack([s, s2]))
+    np.testing.assert_array_equal(achieved, np.stack([s[:3], s2[:3]]))
+    assert assert_inputs_unchanged(impl, agent.buffer, "add", s, action, -1.0, s2, 0.0, goal) is None
+    data = agent.buffer.as_arrays()
+    assert len(agent.buffer) == len(data["rewards"]) == 7
+    for key, value in [("states", s), ("actions", action), ("rewards", -1.0), ("next_states", s2), ("dones", 0.0),
+                       ("goals", goal)]:  # fmt: skip
+        np.testing.assert_array_equal(data[key][-1], value, err_msg=key)
 
 
 @pytest.mark.shape

@@ -457,43 +457,79 @@ def _with_transition(impl, fn):
     return call
 
 
+def _assert_transition(t, state, action, reward, next_state, goal, done):
+    """``t`` (a HACTransition that came back as data) holds these fields, float32 arrays compared exactly."""
+    __tracebackhide__ = True
+    for name, value in [("state", state), ("action", action), ("next_state", next_state), ("goal", goal)]:
+        np.testing.assert_array_equal(getattr(t, name), np.asarray(value, np.float32), err_msg=name)
+    assert (float(t.reward), float(t.done)) == (reward, done), f"(reward, done) = ({t.reward}, {t.done})"
+
+
 @pytest.mark.shape
 def test_transition_helpers_leave_their_inputs_unchanged(impl):
     """hac_goal_achieved, hac_critic_target and the three transition builders leave every array and tensor
-    they are given as it was (float32 arrays, targets a clip changes)."""
+    they are given as it was (float32 arrays, targets a clip changes) and return the documented values."""
     alg = _alg(impl)
     s, s2 = np.array([0.0, 0.5], np.float32), np.array([0.3, 0.2], np.float32)
     goal, action, reached = np.array([1.0, 1.0], np.float32), np.array([0.9, -0.9], np.float32), s2.copy()
     threshold = np.array([0.1, 0.2], np.float32)
-    assert_inputs_unchanged(impl, alg.hac_goal_achieved, None, np.stack([s, s2]), goal, threshold)
-    r, q = torch.tensor([-1.0, 0.0, -5.0]), torch.tensor([-20.0, 3.0, -1.0])
-    d = torch.tensor([0.0, 0.0, 1.0])
-    assert_inputs_unchanged(impl, alg.hac_critic_target, None, r, q, d, 0.9, 5)
+    near = np.array([0.3, 0.35], np.float32)
+    achieved = assert_inputs_unchanged(impl, alg.hac_goal_achieved, None, np.stack([s, s2]), near, threshold)
+    # |s − near| = (0.3, 0.15): coordinate 0 misses 0.1; |s2 − near| = (0, 0.15): within (0.1, 0.2) everywhere
+    np.testing.assert_array_equal(achieved, np.array([False, True]))
+    r, q = torch.tensor([-1.0, 0.0, -5.0, -1.0]), torch.tensor([-20.0, 3.0, -1.0, -2.0])
+    d = torch.tensor([0.0, 0.0, 1.0, 0.0])
+    y = assert_inputs_unchanged(impl, alg.hac_critic_target, None, r, q, d, 0.9, 5)
+    # clip(r + γ (1 − d) Q', −5, 0)
+    expected = [max(-1.0 + 0.9 * -20.0, -5.0), min(0.0 + 0.9 * 3.0, 0.0), -5.0 + 0.0, -1.0 + 0.9 * -2.0]
+    torch.testing.assert_close(y, torch.tensor(expected))
     hat = alg.hindsight_action_transition
-    assert_inputs_unchanged(impl, hat, None, s, action, s2, goal, reached, threshold, reached)
-    assert_inputs_unchanged(impl, hat, None, s, action, s2, s2, reached, 0.1, None)
+    t = assert_inputs_unchanged(impl, hat, None, s, action, s2, goal, reached, threshold, reached)
+    _assert_transition(t, s, reached, -1.0, s2, goal, 0.0)  # ã = the subgoal reached; s2 misses (1, 1)
+    t = assert_inputs_unchanged(impl, hat, None, s, action, s2, s2, reached, 0.1, None)
+    _assert_transition(t, s, action, 0.0, s2, s2, 1.0)  # lowest level: the action kept; the goal is reached
     relabel = impl.run(_with_transition, alg.hindsight_goal_transition)
-    assert_inputs_unchanged(impl, relabel, None, (), (s, action, -1.0, s2, goal, 0.0), s2, reached, threshold)
-    assert_inputs_unchanged(impl, alg.subgoal_test_transition, None, s, action, s2, goal, 5)
+    t = assert_inputs_unchanged(impl, relabel, None, (), (s, action, -1.0, s2, goal, 0.0), s2, reached, threshold)
+    _assert_transition(t, s, action, 0.0, s2, s2, 1.0)  # relabelled with the goal s2 it reached
+    t = assert_inputs_unchanged(impl, alg.subgoal_test_transition, None, s, action, s2, goal, 5)
+    _assert_transition(t, s, action, -5.0, s2, goal, 1.0)  # the proposed subgoal, penalty −H, no bootstrap
 
 
 @pytest.mark.shape
 def test_agent_methods_leave_their_inputs_unchanged(impl, device):
     """critic_loss, actor_loss, select_action, project and store_transition leave the caller's batch, states
-    and goals as they were (rewards below −H, so that a clip in place would show)."""
-    agent = _agent(impl, device)
+    and goals as they were (rewards below −H, so that a clip in place would show) and return (or store) the
+    documented values."""
+    agent = _agent(impl, device)  # H = 5, γ = 0.95 (default), states, subgoals and actions in [−1, 1]²
     g = torch.Generator().manual_seed(0)
     batch = (torch.randn(6, 2, generator=g), torch.rand(6, 2, generator=g) * 2 - 1,
              torch.tensor([-1.0, 0.0, -7.0, -1.0, -5.0, 0.0]), torch.randn(6, 2, generator=g),
              torch.randn(6, 2, generator=g), torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 0.0]))  # fmt: skip
+    rewards, dones = batch[2], batch[5]
     for level in (0, 1):
-        assert_inputs_unchanged(impl, agent, "critic_loss", level, batch)
-        assert_inputs_unchanged(impl, agent, "actor_loss", level, batch[0], batch[4])
+        q, q_next, q_pi, _, _ = impl.run(_loss_terms, agent, level, batch)  # the networks' raw outputs
+        critic_loss = assert_inputs_unchanged(impl, agent, "critic_loss", level, batch).detach()
+        target = (rewards + 0.95 * (1.0 - dones) * q_next).clamp(-5.0, 0.0)
+        assert float(critic_loss) == pytest.approx(float((q - target).pow(2).mean()), rel=1e-5, abs=1e-6), level
+        actor_loss = assert_inputs_unchanged(impl, agent, "actor_loss", level, batch[0], batch[4]).detach()
+        assert float(actor_loss) == pytest.approx(float(-q_pi.mean()), rel=1e-5, abs=1e-6), level
     state, goal = np.array([2.0, -3.0], np.float32), np.array([0.5, 0.5], np.float32)
-    assert_inputs_unchanged(impl, agent, "select_action", state, 0, goal, True)
-    assert_inputs_unchanged(impl, agent, "project", state, 1)
+    explored = assert_inputs_unchanged(impl, agent, "select_action", state, 0, goal, True)
+    assert explored.shape == (2,) and explored.dtype == np.float32 and np.all(np.abs(explored) <= 1.0), explored
+    greedy = assert_inputs_unchanged(impl, agent, "select_action", state, 0, goal, False)
+    subgoal = agent.actors[0](torch.tensor(state[None], device=device), torch.tensor(goal[None], device=device))
+    np.testing.assert_allclose(greedy, np.clip(subgoal[0].detach().cpu().numpy(), -1.0, 1.0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(assert_inputs_unchanged(impl, agent, "project", state, 1), state)  # φ_1 = id
+    wide = _agent(impl, device, subgoal_dims=[2, 3])  # level 1's goals: φ_1(s) = s[[0, 1, 0]] (j mod S)
+    np.testing.assert_array_equal(assert_inputs_unchanged(impl, wide, "project", state, 1), [2.0, -3.0, 2.0])
     store = impl.run(_with_transition, agent.store_transition)
-    assert_inputs_unchanged(impl, store, None, (0,), (state, goal, -1.0, state.copy(), goal.copy(), 0.0))
+    stored = assert_inputs_unchanged(impl, store, None, (0,), (state, goal, -1.0, state.copy(), goal.copy(), 0.0))
+    assert stored is None
+    buffer = agent.buffers[0]
+    assert len(buffer) == 1 and len(agent.buffers[1]) == 0
+    for name, value in [("states", state), ("actions", goal), ("rewards", -1.0), ("next_states", state),
+                        ("goals", goal), ("dones", 0.0)]:  # fmt: skip
+        np.testing.assert_array_equal(getattr(buffer, name)[0], value, err_msg=name)
 
 
 @pytest.mark.shape

@@ -274,33 +274,57 @@ def _z_dot_a(z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     return (z * a).sum(-1)
 
 
+class _DoublingGaussianEncoder(nn.Module):
+    """A VAE-style encoder with a known mean: ``s -> (mean 2·s, log_var 0)``."""
+
+    def forward(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return 2.0 * state, torch.zeros_like(state)
+
+
 @pytest.mark.shape
 def test_helpers_leave_their_inputs_unchanged(impl):
     """sample_action_sequences, latent_rollout_returns and cem_refit leave the tensors they are given as they
-    were."""
+    were and return the documented values."""
     alg = _alg(impl)
     mean = torch.tensor([[1.5, -0.2], [0.3, -2.0]])  # outside the box in places: a clip in place would show
     std = torch.tensor([[0.5, 1.0], [0.2, 0.7]])
     low, high = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0])
-    assert_inputs_unchanged(impl, alg.sample_action_sequences, None, mean, std, 6, low, high)
+    samples = assert_inputs_unchanged(impl, alg.sample_action_sequences, None, mean, std, 6, low, high)
+    assert samples.shape == (6, 2, 2) and samples.dtype == torch.float32
+    assert torch.all((samples >= -1.0) & (samples <= 1.0)), samples
+    # clip(μ + σ ε, −1, 1), ε ~ N(0, I): where nothing is clipped, ε is finite and within 6 sd; and it varies
+    inside = (samples > -1.0) & (samples < 1.0)
+    eps = ((samples - mean) / std)[inside]
+    assert inside.any() and eps.abs().max() < 6.0, eps
+    assert not torch.all(samples == samples[0]), "the 6 candidates are identical: no noise was drawn"
     z0 = torch.tensor([[0.5, -1.0], [2.0, 0.0], [-0.3, 0.7]])
     sequences = torch.tensor(
         [[[1.0, 0.5], [-1.0, 0.2]], [[0.3, 0.3], [0.9, -0.9]], [[-0.5, 1.0], [0.0, 0.4]]]
     )  # (N=3, H=2, A=2)
-    assert_inputs_unchanged(impl, alg.latent_rollout_returns, None, z0, sequences, _add, _z_dot_a)
+    returns = assert_inputs_unchanged(impl, alg.latent_rollout_returns, None, z0, sequences, _add, _z_dot_a)
+    # R = z_0·a_0 + (z_0 + a_0)·a_1
+    expected = [(0.5 * 1.0 - 1.0 * 0.5) + (1.5 * -1.0 - 0.5 * 0.2),
+                (2.0 * 0.3 + 0.0 * 0.3) + (2.3 * 0.9 + 0.3 * -0.9),
+                (-0.3 * -0.5 + 0.7 * 1.0) + (-0.8 * 0.0 + 1.7 * 0.4)]  # fmt: skip
+    torch.testing.assert_close(returns, torch.tensor(expected))
     returns = torch.tensor([0.5, 3.0, float("-inf")])  # unsorted, -inf: a sort or clamp in place would show
-    assert_inputs_unchanged(impl, alg.cem_refit, None, sequences, returns, 2)
+    elite_mean, elite_std = assert_inputs_unchanged(impl, alg.cem_refit, None, sequences, returns, 2)
+    # the 2 elites are candidates 1 and 0: their mean and population std, |a_0 − a_1| / 2
+    torch.testing.assert_close(elite_mean, torch.tensor([[(1.0 + 0.3) / 2, (0.5 + 0.3) / 2],
+                                                         [(-1.0 + 0.9) / 2, (0.2 - 0.9) / 2]]))  # fmt: skip
+    torch.testing.assert_close(elite_std, torch.tensor([[(1.0 - 0.3) / 2, (0.5 - 0.3) / 2],
+                                                        [(0.9 + 1.0) / 2, (0.2 + 0.9) / 2]]))  # fmt: skip
 
 
 @pytest.mark.shape
 def test_planner_leaves_its_inputs_unchanged(impl):
     """plan (a tensor or an array state), decode_plan and the model adapters leave the caller's tensors as
-    they were."""
+    they were and return the documented values."""
     planner = impl.LatentSpacePlanner(
-        encoder=nn.Identity(),
+        encoder=_DoublingGaussianEncoder(),  # z = 2 s
         decoder=nn.Identity(),
-        dynamics_model=_AddAction(),
-        reward_model=_DistanceAfterStep((0.5, -0.3)),
+        dynamics_model=_AddAction(),  # z' = z + a
+        reward_model=_DistanceAfterStep((0.5, -0.3)),  # r = −‖z + a − (0.5, −0.3)‖²
         latent_dim=2,
         action_dim=2,
         planning_horizon=3,
@@ -308,15 +332,22 @@ def test_planner_leaves_its_inputs_unchanged(impl):
     )
     state = torch.tensor([0.4, -0.8])
     z, action = torch.tensor([[0.4, -0.8], [1.5, 0.0]]), torch.tensor([[2.0, -3.0], [0.5, 0.5]])
-    for method, args, kwargs in [
-        ("plan", (state,), {"num_candidates": 20}),
-        ("plan", (state.numpy(),), {"num_candidates": 20}),  # a float32 array shares its memory
-        ("decode_plan", (state,), {}),
-        ("encode", (state[None],), {}),
-        ("transition", (z, action), {}),
-        ("reward", (z, action), {}),
-    ]:
-        assert_inputs_unchanged(impl, planner, method, *args, **kwargs)
+    for planned_from in (state, state.numpy()):  # a float32 array shares its memory
+        first = assert_inputs_unchanged(impl, planner, "plan", planned_from, num_candidates=20)
+        plan = planner.last_plan
+        assert first.shape == (2,) and plan.shape == (3, 2), (first.shape, plan.shape)
+        assert torch.all((first >= -1.0) & (first <= 1.0)), first
+        torch.testing.assert_close(first, plan[0])  # the first action of the final belief mean (in the box)
+        assert not torch.equal(plan, torch.zeros(3, 2)), "last_plan is still the initial belief mean"
+    decoded = assert_inputs_unchanged(impl, planner, "decode_plan", state)
+    # z_0 = 2 s, z_{t+1} = z_t + a_t, decoded by the identity
+    torch.testing.assert_close(decoded, 2.0 * state + torch.cumsum(plan, dim=0))
+    torch.testing.assert_close(assert_inputs_unchanged(impl, planner, "encode", state[None]), 2.0 * state[None])
+    torch.testing.assert_close(assert_inputs_unchanged(impl, planner, "transition", z, action),
+                               torch.tensor([[0.4 + 2.0, -0.8 - 3.0], [1.5 + 0.5, 0.0 + 0.5]]))  # fmt: skip
+    rewards = assert_inputs_unchanged(impl, planner, "reward", z, action)
+    torch.testing.assert_close(rewards, torch.tensor([-((2.4 - 0.5) ** 2 + (-3.8 + 0.3) ** 2),
+                                                      -((2.0 - 0.5) ** 2 + (0.5 + 0.3) ** 2)]))  # fmt: skip
 
 
 @pytest.mark.shape

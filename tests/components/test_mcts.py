@@ -332,16 +332,35 @@ def _array_model(state, action):
 @pytest.mark.shape
 def test_helpers_and_search_leave_their_inputs_unchanged(impl):
     """backup leaves a rewards array as it was; search, get_best_action and get_action_probs leave an array
-    root state as it was (a model over array states)."""
+    root state as it was (a model over array states); each returns (or backs up) the documented values."""
     root, mid = impl.MCTSNode("s0"), impl.MCTSNode("s1")
-    assert_inputs_unchanged(impl, _alg(impl).backup, None, [root, mid], np.array([1.5]), 3.0, 0.5)
+    g0 = assert_inputs_unchanged(impl, _alg(impl).backup, None, [root, mid], np.array([1.5]), 2.0, 0.5)
+    assert g0 == pytest.approx(1.5 + 0.5 * 2.0)  # G_0 = r_0 + γ G_1, G_1 = the leaf value
+    assert (mid.visit_count, mid.value_sum) == (1, pytest.approx(2.0))
+    assert (root.visit_count, root.value_sum) == (1, pytest.approx(1.5 + 0.5 * 2.0))
     mcts = impl.MonteCarloTreeSearch(
         model=_array_model, num_actions=3, num_simulations=20, max_depth=4, gamma=0.9, seed=0
     )
-    state = np.array([0.5, -1.0])
-    for method in ("search", "get_best_action"):
-        assert_inputs_unchanged(impl, mcts, method, state)
-    assert_inputs_unchanged(impl, mcts, "get_action_probs", state, 0.5)
+    state = np.array([-1.5, -1.0])
+    top = _tree_nodes(impl, assert_inputs_unchanged(impl, mcts, "search", state))[0]
+    np.testing.assert_array_equal(top.state, state)
+    assert top.visit_count == 20, "a fresh search's root gets one visit per simulation"
+    assert sorted(top.children) == [0, 1, 2]
+    assert top.visit_count == 1 + sum(ch.visit_count for ch in top.children.values())
+    for a, ch in top.children.items():  # the model moves x by a − 1: to −2.5, −1.5 and −0.5, reward −|x|
+        np.testing.assert_allclose(ch.state, [-1.5 + a - 1.0, -1.0])
+        assert (ch.reward, ch.terminal) == (pytest.approx(-abs(-1.5 + a - 1.0)), False)
+
+    best = assert_inputs_unchanged(impl, mcts, "get_best_action", state)
+    top = _tree_nodes(impl, mcts.root)[0]  # the search get_best_action ran
+    expected = max(top.children, key=lambda a: (top.children[a].visit_count,
+                                                top.children[a].reward + 0.9 * top.children[a].value))  # fmt: skip
+    assert isinstance(best, int) and best == expected, f"the most visited root action (ties: highest Q), not {best}"
+
+    probs = assert_inputs_unchanged(impl, mcts, "get_action_probs", state, 0.5)
+    visits = np.array([ch.visit_count for _, ch in sorted(_tree_nodes(impl, mcts.root)[0].children.items())])
+    assert probs.shape == (3,) and probs.dtype == np.float64
+    np.testing.assert_allclose(probs, visits**2.0 / (visits**2.0).sum())  # π(a) ∝ N(s, a)^(1/T), T = 0.5
 
 
 # ----------------------------------------------------------------------------------------------- search

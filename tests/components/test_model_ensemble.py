@@ -424,37 +424,107 @@ def test_epistemic_std_grows_off_distribution(impl, device, reseed, seed, margin
 
 
 # ------------------------------------------------------------ contracts (docs/CONVENTIONS.md §3, issue 23)
+def _parameters(impl, module):
+    """In the worker: a copy of every named parameter of ``module``."""
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def _joint(out):
+    """The (E, B, S+1) member means and stds of a ``forward`` output: next state, then reward."""
+    return (torch.cat([out["next_state_mean"], out["reward_mean"]], dim=-1),
+            torch.cat([out["next_state_std"], out["reward_std"]], dim=-1))  # fmt: skip
+
+
+def _assert_member_gaussians(out, lead):
+    """``out`` (a ``forward`` output) holds ``lead + (S,)`` / ``lead + (1,)`` finite means and positive stds."""
+    __tracebackhide__ = True
+    for key, dim in (("next_state_mean", S), ("reward_mean", 1), ("next_state_std", S), ("reward_std", 1)):
+        assert out[key].shape == (*lead, dim), f"forward's {key} has shape {tuple(out[key].shape)}"
+        assert torch.isfinite(out[key]).all(), f"forward's {key} is not finite"
+    assert (out["next_state_std"] > 0).all() and (out["reward_std"] > 0).all()
+
+
 @pytest.mark.shape
 def test_helpers_leave_their_inputs_unchanged(impl):
-    """EnsembleLinear and combine_ensemble_moments leave the tensors they are given as they were."""
+    """EnsembleLinear and combine_ensemble_moments leave the tensors they are given as they were, and return
+    x[e] @ weight[e] + bias[e] (with the layer's weights read back) and the hand-computed mixture moments."""
     alg = _alg(impl)
-    assert_inputs_unchanged(impl, alg.EnsembleLinear(3, 5, 4), "forward", torch.randn(3, 6, 5))
+    layer, x = alg.EnsembleLinear(3, 5, 4), torch.randn(3, 6, 5)
+    y = assert_inputs_unchanged(impl, layer, "forward", x)
+    weight, bias = layer.weight.detach(), layer.bias.detach()  # (E, in, out) and (E, 1, out)
+    torch.testing.assert_close(y, torch.stack([x[e] @ weight[e] + bias[e] for e in range(3)]))
     means = torch.tensor([[[1.0, -2.0], [0.5, 3.0]], [[3.0, 0.0], [-1.5, 2.0]], [[2.0, 1.0], [0.0, -4.0]]])
     stds = torch.tensor([[[0.5, 2.0], [1.0, 0.3]], [[1.5, 0.2], [0.7, 1.0]], [[1.0, 1.0], [2.5, 0.1]]])
-    assert_inputs_unchanged(impl, alg.combine_ensemble_moments, None, means, stds)
+    mean, aleatoric, epistemic = assert_inputs_unchanged(impl, alg.combine_ensemble_moments, None, means, stds)
+    # per (row, dim), over the 3 members: means (1, 3, 2), (−2, 0, 1), (0.5, −1.5, 0), (3, 2, −4);
+    # stds (0.5, 1.5, 1), (2, 0.2, 1), (1, 0.7, 2.5), (0.3, 1, 0.1)
+    torch.testing.assert_close(mean, torch.tensor([[2.0, -1 / 3], [-1 / 3, 1 / 3]]))
+    torch.testing.assert_close(aleatoric, (torch.tensor([[0.25 + 2.25 + 1, 4 + 0.04 + 1],
+                                                         [1 + 0.49 + 6.25, 0.09 + 1 + 0.01]]) / 3).sqrt())  # fmt: skip
+    # squared deviations from the mean: 1 + 1 + 0, (25 + 1 + 16) / 9, (25 + 49 + 4) / 36, (64 + 25 + 169) / 9
+    torch.testing.assert_close(epistemic, (torch.tensor([[2.0, 42 / 9], [78 / 36, 258 / 9]]) / 3).sqrt())
 
 
 @pytest.mark.shape
 def test_model_methods_leave_their_inputs_unchanged(impl, ens, device):
     """forward, predict, loss, train_step, forward_members and propagate (every mode) leave the caller's
-    tensors as they were."""
+    tensors as they were; their results agree with the members' Gaussians that forward gives (moments, NLL,
+    the chosen members' means, samples within 10 σ), and train_step moves the parameters."""
     s, a = 3.0 * torch.randn(8, S, device=device), torch.randn(8, A, device=device)
     ns, r = s + torch.randn(8, S, device=device), torch.randn(8, device=device)
     per_member = [torch.randn(E, 8, d, device=device) for d in (S, A, S)] + [torch.randn(E, 8, device=device)]
     member_idx = torch.arange(8, device=device) % E
-    for method, args, kwargs in [
-        ("forward", (s, a), {}),
-        ("forward", tuple(per_member[:2]), {}),
-        ("predict", (s, a), {}),
-        ("loss", tuple(per_member), {}),
-        ("loss", (s, a, ns, r[:, None]), {}),
-        ("train_step", (s, a, ns, r), {}),
-        ("forward_members", (s, a, member_idx), {}),
-        ("propagate", (s, a), {"mode": "mean"}),
-        ("propagate", (s, a), {"mode": "ts1"}),
-        ("propagate", (s, a), {"mode": "tsinf", "member_idx": member_idx}),
-    ]:
-        assert_inputs_unchanged(impl, ens, method, *args, **kwargs)
+    rows = torch.arange(8, device=device)
+    close = {"rtol": 1e-5, "atol": 1e-5}
+
+    out = assert_inputs_unchanged(impl, ens, "forward", s, a)
+    _assert_member_gaussians(out, (E, 8))
+    members = assert_inputs_unchanged(impl, ens, "forward", *per_member[:2])
+    _assert_member_gaussians(members, (E, 8))
+    p = assert_inputs_unchanged(impl, ens, "predict", s, a)  # the mixture moments of the same members
+    mu, sd = out["next_state_mean"], out["next_state_std"]
+    torch.testing.assert_close(p.next_state_mean, mu.mean(0), **close)
+    torch.testing.assert_close(p.aleatoric_std, sd.pow(2).mean(0).sqrt(), **close)
+    torch.testing.assert_close(p.epistemic_std, (mu - mu.mean(0)).pow(2).mean(0).sqrt(), **close)
+    torch.testing.assert_close(p.reward_mean, out["reward_mean"].mean(0)[:, 0], **close)
+
+    def nll(out, target):  # the mean over every entry of −log N(target; mean, std²)
+        mean, std = _joint(out)
+        return (0.5 * ((target - mean) / std) ** 2 + std.log() + 0.5 * math.log(2 * math.pi)).mean()
+
+    # Σ_e NLL_e = E · (mean NLL), plus 0.01 (Σ max_log_std − Σ min_log_std) at the initial bounds 0.5 and −10
+    # of the S + 1 = 5 outputs
+    regulariser = 0.01 * (5 * 0.5 - 5 * -10.0)
+    loss = assert_inputs_unchanged(impl, ens, "loss", *per_member)
+    target = torch.cat([per_member[2], per_member[3][..., None]], dim=-1)
+    assert loss.shape == ()
+    torch.testing.assert_close(loss, E * nll(members, target) + regulariser, rtol=1e-4, atol=1e-4)
+    loss = assert_inputs_unchanged(impl, ens, "loss", s, a, ns, r[:, None])  # one batch for every member
+    torch.testing.assert_close(loss, E * nll(out, torch.cat([ns, r[:, None]], dim=-1)) + regulariser,
+                               rtol=1e-4, atol=1e-4)  # fmt: skip
+
+    before = impl.run(_parameters, ens)
+    value = assert_inputs_unchanged(impl, ens, "train_step", s, a, ns, r)
+    assert isinstance(value, float) and math.isfinite(value)
+    after = impl.run(_parameters, ens)
+    assert any(not torch.equal(before[name], after[name]) for name in before), "train_step changed no parameter"
+
+    now_mean, now_std = _joint(ens(s, a))  # the members after the step, (E, 8, S+1)
+    mean, std = assert_inputs_unchanged(impl, ens, "forward_members", s, a, member_idx)
+    torch.testing.assert_close(mean, now_mean[member_idx, rows], **close)
+    torch.testing.assert_close(std, now_std[member_idx, rows], **close)
+    next_states, rewards = assert_inputs_unchanged(impl, ens, "propagate", s, a, mode="mean")
+    torch.testing.assert_close(torch.cat([next_states, rewards[:, None]], dim=-1), now_mean.mean(0), **close)
+    # a sample μ + σ ε of a member lies within 10 σ of that member's mean (|ε| > 10 has probability 1.5e-23)
+    next_states, rewards = assert_inputs_unchanged(impl, ens, "propagate", s, a, mode="ts1")
+    assert next_states.shape == (8, S) and rewards.shape == (8,)
+    z = (torch.cat([next_states, rewards[:, None]], dim=-1) - now_mean) / now_std  # (E, 8, S+1) against each
+    assert (z.abs().amax(-1).amin(0) < 10).all(), "a ts1 particle lies 10 σ away from every member's mean"
+    next_states, rewards = assert_inputs_unchanged(impl, ens, "propagate", s, a, mode="tsinf", member_idx=member_idx)
+    assert next_states.shape == (8, S) and rewards.shape == (8,)
+    z = (torch.cat([next_states, rewards[:, None]], dim=-1) - now_mean[member_idx, rows]) / now_std[member_idx, rows]
+    assert (z.abs() < 10).all(), f"tsinf particles lie {z.abs().max():.1f} σ away from their member's mean"
+    assert z.abs().max() > 1e-3, "tsinf (deterministic=False) returned the members' means without noise"
 
 
 def _bootstrap_with(impl, batch_size, ensemble_size, generator):

@@ -306,37 +306,76 @@ def _point_mass_with_reward(states, actions):
 
 @pytest.mark.shape
 def test_helpers_leave_their_inputs_unchanged(impl):
-    """cem_update, shift_plan and evaluate_sequences leave the tensors they are given as they were."""
+    """cem_update, shift_plan and evaluate_sequences leave the tensors they are given as they were, and return
+    the hand-computed refit, shifted plan and returns."""
     alg = _alg(impl)
     mean, std = torch.tensor([[0.5, -0.2], [0.1, 0.9]]), torch.tensor([[0.3, 0.6], [1.0, 0.2]])
     elites = torch.tensor([[[1.0, -1.0], [0.5, 0.0]], [[0.0, 2.0], [-1.5, 1.0]], [[3.0, 0.0], [0.2, -0.4]]])
-    assert_inputs_unchanged(impl, alg.cem_update, None, mean, std, elites, 0.3)
-    assert_inputs_unchanged(impl, alg.shift_plan, None, mean, torch.tensor([0.25, -0.75]))
+    new_mean, new_std = assert_inputs_unchanged(impl, alg.cem_update, None, mean, std, elites, 0.3)
+    # the elites per (step, action): (1, 0, 3), (−1, 2, 0), (0.5, −1.5, 0.2), (0, 1, −0.4); their means 4/3, 1/3,
+    # −4/15, 0.2 and population variances 42/27, 42/27, (23² + 37² + 14²)/2700, (0.04 + 0.64 + 0.36)/3
+    elite_mean = torch.tensor([[4 / 3, 1 / 3], [-4 / 15, 0.2]])
+    elite_std = torch.tensor([[(42 / 27) ** 0.5, (42 / 27) ** 0.5], [(2094 / 2700) ** 0.5, (1.04 / 3) ** 0.5]])
+    torch.testing.assert_close(new_mean, 0.3 * mean + 0.7 * elite_mean)
+    torch.testing.assert_close(new_std, 0.3 * std + 0.7 * elite_std)
+    plan = assert_inputs_unchanged(impl, alg.shift_plan, None, mean, torch.tensor([0.25, -0.75]))
+    torch.testing.assert_close(plan, torch.tensor([[0.1, 0.9], [0.25, -0.75]]))
     state = torch.tensor([0.5, -1.0])
     sequences = torch.tensor(
         [[[1.5, -2.0], [0.3, 0.4]], [[-3.0, 0.5], [2.0, 2.0]], [[0.0, 0.0], [-1.0, 1.0]]]
     )  # (N=3, H=2, A=2), outside the box in places
     step = _point_mass_with_reward
-    assert_inputs_unchanged(impl, alg.evaluate_sequences, None, step, state, sequences, 2, 0.9)
+    returns = assert_inputs_unchanged(impl, alg.evaluate_sequences, None, step, state, sequences, 2, 0.9)
+    # s' = s + 0.1 a from s = (0.5, −1), r = −‖s' − (1, −0.5)‖²; both particles of a candidate agree
+    # 0: s1 = (0.65, −1.2), r = −(0.35² + 0.7²) = −0.6125; s2 = (0.68, −1.16), r = −(0.32² + 0.66²) = −0.538
+    # 1: s1 = (0.2, −0.95), r = −(0.8² + 0.45²) = −0.8425; s2 = (0.4, −0.75), r = −(0.6² + 0.25²) = −0.4225
+    # 2: s1 = (0.5, −1.0), r = −(0.5² + 0.5²) = −0.5; s2 = (0.4, −0.9), r = −(0.6² + 0.4²) = −0.52
+    torch.testing.assert_close(returns, torch.tensor([-0.6125 + 0.9 * -0.538, -0.8425 + 0.9 * -0.4225,
+                                                      -0.5 + 0.9 * -0.52]))  # fmt: skip
+
+
+def _assert_action_in_box(action, low, high):
+    """``action`` is an (A,) float32 tensor with ``low <= action <= high``."""
+    __tracebackhide__ = True
+    assert isinstance(action, torch.Tensor) and action.shape == (len(low),) and action.dtype == torch.float32, (
+        f"plan_action returned {action!r}: an (A,) float32 tensor was expected"
+    )
+    action = action.cpu()
+    assert (action >= torch.tensor(low)).all() and (action <= torch.tensor(high)).all(), (
+        f"plan_action returned {action.tolist()}, outside the action box [{low}, {high}]"
+    )
 
 
 @pytest.mark.shape
 def test_controller_leaves_its_inputs_unchanged(impl, device):
     """plan_action (CEM, random shooting, over an ensemble) and evaluate leave the caller's state (a tensor or
-    an array) and candidate sequences as they were."""
+    an array) and candidate sequences as they were; the actions lie in the box (one without 0), the returns are
+    hand-computed, and the ensemble rolls out N·P particles H times per CEM iteration."""
     state = torch.tensor([0.3, -0.2])
     small = {"horizon": 3, "num_samples": 20, "num_elites": 4, "num_iterations": 2}
+    low, high = [0.25, -1.0], [1.0, -0.5]  # a box without 0: an action that was never planned falls outside
     for method in ("cem", "random"):
         mpc = impl.ModelPredictiveController(
-            point_mass, action_dim=2, method=method, reward_fn=goal_reward, **small
+            point_mass, action_dim=2, method=method, reward_fn=goal_reward, action_low=low, action_high=high, **small
         )
-        assert_inputs_unchanged(impl, mpc, "plan_action", state)
-        assert_inputs_unchanged(impl, mpc, "plan_action", state.numpy())  # a float32 array shares its memory
+        _assert_action_in_box(assert_inputs_unchanged(impl, mpc, "plan_action", state), low, high)
+        action = assert_inputs_unchanged(impl, mpc, "plan_action", state.numpy())  # a float32 array shares its memory
+        _assert_action_in_box(action, low, high)
     sequences = torch.tensor([[[1.5, -2.0]] * 3, [[-3.0, 0.5]] * 3])  # (N=2, H=3, A=2), outside the box
-    assert_inputs_unchanged(impl, mpc, "evaluate", state, sequences)
+    returns = assert_inputs_unchanged(impl, mpc, "evaluate", state, sequences)
+    # s' = s + 0.1 a from s = (0.3, −0.2), r = −‖s' − (1, −0.5)‖², γ = 1
+    # 0: s' = (0.45, −0.4), (0.6, −0.6), (0.75, −0.8): r = −(0.3025 + 0.01), −(0.16 + 0.01), −(0.0625 + 0.09)
+    # 1: s' = (0, −0.15), (−0.3, −0.1), (−0.6, −0.05): r = −(1 + 0.1225), −(1.69 + 0.16), −(2.56 + 0.2025)
+    torch.testing.assert_close(returns, torch.tensor([-0.635, -5.735]))
     ensemble = _EnsembleDouble(state_dim=4, action_dim=2, device=device)
     mpc = impl.ModelPredictiveController(ensemble, action_dim=2, num_particles=3, device=device, **small)
-    assert_inputs_unchanged(impl, mpc, "plan_action", torch.tensor([2.0, -1.5, 0.5, 0.0], device=device))
+    action = assert_inputs_unchanged(impl, mpc, "plan_action", torch.tensor([2.0, -1.5, 0.5, 0.0], device=device))
+    _assert_action_in_box(action, [-1.0, -1.0], [1.0, 1.0])
+    calls = mpc.model.calls  # the double's log of (mode, particles, member_idx given), read in the worker
+    assert calls and {mode for mode, _, _ in calls} == {"ts1"}, f"the ensemble was propagated as {calls}"
+    # at least 2 CEM iterations, each N = 20 candidates × P = 3 particles stepped H = 3 times (more is allowed:
+    # scoring the final mean again, say)
+    assert sum(n for _, n, _ in calls) >= 2 * 20 * 3 * 3, f"the ensemble was propagated as {calls}"
 
 
 def _two_plans_with(impl, kwargs, state, generator):

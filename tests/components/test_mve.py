@@ -226,28 +226,62 @@ def test_mve_loss_with_light_or_zero_mask_weights(impl):
 
 @pytest.mark.shape
 def test_helpers_leave_their_inputs_unchanged(impl):
-    """compute_targets and mve_loss leave the caller's rewards, dones, bootstrap values, values and mask."""
+    """compute_targets and mve_loss leave the caller's rewards, dones, bootstrap values, values and mask, and
+    return the hand-computed targets and losses."""
     alg = _alg(impl)
     rewards = torch.tensor([[1.0, 2.0, 3.0], [1.0, -1.0, 0.5]])
     dones = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
-    assert_inputs_unchanged(impl, alg.compute_targets, None, rewards, dones, torch.tensor([10.0, 4.0]), 0.5)
+    out = assert_inputs_unchanged(impl, alg.compute_targets, None, rewards, dones, torch.tensor([10.0, 4.0]), 0.5)
+    # row 0: t2 = 3 + 0.5 * 10 = 8, t1 = 2 (terminal), t0 = 1 + 0.5 * 2 = 2
+    # row 1: t2 = 0.5 + 0.5 * 4 = 2.5, t1 = -1 + 0.5 * 2.5 = 0.25, t0 = 1 + 0.5 * 0.25 = 1.125
+    torch.testing.assert_close(out, torch.tensor([[2.0, 2.0, 8.0], [1.125, 0.25, 2.5]]))
     values, targets = torch.tensor([[1.0, 2.0], [0.0, 5.0]]), torch.tensor([[0.0, 0.0], [2.0, 1.0]])
-    assert_inputs_unchanged(impl, alg.mve_loss, None, values, targets, torch.tensor([[0.5, 1.0], [0.0, 2.0]]))
-    assert_inputs_unchanged(impl, alg.mve_loss, None, values, targets)
+    # squared errors 1, 4, 4, 16
+    loss = assert_inputs_unchanged(impl, alg.mve_loss, None, values, targets, torch.tensor([[0.5, 1.0], [0.0, 2.0]]))
+    assert loss.shape == () and loss.item() == pytest.approx((0.5 * 1 + 4 + 0 * 4 + 2 * 16) / 3.5)
+    loss = assert_inputs_unchanged(impl, alg.mve_loss, None, values, targets)
+    assert loss.shape == () and loss.item() == pytest.approx((1 + 4 + 4 + 16) / 4)
 
 
 @pytest.mark.shape
 def test_agent_calls_leave_their_inputs_unchanged(impl):
-    """mve_targets, train_step and expand_value leave the caller's states, rewards, next states and dones."""
+    """mve_targets, train_step and expand_value leave the caller's states, rewards, next states and dones, and
+    return the targets, mask, losses and values computed by hand on the ring (critics at V_true and at 0)."""
     model, policy, states, r, v_true = ring()
-    mve = impl.ModelBasedValueExpansion(model, tabular(v_true), horizon=2, gamma=GAMMA, policy=policy)
-    nxt = torch.roll(states, -1, dims=0)
+    k = torch.arange(N)
+    nxt = torch.roll(states, -1, dims=0)  # state k + 1
     dones = torch.zeros(N)
     dones[3] = 1.0
-    for method in ("mve_targets", "train_step"):
-        assert_inputs_unchanged(impl, mve, method, states, r + 1.0, nxt, dones)
-        assert_inputs_unchanged(impl, mve, method, states[:4])
-    assert_inputs_unchanged(impl, mve, "expand_value", states)
+    # A critic at the true values, V = V' = v_true = r + γ v_true[k + 1]: the real transition k -> k + 1 with
+    # reward r[k] + 1, then 2 imagined steps (T = 3), gives the targets v_true[k] + 1 (r[3] + 1 at the terminal
+    # k = 3), v_true[k + 1] and v_true[k + 2]; the mask drops row 3 after t = 0.
+    mve = impl.ModelBasedValueExpansion(model, tabular(v_true), horizon=2, gamma=GAMMA, policy=policy)
+    traj, targets, mask = assert_inputs_unchanged(impl, mve, "mve_targets", states, r + 1.0, nxt, dones)
+    torch.testing.assert_close(traj, torch.stack([states, states[(k + 1) % N], states[(k + 2) % N]], dim=1))
+    expected = torch.stack([v_true + 1.0, v_true[(k + 1) % N], v_true[(k + 2) % N]], dim=1)
+    expected[3, 0] = r[3] + 1.0
+    torch.testing.assert_close(targets, expected, rtol=1e-5, atol=1e-5)
+    expected_mask = torch.ones(N, 3)
+    expected_mask[3, 1:] = 0.0
+    torch.testing.assert_close(mask, expected_mask)
+    # its loss: error −1 at t = 0 of the 9 rows k ≠ 3, v_true[3] − r[3] − 1 = γ v_true[4] − 1 at k = 3 and 0
+    # elsewhere; 28 entries count
+    loss = assert_inputs_unchanged(impl, mve, "train_step", states, r + 1.0, nxt, dones)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx((9 * 1.0 + (GAMMA * v_true[4].item() - 1.0) ** 2) / 28, rel=1e-4)
+    moved = mve.value_network.weight.detach().reshape(-1) - v_true  # the step raises V towards V_true + 1
+    assert (moved[k != 3] > 0).all(), f"after train_step V - V_true = {moved.tolist()}"
+    # A critic at 0 (V = V' = 0), 2 imagined steps from k: value r[k] + γ r[k+1]; targets r[k] + γ r[k+1], r[k+1]
+    mve = impl.ModelBasedValueExpansion(model, tabular(torch.zeros(N)), horizon=2, gamma=GAMMA, policy=policy)
+    two_step = r + GAMMA * r[(k + 1) % N]
+    values = assert_inputs_unchanged(impl, mve, "expand_value", states)
+    torch.testing.assert_close(values, two_step)
+    traj, targets, mask = assert_inputs_unchanged(impl, mve, "mve_targets", states[:4])
+    torch.testing.assert_close(traj, torch.stack([states[:4], states[1:5]], dim=1))
+    torch.testing.assert_close(targets, torch.stack([two_step[:4], r[1:5]], dim=1))
+    torch.testing.assert_close(mask, torch.ones(4, 2))
+    loss = assert_inputs_unchanged(impl, mve, "train_step", states[:4])  # the mean of the 8 squared targets
+    assert loss == pytest.approx(((two_step[:4] ** 2).sum() + (r[1:5] ** 2).sum()).item() / 8, rel=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------- the agent

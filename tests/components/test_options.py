@@ -507,14 +507,22 @@ def _termination_draws(impl, options, rng):
 
 @pytest.mark.shape
 def test_option_return_and_options_leave_their_inputs_unchanged(impl, opts):
-    """option_return leaves the caller's reward array as it was (float64 and float32); an Option's
-    can_initiate, get_action, termination_probability and should_terminate leave an array state as it was."""
+    """option_return leaves the caller's reward array as it was (float64 and float32) and returns the discounted
+    sum; an Option's can_initiate, get_action, termination_probability and should_terminate leave an array
+    state as it was and read it as the tuple (0, 1): in I, π = 2, β = 0.5 (a drawn bool), a sure stop."""
     for dtype in (np.float64, np.float32):
-        assert_inputs_unchanged(impl, opts.option_return, None, np.array([1.0, -2.0, 3.0], dtype), 0.5)
+        ret = assert_inputs_unchanged(impl, opts.option_return, None, np.array([1.0, -2.0, 3.0], dtype), 0.5)
+        assert ret == pytest.approx(1.0 + 0.5 * -2.0 + 0.25 * 3.0)  # = 0.75
     option = impl.Option({(0, 1)}, {(0, 1): 2}, lambda s: 0.5, option_id=1)
     state = np.array([0, 1])
-    for method in ("can_initiate", "get_action", "termination_probability", "should_terminate"):
-        assert_inputs_unchanged(impl, option, method, state)
+    assert assert_inputs_unchanged(impl, option, "can_initiate", state) is True
+    assert assert_inputs_unchanged(impl, option, "can_initiate", np.array([1, 0])) is False  # not in I
+    assert assert_inputs_unchanged(impl, option, "get_action", state) == 2
+    assert assert_inputs_unchanged(impl, option, "termination_probability", state) == 0.5
+    assert isinstance(assert_inputs_unchanged(impl, option, "should_terminate", state), bool)  # β = 0.5: drawn
+    sure = impl.Option(None, lambda s: 0, {(0, 1)}, option_id=2)  # stops surely in (0, 1), never elsewhere
+    assert assert_inputs_unchanged(impl, sure, "should_terminate", state) is True
+    assert assert_inputs_unchanged(impl, sure, "should_terminate", np.array([1, 0])) is False
 
 
 @pytest.mark.shape

@@ -160,11 +160,15 @@ def test_sum_tree_find_at_its_bounds(impl):
 
 @pytest.mark.shape
 def test_sum_tree_calls_leave_their_inputs_unchanged(impl):
-    """SumTree.update and find leave the caller's slot, priority and prefix-sum arrays as they were."""
+    """SumTree.update and find leave the caller's slot, priority and prefix-sum arrays as they were; the update
+    sets the leaves and the total, and find returns the slots of the hand-computed intervals."""
     tree = _sum_tree(impl)(5)
     assert_inputs_unchanged(impl, tree, "update", np.array([4, 0, 2]), np.array([2.0, 1.0, 3.0]))
-    assert_inputs_unchanged(impl, tree, "find", np.array([0.5, 1.0, 3.75, 5.5]))
     assert tree.total == 6.0
+    np.testing.assert_array_equal(tree.leaves(), [1.0, 0.0, 3.0, 0.0, 2.0])
+    # intervals: slot 0 [0, 1), slot 2 [1, 4), slot 4 [4, 6); slots 1 and 3 are empty
+    slots = assert_inputs_unchanged(impl, tree, "find", np.array([0.5, 1.0, 3.75, 5.5]))
+    assert slots.tolist() == [0, 2, 2, 4]
 
 
 @pytest.mark.property
@@ -264,11 +268,17 @@ def test_stratified_prefix_sums_draw_only_from_the_rng_passed(impl):
 
 @pytest.mark.shape
 def test_pure_functions_leave_their_inputs_unchanged(impl):
-    """per_probabilities and importance_weights leave the caller's (float64) priorities and probabilities."""
+    """per_probabilities and importance_weights leave the caller's (float64) priorities and probabilities, and
+    return the hand-computed probabilities and weights."""
     replay = impl.module("utils.replay")
-    assert_inputs_unchanged(impl, replay.per_probabilities, None, np.array([1.0, 4.0, 9.0]), 0.5)
-    assert_inputs_unchanged(impl, replay.importance_weights, None, np.array([0.1, 0.2, 0.3, 0.4]), 4, 0.5)
-    assert_inputs_unchanged(impl, replay.importance_weights, None, np.array([0.1, 0.2]), 10, 1.0, 0.05)
+    probs = assert_inputs_unchanged(impl, replay.per_probabilities, None, np.array([1.0, 4.0, 9.0]), 0.5)
+    np.testing.assert_allclose(probs, np.array([1.0, 2.0, 3.0]) / 6.0, rtol=1e-12)  # p^0.5 = 1, 2, 3
+    # (4 P)^-0.5 = (0.4, 0.8, 1.2, 1.6)^-0.5, divided by the largest, 0.4^-0.5
+    weights = assert_inputs_unchanged(impl, replay.importance_weights, None, np.array([0.1, 0.2, 0.3, 0.4]), 4, 0.5)
+    np.testing.assert_allclose(weights, [1.0, 2**-0.5, 3**-0.5, 0.5], rtol=1e-12)
+    # (10 P)^-1 = (1, 1/2), divided by the buffer-wide largest (10 · 0.05)^-1 = 2
+    weights = assert_inputs_unchanged(impl, replay.importance_weights, None, np.array([0.1, 0.2]), 10, 1.0, 0.05)
+    np.testing.assert_allclose(weights, [0.5, 0.25], rtol=1e-12)
 
 
 # ---------------------------------------------------------------- the buffer
@@ -392,15 +402,27 @@ def test_sample_draws_only_from_the_rng_passed(impl):
 
 @pytest.mark.shape
 def test_buffer_calls_leave_their_inputs_unchanged(impl):
-    """add and update_priorities leave the caller's arrays and tensors (states, slots, TD errors)."""
+    """add and update_priorities leave the caller's arrays and tensors (states, slots, TD errors); add stores
+    the transition in the next slot at the largest priority so far, update_priorities sets |δ| + ε."""
     buf = impl.PrioritizedReplayBuffer(4, alpha=0.5, eps=1e-6)
-    assert_inputs_unchanged(impl, buf, "add", np.array([0.5, -1.5], dtype=np.float32), 1, 2.0,
-                            np.array([1.5, 2.5], dtype=np.float32), False)  # fmt: skip
-    assert_inputs_unchanged(impl, buf, "add", torch.tensor([3.0, -4.0]), 0, -1.0, torch.tensor([0.25, 8.0]),
-                            True)  # fmt: skip
+    assert assert_inputs_unchanged(impl, buf, "add", np.array([0.5, -1.5], dtype=np.float32), 1, 2.0,
+                                   np.array([1.5, 2.5], dtype=np.float32), False) == 0  # fmt: skip
+    assert assert_inputs_unchanged(impl, buf, "add", torch.tensor([3.0, -4.0]), 0, -1.0, torch.tensor([0.25, 8.0]),
+                                   True) == 1  # fmt: skip
+    assert len(buf) == 2
+    np.testing.assert_allclose(buf.priorities(), [1.0, 1.0], rtol=1e-12)  # the initial largest priority, 1
     assert_inputs_unchanged(impl, buf, "update_priorities", np.array([1, 0]), np.array([-2.0, 0.5]))
+    np.testing.assert_allclose(buf.priorities(), [0.5 + 1e-6, 2.0 + 1e-6], rtol=1e-12)
     assert_inputs_unchanged(impl, buf, "update_priorities", torch.tensor([0, 1]), torch.tensor([-3.0, 1.0]))
     np.testing.assert_allclose(buf.priorities(), [3.0 + 1e-6, 1.0 + 1e-6], rtol=1e-12)
+    # every sampled row is one of the two stored transitions, whole: (state, action, reward, next state, done)
+    stored = {(0.5, -1.5, 1, 2.0, 1.5, 2.5, 0.0), (3.0, -4.0, 0, -1.0, 0.25, 8.0, 1.0)}
+    batch = _sample(impl, buf, 32, rng=np.random.default_rng(0))
+    rows = {(*s.tolist(), int(a), float(r), *ns.tolist(), float(d))
+            for s, a, r, ns, d in zip(batch.states, batch.actions, batch.rewards, batch.next_states, batch.dones,
+                                      strict=True)}  # fmt: skip
+    assert rows == stored
+    assert batch.indices.tolist() == [0 if r == 2.0 else 1 for r in batch.rewards.tolist()]
 
 
 @pytest.mark.shape

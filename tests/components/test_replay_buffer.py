@@ -51,6 +51,15 @@ def _stored_ids(impl, buf, rng_seed=0):
     return set(batch.rewards.long().tolist())
 
 
+def _stored_rows(impl, buf, rng_seed=0):
+    """Set of transitions in the buffer, seen by sampling many times: tuples (*state, action, reward,
+    *next_state, done)."""
+    batch = _sample(impl, buf, 64 * buf.capacity + 64, rng=np.random.default_rng(rng_seed))
+    return {(*s.tolist(), int(a), float(r), *ns.tolist(), float(d))
+            for s, a, r, ns, d in zip(batch.states, batch.actions, batch.rewards, batch.next_states, batch.dones,
+                                      strict=True)}  # fmt: skip
+
+
 @pytest.mark.shape
 def test_circular_write_indices_wrap_around(impl):
     """circular_write_indices gives consecutive slots that wrap to 0 after the last one."""
@@ -178,18 +187,25 @@ def _sample_with(impl, buf, batch_size, rng):
 
 @pytest.mark.shape
 def test_add_and_add_batch_leave_their_inputs_unchanged(impl):
-    """add and add_batch copy what they store: the caller's arrays and tensors are left as they were."""
+    """add and add_batch copy what they store: the caller's arrays and tensors are left as they were, add returns
+    the next slot, and the buffer then holds exactly the transitions handed over (the newest 3 of 6)."""
     buf = impl.ReplayBuffer(3)  # add_batch of 4 into 3 slots wraps around and drops the oldest
-    assert_inputs_unchanged(impl, buf, "add", np.array([0.5, -1.5], dtype=np.float32), np.int64(1), 2.0,
-                            np.array([1.5, 2.5], dtype=np.float32), True)  # fmt: skip
-    assert_inputs_unchanged(impl, buf, "add", torch.tensor([3.0, -4.0]), torch.tensor(0), -1.0,
-                            torch.tensor([0.25, 8.0]), False)  # fmt: skip
+    assert assert_inputs_unchanged(impl, buf, "add", np.array([0.5, -1.5], dtype=np.float32), np.int64(1), 2.0,
+                                   np.array([1.5, 2.5], dtype=np.float32), True) == 0  # fmt: skip
+    assert assert_inputs_unchanged(impl, buf, "add", torch.tensor([3.0, -4.0]), torch.tensor(0), -1.0,
+                                   torch.tensor([0.25, 8.0]), False) == 1  # fmt: skip
+    assert len(buf) == 2
+    assert _stored_rows(impl, buf) == {(0.5, -1.5, 1, 2.0, 1.5, 2.5, 1.0), (3.0, -4.0, 0, -1.0, 0.25, 8.0, 0.0)}
     states = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0]])
-    assert_inputs_unchanged(impl, buf, "add_batch", states, np.array([0, 1, 1, 0]),
-                            np.array([0.5, -0.5, 2.0, 3.0]),
-                            torch.tensor([[9.0, 9.5], [-1.0, 0.0], [2.0, 2.5], [6.0, 6.5]]),
-                            torch.tensor([True, False, True, False]))  # fmt: skip
+    slots = assert_inputs_unchanged(impl, buf, "add_batch", states, np.array([0, 1, 1, 0]),
+                                    np.array([0.5, -0.5, 2.0, 3.0]),
+                                    torch.tensor([[9.0, 9.5], [-1.0, 0.0], [2.0, 2.5], [6.0, 6.5]]),
+                                    torch.tensor([True, False, True, False]))  # fmt: skip
+    # from slot 2, rows 0..3 go to slots 2, 0, 1, 2: the surviving rows 1..3 sit in slots 0, 1, 2
+    assert np.asarray(slots).tolist()[-3:] == [0, 1, 2]
     assert len(buf) == 3
+    assert _stored_rows(impl, buf) == {(3.0, 4.0, 1, -0.5, -1.0, 0.0, 0.0), (5.0, 6.0, 1, 2.0, 2.0, 2.5, 1.0),
+                                       (7.0, 8.0, 0, 3.0, 6.0, 6.5, 0.0)}  # fmt: skip
 
 
 @pytest.mark.shape

@@ -152,22 +152,36 @@ def test_chan_merge_leaves_its_inputs_unchanged(impl):
 
 @pytest.mark.shape
 def test_update_and_normalize_leave_their_inputs_unchanged(impl):
-    """update (numpy, torch), normalize and denormalize leave the caller's float64 batches as they were."""
+    """update (numpy, torch), normalize and denormalize leave the caller's float64 batches as they were, and
+    give the hand-computed moments and (de)normalised values, numpy for numpy and a float64 tensor for one."""
     rs = impl.RunningStats(shape=(2,))
     assert_inputs_unchanged(impl, rs, "update", np.array([[1.0, 10.0], [2.0, 20.0], [6.0, 60.0]]))
+    assert rs.count == 3
     assert_inputs_unchanged(impl, rs, "update", torch.tensor([[-3.0, 5.0], [7.0, 0.5]], dtype=torch.float64))
+    assert rs.count == 5
     assert_inputs_unchanged(impl, rs, "update", np.array([4.0, -2.0]))  # one sample
     assert rs.count == 6
-    np.testing.assert_allclose(rs.mean, [17 / 6, 93.5 / 6])
+    # the six rows: column 0 is 1, 2, 6, −3, 7, 4 (Σx = 17, Σx² = 115); column 1 is 10, 20, 60, 5, 0.5, −2
+    # (Σx = 93.5, Σx² = 4129.25); var = Σx²/6 − (Σx/6)²
+    mean = np.array([17 / 6, 93.5 / 6])
+    var = np.array([115 / 6 - (17 / 6) ** 2, 4129.25 / 6 - (93.5 / 6) ** 2])
+    np.testing.assert_allclose(rs.mean, mean)
+    np.testing.assert_allclose(rs.var, var)
     x = np.array([[2.5, 0.0], [10.0, -3.0]])
-    for method in ("normalize", "denormalize"):
-        assert_inputs_unchanged(impl, rs, method, x)
-        assert_inputs_unchanged(impl, rs, method, torch.tensor(x))  # float64 tensor
+    std = np.sqrt(var + 1e-8)  # the default eps
+    for method, expected in (("normalize", (x - mean) / std), ("denormalize", x * std + mean)):
+        out = assert_inputs_unchanged(impl, rs, method, x)
+        assert isinstance(out, np.ndarray), f"{method} of an array gave a {type(out).__name__}"
+        np.testing.assert_allclose(out, expected, rtol=1e-10)
+        out = assert_inputs_unchanged(impl, rs, method, torch.tensor(x))  # float64 tensor
+        assert isinstance(out, torch.Tensor) and out.dtype == torch.float64, f"{method} of a float64 tensor"
+        np.testing.assert_allclose(out.numpy(), expected, rtol=1e-10)
 
 
 @pytest.mark.shape
 def test_merge_leaves_the_other_stats_unchanged(impl):
-    """a.merge(b) absorbs b into a and leaves b's count, mean and variance as they were."""
+    """a.merge(b) absorbs b into a (the hand-computed count, mean and variance of all five rows) and leaves b's
+    count, mean and variance as they were."""
     a, b = impl.RunningStats(shape=(2,)), impl.RunningStats(shape=(2,))
     a.update(np.array([[1.0, 2.0], [3.0, 6.0]]))
     b.update(np.array([[5.0, -1.0], [9.0, 3.0], [1.0, 1.0]]))
@@ -175,8 +189,10 @@ def test_merge_leaves_the_other_stats_unchanged(impl):
     assert b.count == 3
     np.testing.assert_allclose(b.mean, [5.0, 1.0])
     np.testing.assert_allclose(b.var, [32 / 3, 8 / 3])
+    # a holds the five rows: column 0 is 1, 3, 5, 9, 1 (Σx² = 117), column 1 is 2, 6, −1, 3, 1 (Σx² = 51)
     assert a.count == 5
     np.testing.assert_allclose(a.mean, [19 / 5, 11 / 5])
+    np.testing.assert_allclose(a.var, [117 / 5 - (19 / 5) ** 2, 51 / 5 - (11 / 5) ** 2])
 
 
 @pytest.mark.shape

@@ -236,34 +236,79 @@ def test_latent_target_is_stop_gradient(impl):
 
 
 # ----------------------------------------------------------------------- contracts (CONVENTIONS §3, issue 23)
+def _parameters(impl, module):
+    """Probe: a copy of every named parameter of ``module``."""
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
 @pytest.mark.shape
 def test_gaussian_kl_leaves_its_inputs_unchanged(impl):
-    """gaussian_kl leaves mean and log_var (beyond the clamp range [-10, 10] here) as they were."""
+    """gaussian_kl leaves mean and log_var (beyond the clamp range [-10, 10] here) as they were, and returns
+    the hand-computed KL of the unclamped Gaussians."""
     mean = torch.tensor([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
     log_var = torch.tensor([[12.0, -15.0, 0.3], [-0.7, 2.0, 11.0]])
-    assert_inputs_unchanged(impl, _kl(impl), None, mean, log_var)
+    kl = assert_inputs_unchanged(impl, _kl(impl), None, mean, log_var)
+    # −½ Σ_j (1 + log σ² − μ² − σ²): row 0 −½ ((12 − e^12) + (−18 − e^−15) + (1.05 − e^0.3)),
+    # row 1 −½ ((0.3 − e^−0.7) + (−6 − e^2) + (11 − e^11))
+    expected = torch.tensor([0.5 * (math.exp(12) + math.exp(-15) + math.exp(0.3) + 4.95),
+                             0.5 * (math.exp(-0.7) + math.exp(2) + math.exp(11) - 5.3)])  # fmt: skip
+    torch.testing.assert_close(kl, expected)
 
 
 @pytest.mark.shape
 def test_model_methods_leave_their_inputs_unchanged(impl):
     """encode, reparameterize, decode, the latent models, loss, train_step and imagine leave the caller's
-    tensors as they were."""
+    tensors as they were; their results agree with the networks' outputs read back (encoder → (μ, clamped
+    log σ²), z + transition, reward head), a sample lies within 10 σ, the loss parts add up, the KL part is
+    the hand-computed one, and train_step moves the parameters."""
     wm = impl.WorldModel(state_dim=3, action_dim=2, latent_dim=4, hidden_dim=16)
     s, a, s2, r = 3.0 * torch.randn(8, 3), torch.randn(8, 2), torch.randn(8, 3), torch.randn(8, 1)
     z = torch.randn(8, 4)
     log_var = torch.tensor([[12.0, -15.0, 0.5, -1.0]]).repeat(8, 1)  # beyond the clamp range in places
-    for method, args in [
-        ("encode", (s,)),
-        ("reparameterize", (z, log_var)),
-        ("decode", (z,)),
-        ("predict_next_latent", (z, a)),
-        ("predict_reward", (z, a)),
-        ("loss", (s, a, r, s2)),
-        ("loss", (s, a, r[:, 0], s2)),
-        ("train_step", (s, a, r, s2)),
-        ("imagine", (z, torch.randn(8, 3, 2))),
-    ]:
-        assert_inputs_unchanged(impl, wm, method, *args)
+
+    mean, enc_log_var = assert_inputs_unchanged(impl, wm, "encode", s)
+    encoded = wm.encoder(s).detach()  # the given S -> 2Z network: (mean, log_var) halves
+    torch.testing.assert_close(mean, encoded[:, :4])
+    torch.testing.assert_close(enc_log_var, encoded[:, 4:].clamp(-10.0, 10.0))
+    sample = assert_inputs_unchanged(impl, wm, "reparameterize", z, log_var)
+    eps = (sample - z) / torch.exp(0.5 * log_var)  # standardised noise: |ε| > 10 has probability 1.5e-23
+    assert sample.shape == (8, 4) and (eps.abs() < 10).all(), f"standardised noise {eps.tolist()}"
+    assert (sample[:, 0] != z[:, 0]).all(), "no noise was added where σ = e^6"
+    torch.testing.assert_close(assert_inputs_unchanged(impl, wm, "decode", z), wm.decoder(z).detach())
+    za = torch.cat([z, a], dim=-1)
+    torch.testing.assert_close(assert_inputs_unchanged(impl, wm, "predict_next_latent", z, a),
+                               z + wm.transition(za).detach())  # fmt: skip
+    reward = assert_inputs_unchanged(impl, wm, "predict_reward", z, a)
+    assert reward.shape == (8, 1)
+    torch.testing.assert_close(reward, wm.reward_head(za).detach())
+
+    kl = (-0.5 * (1 + enc_log_var - mean**2 - enc_log_var.exp()).sum(-1)).mean()  # deterministic, given encode
+    for column_or_flat in (r, r[:, 0]):
+        total, parts = assert_inputs_unchanged(impl, wm, "loss", s, a, column_or_flat, s2)
+        assert total.shape == () and set(parts) >= {"reconstruction", "kl", "latent", "reward"}
+        assert all(parts[key].item() >= 0 for key in ("reconstruction", "latent", "reward")), parts
+        torch.testing.assert_close(parts["kl"].detach(), kl, rtol=1e-5, atol=1e-5)
+        total_of_parts = parts["reconstruction"].detach() + kl + parts["latent"].detach() + parts["reward"].detach()
+        torch.testing.assert_close(total.detach(), total_of_parts, rtol=1e-5, atol=1e-5)  # β = 1
+    before = impl.run(_parameters, wm)
+    logged = assert_inputs_unchanged(impl, wm, "train_step", s, a, r, s2)
+    assert set(logged) == {"total", "reconstruction", "kl", "latent", "reward"}
+    assert all(isinstance(v, float) and math.isfinite(v) for v in logged.values()), logged
+    assert logged["kl"] == pytest.approx(kl.item(), rel=1e-5, abs=1e-5)  # the loss before the step
+    assert logged["total"] == pytest.approx(logged["reconstruction"] + logged["kl"] + logged["latent"]
+                                            + logged["reward"], rel=1e-5, abs=1e-5)  # fmt: skip
+    after = impl.run(_parameters, wm)
+    assert any(not torch.equal(before[name], after[name]) for name in before), "train_step changed no parameter"
+
+    actions = torch.randn(8, 3, 2)
+    latents, rewards = assert_inputs_unchanged(impl, wm, "imagine", z, actions)
+    assert latents.shape == (8, 3, 4) and rewards.shape == (8, 3)
+    step = z
+    for t in range(3):  # r_t = reward_head([z_t, a_t]), z_{t+1} = z_t + transition([z_t, a_t])
+        step_a = torch.cat([step, actions[:, t]], dim=-1)
+        torch.testing.assert_close(rewards[:, t], wm.reward_head(step_a).detach()[:, 0], rtol=1e-5, atol=1e-5)
+        step = step + wm.transition(step_a).detach()
+        torch.testing.assert_close(latents[:, t], step, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.shape
