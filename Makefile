@@ -75,10 +75,12 @@ notebook:
 	$(PY) -m grader.notebook notebooks/CA15.ipynb --impl "$(abspath $(IMPL))" --out build/CA15.executed.ipynb
 
 # Speed figures of IMPL, then what grading the bundled correct submission costs (CPU-seconds, peak memory,
-# stage times, the ten most expensive tests; about 5 minutes).
+# stage times, the ten most expensive tests; about 5 minutes), then the similarity report's time on 50
+# generated submissions (about 2 minutes).
 bench:
 	$(PY) tests/bench/run.py --impl=$(IMPL)
 	$(PY) tests/bench/grading_cost.py
+	$(PY) tests/bench/similarity_time.py
 
 # Run the seed notebook's calls (cells 1-13) against IMPL and print what they print.
 seed-cells:
