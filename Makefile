@@ -22,7 +22,7 @@ install: $(PY)
 SANDBOX ?= $(shell $(PY) -c "from grader.sandbox import check_bwrap; check_bwrap('$(abspath $(PY))')" >/dev/null 2>&1 && echo --worker-sandbox=bwrap)
 test:
 	$(PY) -m grader.generate --check
-	CI=1 $(PY) -m pytest -n $(JOBS) --dist loadgroup -q tests --impl=$(IMPL) $(SANDBOX)
+	CI=1 $(PY) -m pytest -n $(JOBS) --dist loadscope -q tests --impl=$(IMPL) $(SANDBOX)
 
 # Regenerate skeleton/ from reference/ (commit the result).
 skeleton:

@@ -32,6 +32,7 @@ import json
 import operator
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -196,37 +197,51 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 ]
         if item.get_closest_marker("gpu") is not None and not _cuda_available():
             item.add_marker(pytest.mark.skip(reason="gpu test: CUDA is not available"))
-        group = _module_fixture_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
-    # xdist hands out work units in this order, the first one per worker at once: the longest groups go first,
+    # xdist hands out work units in this order, the first one per worker at once: the longest units go first,
     # each to its own worker, and the many short tests fill in around them.
-    items.sort(key=lambda item: _group_rank(item.get_closest_marker("xdist_group")))
+    items.sort(key=_unit_rank)
     if problems:
         raise pytest.UsageError("graded tests break the marker rules (CONVENTIONS §3):\n  " + "\n  ".join(problems))
 
 
-#: The longest xdist groups (graded batches of real submissions), longest first.
-LONG_GROUPS = ("test_hostile.py:engine=user", "test_hostile.py:engine=bwrap", "test_grader.py", "test_user_engine.py")
+#: Kit test files whose tests share a module-scoped fixture (a graded batch, a built release): each is one xdist
+#: work unit (one per ``engine`` parameter for the hostile suite), so that the fixture is built on one worker.
+_KIT = Path(__file__).resolve().parent / "kit"
+MODULE_FIXTURE_FILES = frozenset(p.name for p in _KIT.glob("test_*.py") if 'scope="module"' in p.read_text())
+#: The longest work units (graded batches of real submissions), handed out first, longest first.
+LONG_UNITS = ("test_hostile.py:engine=user", "test_hostile.py:engine=bwrap", "test_grader.py", "test_user_engine.py")
 
 
-def _group_rank(mark: pytest.Mark | None) -> int:
-    name = mark.args[0] if mark is not None else ""
-    return next((i for i, prefix in enumerate(LONG_GROUPS) if name.startswith(prefix)), len(LONG_GROUPS))
+def xdist_unit(nodeid: str) -> str:
+    """The xdist work unit of a test: its file (and engine) for a file in :data:`MODULE_FIXTURE_FILES`, else the
+    test alone."""
+    path, _, rest = nodeid.partition("::")
+    name = Path(path).name
+    if name not in MODULE_FIXTURE_FILES or Path(path).parent.name != "kit":
+        return nodeid
+    engine = re.match(r"[^\[]*\[(bwrap|user)\b", rest)
+    return f"{name}:engine={engine[1]}" if engine else name
 
 
-def _module_fixture_group(item: pytest.Item) -> str | None:
-    """The xdist group of a test that uses a module-scoped fixture (a graded batch, a built release): its file
-    and the fixture parameters, so that ``--dist loadgroup`` builds each such fixture on one xdist worker only,
-    where plain load distribution would build it once per worker that runs one of its tests."""
-    info = getattr(item, "_fixtureinfo", None)
-    if info is None:
+def _unit_rank(item: pytest.Item) -> int:
+    unit = xdist_unit(item.nodeid)
+    return next((i for i, prefix in enumerate(LONG_UNITS) if unit.startswith(prefix)), len(LONG_UNITS))
+
+
+@pytest.hookimpl(optionalhook=True)  # graded runs in a workspace load no xdist
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """``--dist loadscope`` (``make test``) with the kit's own work units (:func:`xdist_unit`): plain loadscope
+    would make each component file one unit, and ``loadgroup`` cannot group under pytest 9 (xdist 3.8 renames
+    ``item._nodeid``, which pytest 9 no longer reads)."""
+    if config.getoption("dist") != "loadscope":
         return None
-    names = sorted(name for name, defs in info.name2fixturedefs.items() if defs and defs[-1].scope == "module")
-    if not names:
-        return None
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    return ":".join([item.path.name, *(f"{n}={params[n]}" for n in names if n in params)])
+    from xdist.scheduler import LoadScopeScheduling
+
+    class KitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_unit(nodeid)
+
+    return KitScheduling(config, log)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
