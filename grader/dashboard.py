@@ -356,13 +356,22 @@ def _report_line(report: pytest.TestReport) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- table
-def _todo_sites(config: pytest.Config) -> dict[str, list[dict]]:
-    """``{component: [{"where", "todo"}, ...]}`` from the release's ``tests/todo_sites.json`` ({} without it)."""
+def _todo_sites(config: pytest.Config, key: str = "todo_sites") -> dict:
+    """``{component: [{"where", "todo"}, ...]}`` from the release's ``tests/todo_sites.json`` ({} without it);
+    ``key="doubles"``: ``{component: [components its tests replace by test doubles]}``."""
     path = config.rootpath / "tests" / TODO_SITES_FILE
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["todo_sites"]
+        return dict(json.loads(path.read_text(encoding="utf-8"))[key])
     except (OSError, ValueError, KeyError, TypeError):
         return {}
+
+
+def doubles_line(component: str, doubles: dict) -> str:
+    """What the dashboard says of a component graded with test doubles for others ('' when it is not)."""
+    others = doubles.get(component)
+    if not others:
+        return ""
+    return f"graded with test doubles for {', '.join(others)}: a bug there is not charged here"
 
 
 def load_hidden_points(config: pytest.Config) -> dict[str, int]:
@@ -447,11 +456,13 @@ def components_to_go(rows: dict[str, Row]) -> str:
     return f"{left} of {len(graded)} components to go."
 
 
-def format_failures(rows: dict[str, Row], budget: int = MAX_LINES) -> list[str]:
+def format_failures(rows: dict[str, Row], budget: int = MAX_LINES, doubles: dict | None = None) -> list[str]:
     """Per failing component, its first failure in two lines (test, file:line; then the message or TODO text);
-    in one line each (the message cut shorter) when two would take more than ``budget`` lines."""
+    in one line each (the message cut shorter) when two would take more than ``budget`` lines. A component
+    graded with test doubles (``doubles``) that fails, not on a TODO, says so in a third line when it fits."""
     failing = [(name, row.first) for name, row in rows.items() if row.first is not None]
     two_lines = 2 * len(failing) <= budget
+    spare = budget - 2 * len(failing)  # lines left for the test-double notes
     lines = []
     for name, out in failing:
         info = out.failure or {}
@@ -460,6 +471,10 @@ def format_failures(rows: dict[str, Row], budget: int = MAX_LINES) -> list[str]:
         head = f"{name}: {state} at {test} ({info.get('where', out.location[0])})"
         if two_lines:
             lines += [head, f"    {info.get('message', '')}"]
+            note = doubles_line(name, doubles or {})
+            if note and not info.get("not_started") and spare > 0:
+                lines.append(f"    ({note})")
+                spare -= 1
         else:
             lines.append(_first_line(f"{head}: {info.get('message', '')}"))
     return lines
@@ -481,7 +496,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if _dashboard(config):
         # what else fits in MAX_LINES: pytest's progress (72 tests a line), its own 4 lines, our 3
         progress = -(-len(tally.outcomes) // 72)
-        failures = format_failures(rows, budget=MAX_LINES - len(table) - progress - 7)
+        failures = format_failures(rows, budget=MAX_LINES - len(table) - progress - 7,
+                                   doubles=_todo_sites(config, "doubles"))  # fmt: skip
         if failures:
             tr.section("first failure per component", sep="-")
             for line in failures:
@@ -496,6 +512,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             for out in todo:
                 tr.write_line(f"{out.nodeid.split('::', 1)[-1]} ({out.failure['where']}): {out.failure['message']}")
         wanted = config.getoption("--component", default=None)
+        note = doubles_line(next(iter(ran)), _todo_sites(config, "doubles")) if wanted and len(ran) == 1 else ""
+        if note:
+            tr.write_line(f"{next(iter(ran))}: {note}.")
         sites = _todo_sites(config).get(next(iter(ran))) if wanted and len(ran) == 1 else None
         if sites:
             tr.section(f"every TODO of {next(iter(ran))} (a test stops at its first one)", sep="-")

@@ -157,6 +157,26 @@ def todo_sites(skeleton: Path, repo: Path = REPO) -> dict[str, list[dict]]:
             for c, v in sorted(sites.items())}  # fmt: skip
 
 
+def doubles_for(tests: Path) -> dict[str, list[str]]:
+    """``{component: [other components its tests replace by test doubles]}`` from each test file's
+    ``DOUBLES_FOR`` tuple and its ``pytestmark`` component (docs/CONVENTIONS.md §3, "a bug is charged once")."""
+    import ast
+
+    found: dict[str, list[str]] = {}
+    for path in sorted(tests.glob("test_*.py")):
+        component, doubles = None, None
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                name = node.targets[0].id
+                if name == "DOUBLES_FOR":
+                    doubles = list(ast.literal_eval(node.value))
+                elif name == "pytestmark" and isinstance(node.value, ast.Call) and node.value.args:
+                    component = ast.literal_eval(node.value.args[0])
+        if component and doubles:
+            found[component] = doubles
+    return found
+
+
 def build_release(dst: Path, repo: Path = REPO) -> Path:
     """Write the student release into ``dst`` (replaced). Returns ``dst``.
 
@@ -180,7 +200,8 @@ def build_release(dst: Path, repo: Path = REPO) -> Path:
         write_hidden_points(tests / HIDDEN_POINTS_FILE, repo)
         (tests / TODO_SITES_FILE).write_text(json.dumps(
             {"about": "every TODO of skeleton/ per component (make test K=<component> lists them)",
-             "todo_sites": todo_sites(out / "skeleton", repo)}, indent=1) + "\n", encoding="utf-8")  # fmt: skip
+             "todo_sites": todo_sites(out / "skeleton", repo), "doubles": doubles_for(tests / "components")},
+            indent=1) + "\n", encoding="utf-8")  # fmt: skip
         (out / "grader").mkdir()
         for name in HARNESS_MODULES:
             shutil.copy2(repo / "grader" / name, out / "grader" / name)

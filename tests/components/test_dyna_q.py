@@ -19,6 +19,9 @@ from hypothesis import strategies as st
 from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
 
 pytestmark = pytest.mark.component("DynaQAgent")
+#: Components whose code these tests replace by test doubles (a bug there is charged there, not here;
+#: the student's dashboard says so).
+DOUBLES_FOR = ("ReplayBuffer", "DynamicsModel")
 
 
 def _helpers(impl):

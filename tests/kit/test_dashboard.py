@@ -120,7 +120,7 @@ def fake_kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "tests" / HIDDEN_POINTS_FILE).write_text(json.dumps({"hidden_points": {"Alpha": 3, "Gamma": 4}}))
     (root / "tests" / TODO_SITES_FILE).write_text(json.dumps({"todo_sites": {"Alpha": [
         {"where": "skeleton/alpha.py:3", "todo": "Alpha.step: x_next = A x + B u (eq. 3)"},
-        {"where": "skeleton/alpha.py:9", "todo": "Alpha.reset: the state's zero"}]}}))
+        {"where": "skeleton/alpha.py:9", "todo": "Alpha.reset: the state's zero"}]}, "doubles": {"Alpha": ["Beta"]}}))
     return root
 
 
@@ -139,6 +139,7 @@ def test_dashboard_rows_first_failures_and_not_started(fake_kit: Path) -> None:
     assert "tests worth 0 points (given code, error messages): 1/2 passed" in out
     assert re.search(r"^  failing: test_delta_given_helper \(reaches a TODO at tests/test_delta\.py:\d+\)$", out, re.M), out
     assert "2 of 2 components to go." in out
+    assert "    (graded with test doubles for Beta: a bug there is not charged here)" not in out  # Alpha's first: a TODO
     first = lines.index(next(line for line in lines if line.startswith("Alpha: ")))
     assert re.match(r"Alpha: not started at test_todo \(tests/test_alpha\.py:\d+\)$", lines[first]), out
     assert lines[first + 1].strip() == "Alpha.step: x_next = A x + B u (eq. 3)"
@@ -156,6 +157,7 @@ def test_component_option_gives_the_full_output_of_one_component(fake_kit: Path)
     assert "test_beta" not in out and "Gamma" not in out, out
     assert re.search(r"^test_todo \(tests/test_alpha\.py:\d+\): Alpha\.step: x_next", out, re.M), out
     assert re.search(r"every TODO of Alpha.*\nskeleton/alpha\.py:3: Alpha\.step: .*\nskeleton/alpha\.py:9: Alpha\.reset", out), out
+    assert "Alpha: graded with test doubles for Beta: a bug there is not charged here." in out
     bad = _pytest(fake_kit, "-q", "--component=nope", "tests")
     assert "--component=nope: no test of that component; components: Alpha, Beta, Delta" in bad
 

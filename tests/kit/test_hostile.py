@@ -376,8 +376,23 @@ def engine(request: pytest.FixtureRequest) -> dict:
                                        "workspace_root": workspaces}, "private_host": True, "folder": folder}  # fmt: skip
 
 
-#: Folders a user-engine batch runs without (covered by an empty tmpfs), but for what it needs (:func:`_grade`).
-HOST_FOLDERS = ("/tmp", "/var/tmp", "/home", "/srv")
+#: Folders a user-engine batch runs without (covered by an empty tmpfs), but for what it needs (:func:`_grade`):
+#: the shared temporary folders, and every top-level folder but the system's own (other checkouts of the kit,
+#: a TA's files: whatever this machine holds that a Gradescope container would not). /root stays (the kit's
+#: own python lives there; it is 0700, so no run's uid can read it).
+HOST_FOLDERS = ("/tmp", "/var/tmp")
+SYSTEM_FOLDERS = frozenset({"bin", "boot", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "root", "run",
+                            "sbin", "sys", "tmp", "usr", "var"})  # fmt: skip
+
+
+def _host_folders() -> list[Path]:
+    """What :func:`_grade` covers under the user engine: :data:`HOST_FOLDERS` and every non-system top-level
+    folder (then this checkout too, where no covered folder holds it)."""
+    tops = [p for p in Path("/").iterdir() if p.is_dir() and not p.is_symlink() and p.name not in SYSTEM_FOLDERS]
+    cover = [*[Path(f) for f in HOST_FOLDERS if Path(f).is_dir()], *sorted(tops)]
+    if not any(REPO.is_relative_to(path) for path in cover):
+        cover.append(REPO)
+    return cover
 
 
 def _grade(subs: Path, out: Path, config: GradeConfig, engine: dict) -> None:
@@ -396,11 +411,11 @@ def _grade(subs: Path, out: Path, config: GradeConfig, engine: dict) -> None:
               "config, submissions, out = pickle.load(sys.stdin.buffer)\n"
               "grade_batch(submissions, out, config, jobs=2, echo=lambda line: None)\n")
     keep = [REPO / ".venv", config.kit, subs, out, Path(engine["folder"])]
-    cover = [REPO, *[Path(f) for f in HOST_FOLDERS if Path(f).is_dir()]]
+    cover = _host_folders()
     hold = Path(tempfile.mkdtemp(prefix="ca15-hold-", dir="/dev/shm"))
     lines = ["set -e"]
     lines += [f"mkdir {hold}/{i} && mount --bind {path} {hold}/{i}" for i, path in enumerate(keep)]
-    lines += [f"mount -t tmpfs -o size=1m,mode={'1777' if str(path) != str(REPO) else '755'} tmpfs {path}"
+    lines += [f"mount -t tmpfs -o size=1m,mode={'1777' if str(path) in HOST_FOLDERS else '755'} tmpfs {path}"
               for path in cover]  # fmt: skip
     lines += [f"mkdir -p {path} && mount --bind {hold}/{i} {path}" for i, path in enumerate(keep)]
     lines.append('exec "$0" -c "$1"')

@@ -126,6 +126,22 @@ def test_every_grader_module_the_release_imports_is_shipped(release: Path) -> No
     assert not missing, sorted(missing)
 
 
+def test_every_test_file_with_test_doubles_declares_them() -> None:
+    """A graded test file that defines a test double names the components it stands in for (DOUBLES_FOR), and
+    they are components: the dashboard tells the student that a bug there is not charged here."""
+    from grader.release import doubles_for
+
+    declared = doubles_for(REPO / "tests" / "components")
+    components = set(re.findall(r'pytest\.mark\.component\("(\w+)"\)',
+                                "".join(p.read_text() for p in (REPO / "tests" / "components").glob("test_*.py"))))
+    for path in sorted((REPO / "tests" / "components").glob("test_*.py")):
+        text = path.read_text(encoding="utf-8")
+        mark = re.search(r'^pytestmark = pytest\.mark\.component\("(\w+)"\)', text, re.M)
+        if mark and re.search(r"^class _\w*Double\b|^def _\w*_double\b", text, re.M):
+            assert mark[1] in declared, f"{path.name} defines test doubles but no DOUBLES_FOR"
+    assert all(set(others) <= components for others in declared.values()), declared
+
+
 def test_release_contains_no_solution_line_or_hidden_block(release: Path) -> None:
     """No solution line of reference/ and no hidden-test marker appears anywhere in the release."""
     assert leaked_solution_lines(release, REPO / "reference") == []
