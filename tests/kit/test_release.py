@@ -142,6 +142,23 @@ def test_every_test_file_with_test_doubles_declares_them() -> None:
     assert all(set(others) <= components for others in declared.values()), declared
 
 
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+@pytest.mark.parametrize(("env", "status"), [({}, 0), ({"CI": "true"}, 2), ({"STRICT": "1"}, 2)])
+def test_student_make_test_ends_with_the_dashboard_line(tmp_path: Path, env: dict, status: int) -> None:
+    """The student's `make test` with failing tests: the dashboard's line last and status 0, but make's error
+    (status 2) under CI or STRICT=1 (a stand-in python prints the line and exits 1, as pytest does then)."""
+    shutil.copy2(REPO / "grader" / "student" / "Makefile", tmp_path / "Makefile")
+    python = tmp_path / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\necho '3 of 15 components to go.'\nexit 1\n")
+    python.chmod(0o755)
+    base = {k: v for k, v in os.environ.items() if k not in ("CI", "STRICT", "MAKEFLAGS", "MAKELEVEL")}
+    proc = subprocess.run(["make", "test"], cwd=tmp_path, env={**base, **env}, capture_output=True, text=True)
+    assert proc.returncode == status, proc.stdout + proc.stderr
+    if status == 0:
+        assert proc.stdout.strip().splitlines()[-1] == "3 of 15 components to go." and not proc.stderr
+
+
 def test_release_contains_no_solution_line_or_hidden_block(release: Path) -> None:
     """No solution line of reference/ and no hidden-test marker appears anywhere in the release."""
     assert leaked_solution_lines(release, REPO / "reference") == []
