@@ -174,7 +174,7 @@ def read_submissions(out_dir: Path) -> list[Submission]:
     """Every ``out_dir/*/results.json``, sorted by folder name; one that cannot be read counts as an error
     with no test, as in ``gradebook.csv``."""
     subs = []
-    for path in sorted(out_dir.glob("*/results.json")):
+    for path in sorted(out_dir.glob("[!.]*/results.json")):
         try:
             results = json.loads(path.read_text(encoding="utf-8"))
             if not isinstance(results, dict):
@@ -613,7 +613,7 @@ def check_out_dir(out_dir: Path) -> str | None:
         return f"OUT: {expected}, got {out_dir}: it does not exist"
     if not out_dir.is_dir():
         return f"OUT: {expected}, got {out_dir}: not a folder"
-    if not any(out_dir.glob("*/results.json")):
+    if not any(out_dir.glob("[!.]*/results.json")):
         return f"OUT: {expected} (NAME/results.json per graded submission), got {out_dir}: it holds none"
     return None
 

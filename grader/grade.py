@@ -716,7 +716,7 @@ def write_gradebook(out_dir: Path, name: str = "gradebook.csv") -> Path:
     """``gradebook.csv`` (or ``name``: ``gradebook.proposed.csv`` for ``--previous``, grader/regrade.py) from
     every graded submission folder in ``out_dir`` (written atomically)."""
     rows = []
-    for path in sorted(out_dir.glob("*/results.json")):
+    for path in sorted(out_dir.glob("[!.]*/results.json")):
         try:
             rows.append(gradebook_row(path.parent.name, json.loads(path.read_text())))
         except (json.JSONDecodeError, KeyError):

@@ -234,7 +234,7 @@ def check_output(folder: Path, label: str) -> None:
         raise OutputError(f"{expected}, got {folder}: it does not exist")
     if not folder.is_dir():
         raise OutputError(f"{expected}, got {folder}: not a folder")
-    if not any(folder.glob("*/results.json")) and not any((folder / g).is_file() for g in (GRADEBOOK, PROPOSED)):
+    if not any(folder.glob("[!.]*/results.json")) and not any((folder / g).is_file() for g in (GRADEBOOK, PROPOSED)):
         raise OutputError(f"{expected}, got {folder}: a folder with no results.json in any subfolder and no "
                           "gradebook")  # fmt: skip
 
@@ -295,7 +295,7 @@ def _load(path: Path) -> Graded:
 def read_output(folder: Path, label: str) -> dict[str, Graded]:
     """Every submission of an output folder, by name (checked first: :func:`check_output`)."""
     check_output(folder, label)
-    return {p.parent.name: _load(p) for p in sorted(folder.glob("*/results.json"))}
+    return {p.parent.name: _load(p) for p in sorted(folder.glob("[!.]*/results.json"))}
 
 
 # ------------------------------------------------------------------------------------------------ the diff

@@ -499,21 +499,38 @@ def test_batch_killed_with_sigkill_resumes_without_regrading(kit: Path, tmp_path
     cmd = [sys.executable, "-m", "grader", *subs, "--out", str(out), "--no-notebook", "--kit", str(kit)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    def graded() -> dict[str, int]:  # final folders only: a staging folder (.NAME.partial) holds results.json too
+        return {p.parent.name: p.stat().st_mtime_ns for p in out.glob("[!.]*/results.json")}
+
     deadline = time.monotonic() + 240
-    while not list(out.glob("*/results.json")) and time.monotonic() < deadline:
+    while not graded() and time.monotonic() < deadline:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    first = {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/results.json")}
+    first = graded()
     assert 1 <= len(first) < 4, first
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"resuming: {len(first)} of 4 already graded" in done.stdout
-    assert {p.parent.name: p.stat().st_mtime_ns for p in out.glob("*/results.json") if p.parent.name in first} == first
+    assert {name: mtime for name, mtime in graded().items() if name in first} == first
     rows = list(csv.DictReader((out / "gradebook.csv").open()))
     assert sorted(r["submission"] for r in rows) == ["s0", "s1", "s2", "s3"]
     assert all(float(r["score"]) == 4 for r in rows)
     assert not list(out.glob(".*.partial"))
+
+
+def test_gradebook_leaves_out_a_submission_still_in_its_staging_folder(tmp_path: Path) -> None:
+    """A results.json in a staging folder (.NAME.xxxx.partial, not moved into place yet) makes no gradebook row."""
+    import csv
+
+    from grader.grade import write_gradebook
+
+    results = {"score": 4, "tests": [], "extra_data": {"status": "graded", "components": {}}}
+    for folder in ("alice", ".bob.k2j4.partial"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results.json").write_text(json.dumps(results))
+    rows = list(csv.DictReader(write_gradebook(tmp_path).open()))
+    assert [r["submission"] for r in rows] == ["alice"]
 
 
 def test_unpack_leaves_out_environments_caches_and_links(tmp_path: Path) -> None:
