@@ -197,9 +197,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 ]
         if item.get_closest_marker("gpu") is not None and not _cuda_available():
             item.add_marker(pytest.mark.skip(reason="gpu test: CUDA is not available"))
-    # xdist hands out work units in this order, the first one per worker at once: the longest units go first,
-    # each to its own worker, and the many short tests fill in around them.
-    items.sort(key=_unit_rank)
     if problems:
         raise pytest.UsageError("graded tests break the marker rules (CONVENTIONS §3):\n  " + "\n  ".join(problems))
 
@@ -208,8 +205,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 #: work unit (one per ``engine`` parameter for the hostile suite), so that the fixture is built on one worker.
 _KIT = Path(__file__).resolve().parent / "kit"
 MODULE_FIXTURE_FILES = frozenset(p.name for p in _KIT.glob("test_*.py") if 'scope="module"' in p.read_text())
-#: The longest work units (graded batches of real submissions), handed out first, longest first.
-LONG_UNITS = ("test_hostile.py:engine=user", "test_hostile.py:engine=bwrap", "test_grader.py", "test_user_engine.py")
 
 
 def xdist_unit(nodeid: str) -> str:
@@ -221,11 +216,6 @@ def xdist_unit(nodeid: str) -> str:
         return nodeid
     engine = re.match(r"[^\[]*\[(bwrap|user)\b", rest)
     return f"{name}:engine={engine[1]}" if engine else name
-
-
-def _unit_rank(item: pytest.Item) -> int:
-    unit = xdist_unit(item.nodeid)
-    return next((i for i, prefix in enumerate(LONG_UNITS) if unit.startswith(prefix)), len(LONG_UNITS))
 
 
 @pytest.hookimpl(optionalhook=True)  # graded runs in a workspace load no xdist

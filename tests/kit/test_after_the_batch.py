@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,15 +262,6 @@ def test_class_report_of_a_real_batch_matches_the_results_and_flags_the_broken_t
     assert cli.main(["report", str(old.out)]) == 0  # the command writes the same report again
     assert json.loads((old.out / REPORT_JSON).read_text())["tests"] == report["tests"]
     assert analyse(read_submissions(old.out))["suspects"] == report["suspects"]
-
-
-@pytest.fixture
-def signals():
-    """_grade installs SIGTERM/SIGINT handlers: put pytest's back afterwards."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def _verdicts(out: Path) -> dict[tuple[str, str], bool]:

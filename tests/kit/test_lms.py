@@ -5,7 +5,6 @@ writes."""
 from __future__ import annotations
 
 import csv
-import signal
 from pathlib import Path
 
 import pytest
@@ -52,15 +51,6 @@ def _rows(path: Path) -> list[list[str]]:
 def exported(tmp_path: Path):
     out = _out(tmp_path)
     return out, write_lms_gradebooks(out, read_roster(_roster(tmp_path)))
-
-
-@pytest.fixture
-def signals():
-    """_grade installs SIGTERM/SIGINT handlers: put pytest's back afterwards."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def test_canvas_header_and_points_possible_row(exported) -> None:

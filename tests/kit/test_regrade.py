@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import signal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -80,15 +79,6 @@ def make_out(path: Path, entries: list[tuple]) -> Path:
         write_result(path, submission, kit, **(options[0] if options else {}))
     write_gradebook(path)
     return path
-
-
-@pytest.fixture
-def signals():
-    """_grade installs SIGTERM/SIGINT handlers: put pytest's back afterwards."""
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    yield
-    for s, handler in saved.items():
-        signal.signal(s, handler)
 
 
 def fake_batch(monkeypatch, kit: Path, failures: dict[str, tuple[str, ...]]) -> None:
