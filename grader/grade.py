@@ -628,18 +628,16 @@ def _grade_one(submission: Path, out_dir: Path, config: GradeConfig, staging: Pa
         log.append(f"no digests recorded: {type(exc).__name__}: {exc}")
     results = gradescope_results(scored, notes, config, environment)
     stages.mark("scoring")
-    results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1),
-                                  "stages": stages.seconds, **test_seconds(scored["tests"]),
-                                  **({"digests": digests} if digests is not None else {})})  # fmt: skip
-    (staging / "results.json").write_text(json.dumps(results, indent=2), errors="backslashreplace")
     log += _write_reports(staging, [
         ("feedback.md", lambda: render_markdown(name, scored, notes)),
         ("failures.txt", lambda: failures_text(scored)),
         ("feedback.html", lambda: render_html(name, scored, notes)),
         ("learning curves", lambda: write_curves(scored, staging)),
     ])  # fmt: skip
-    stages.mark("reporting")  # results.json is rewritten with it (still in staging: the folder moves at the end)
-    results["extra_data"].update({"stages": stages.seconds, "seconds": round(time.monotonic() - start, 1)})
+    stages.mark("reporting")  # results.json comes last, with every stage: the folder moves into place after it
+    results["extra_data"].update({"status": status, "seconds": round(time.monotonic() - start, 1),
+                                  "stages": stages.seconds, **test_seconds(scored["tests"]),
+                                  **({"digests": digests} if digests is not None else {})})  # fmt: skip
     (staging / "results.json").write_text(json.dumps(results, indent=2), errors="backslashreplace")
     (staging / "log.txt").write_text("\n".join(log), errors="backslashreplace")
     if final.exists():
@@ -671,7 +669,7 @@ def test_seconds(tests: list[dict]) -> dict:
 
 def _write_reports(folder: Path, reports: list) -> list[str]:
     """Write each ``(file name, render)`` into ``folder``; a report that fails to render or write is replaced
-    by a note and logged, never raised: results.json, written before, and the score stand. Returns log lines."""
+    by a note and logged, never raised: results.json, written after, and the score stand. Returns log lines."""
     log = []
     for filename, render in reports:
         try:
