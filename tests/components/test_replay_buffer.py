@@ -258,3 +258,24 @@ def test_samples_on_cuda(impl):
     _fill(impl, buf, range(4))
     devices = impl.run(_sampled_devices, buf, 3)
     assert len(devices) == len(FIELDS) and all(torch.device(d).type == "cuda" for d in devices), devices
+
+
+@pytest.mark.shape
+def test_sampled_rows_are_drawn_independently(impl, seed):
+    """Rows of a batch are independent draws (uniform, with replacement): over 2000 neighbouring pairs (rows 2k,
+    2k + 1) of 4 stored ids, each of the 16 ordered pairs (i, j), i = j included, appears 70..180 times.
+
+    Each pair count is Binomial(2000, 1/16) (mean 125, sd 10.8): it leaves [70, 180] with probability 6.7e-7
+    (exact binomial tails), so a correct sampler fails with probability < 1.1e-5 (union bound over the 16 pairs),
+    for any generator stream. A batch of consecutive slots from one random start, sorted indices, or shuffled
+    passes over the stored slots (without replacement within a pass) have the right counts per id but miss pairs.
+    """
+    buf = impl.ReplayBuffer(8)
+    _fill(impl, buf, range(4))  # ids 0..3 in slots 0..3, four empty slots
+    ids = _sample(impl, buf, 4000, rng=np.random.default_rng(seed)).rewards.long()
+    assert ids.shape == (4000,) and set(ids.tolist()) <= {0, 1, 2, 3}
+    pairs = torch.bincount(4 * ids[0::2] + ids[1::2], minlength=16).reshape(4, 4)  # [i, j]: row 2k is i, 2k+1 j
+    assert pairs.min() >= 70 and pairs.max() <= 180, (
+        f"neighbouring rows (2k, 2k+1) hold the ordered id pairs with counts {pairs.tolist()} (expected 125 each): "
+        "the rows of a batch must be drawn independently, each uniform over the stored slots, with replacement"
+    )
