@@ -644,3 +644,95 @@ def test_runs_on_device(impl, device):
     assert math.isfinite(loss)
     ns, r = ens.propagate(torch.randn(10, S, device=device), torch.randn(10, A, device=device), mode="ts1")
     assert ns.device.type == device.type and r.shape == (10,)
+
+
+def _ts1_members(ens, n: int, steps: int, device):
+    """The member each of ``n`` identical particles drew in ``steps`` deterministic ts1 calls: ``(steps, n)``
+    int64, read off as the member whose mean the particle's output equals, and that output's distance to it."""
+    s0, a0 = torch.randn(1, S, device=device), torch.randn(1, A, device=device)
+    out = ens(s0, a0)
+    means = torch.cat([out["next_state_mean"][:, 0], out["reward_mean"][:, 0]], -1)  # (E, S+1)
+    gaps = (means[:, None] - means[None]).abs().amax(-1) + torch.eye(E, device=means.device)
+    assert gaps.min() > 1e-3, "two members of the fresh ensemble predict the same mean: the test cannot tell them apart"
+    members, distances = [], []
+    for _ in range(steps):
+        ns, r = ens.propagate(s0.expand(n, -1), a0.expand(n, -1), mode="ts1", deterministic=True)
+        dist = (torch.cat([ns, r[:, None]], -1)[:, None] - means[None]).abs().amax(-1)  # (n, E)
+        members.append(dist.argmin(1))
+        distances.append(dist.min(1).values)
+    return torch.stack(members), torch.stack(distances)
+
+
+@pytest.mark.shape
+def test_ts1_draws_members_independently_per_particle_and_step(ens, device):
+    """ts1 draws a fresh member for every particle at every call, uniformly and independently: of 1000 identical
+    particles each member takes 130..270 at a call, 50..150 of 500 neighbouring particle pairs share a member,
+    and 130..270 particles keep their member from one call to the next (expected 200, 100, 200).
+
+    Each count is Binomial with p = 1/E = 0.2 (a pair shares a member with probability 1/5; the members of a
+    particle at two calls agree with probability 1/5): outside these bounds with probability ≤ 4.2e-8 each
+    (exact binomial tails), so a correct ts1 fails with probability < 3e-7 (union bound over the 7 counts). A
+    member fixed per particle (tsinf under another name), a round-robin ``arange(N) % E`` or one member for the
+    whole batch fails.
+    """
+    members, distances = _ts1_members(ens, 1000, 2, device)
+    assert (distances < 1e-5).all(), "a deterministic ts1 particle must equal one member's mean"
+    counts = torch.bincount(members[0], minlength=E)
+    assert counts.min() >= 130 and counts.max() <= 270, (
+        f"ts1 gave the E = {E} members to 1000 particles {counts.tolist()} times (expected 200 each)"
+    )
+    shared = int((members[0, 0::2] == members[0, 1::2]).sum())
+    assert 50 <= shared <= 150, (
+        f"{shared} of 500 neighbouring particle pairs share a member (expected 100): each particle draws its own"
+    )
+    kept = int((members[0] == members[1]).sum())
+    assert 130 <= kept <= 270, (
+        f"{kept} of 1000 particles drew the same member at two ts1 calls (expected 200): ts1 re-draws every "
+        "particle's member at every call (step), unlike tsinf"
+    )
+
+
+def _copy_of(impl, module):
+    """In the worker: a deep copy of ``module`` (comes back as a handle)."""
+    return copy.deepcopy(module)
+
+
+def _train_step_with_its_bootstrap(impl, ens, batch):
+    """In the worker: ``ens.train_step(*batch)``, with the bootstrap indices it drew recorded (the module's
+    ``bootstrap_indices`` wrapped for the call); the returned value and the recorded ``(E, B)`` indices."""
+    module = impl.module("model_based_rl.ensemble")
+    original, seen = module.bootstrap_indices, []
+
+    def recording(*args, **kwargs):
+        idx = original(*args, **kwargs)
+        seen.append(idx.detach().clone())
+        return idx
+
+    module.bootstrap_indices = recording
+    try:
+        value = ens.train_step(*batch)
+    finally:
+        module.bootstrap_indices = original
+    return value, seen
+
+
+@pytest.mark.shape
+def test_train_step_returns_the_mean_member_loss_on_each_bootstrap(impl, device):
+    """train_step returns (Σ_e NLL_e + 0.01 (Σ max_log_std − Σ min_log_std)) / E before its step, NLL_e member e's
+    mean NLL on its own resample batch[idx[e]] (hand-computed from the members' Gaussians before the step)."""
+    ens = impl.ModelEnsemble(state_dim=S, action_dim=A, ensemble_size=E, hidden_dim=16, num_hidden_layers=2,
+                             normalize_inputs=False, device=device)  # fmt: skip
+    before = impl.run(_copy_of, ens)  # a handle to a copy of the members before the step
+    s, a = torch.randn(12, S, device=device), torch.randn(12, A, device=device)
+    ns, r = s + torch.randn(12, S, device=device), torch.randn(12, device=device)
+    value, seen = impl.run(_train_step_with_its_bootstrap, ens, (s, a, ns, r))
+    assert len(seen) == 1 and seen[0].shape == (E, 12), f"train_step drew bootstrap indices {seen}"
+    idx = seen[0].to(device)
+    mean, std = (x.detach() for x in _joint(before(s[idx], a[idx])))  # (E, 12, S+1): member e, its resample
+    target = torch.cat([ns[idx], r[idx][..., None]], -1)
+    member_nll = (0.5 * ((target - mean) / std) ** 2 + std.log() + 0.5 * math.log(2 * math.pi)).mean(dim=(1, 2))
+    regulariser = 0.01 * ((S + 1) * 0.5 - (S + 1) * -10.0)  # the initial bounds 0.5 and −10 of the S + 1 outputs
+    assert isinstance(value, float)
+    assert value == pytest.approx(float(member_nll.sum() + regulariser) / E, rel=1e-4, abs=1e-5), (
+        f"member NLLs {member_nll.tolist()} on their resamples, regulariser {regulariser}"
+    )
