@@ -306,7 +306,8 @@ def run_notebook(ws: Path, root: Path, notebook: Path, config: GradeConfig) -> t
     report_env, key_fd = channel.sandbox_env()
     cmd = sandbox.command(base, lambda sub, tmp, out: [
         config.python, "-m", "grader.notebook", f"{sub}/{run_book}", "--impl", f"{sub}/{rel_root}",
-        "--out", f"{out}/executed.ipynb", "--cell-timeout", str(config.cell_timeout)], writable=True,
+        "--out", f"{out}/executed.ipynb", "--cell-timeout", str(config.cell_timeout), "--budget", "grading"],
+        writable=True,
         extra_env=report_env)  # fmt: skip
     try:
         result = run_limited(cmd.argv, cwd=Path(cmd.cwd), env=cmd.env, limits=config.notebook_limits,

@@ -1,8 +1,9 @@
 """Execute an assignment notebook against an implementation root (used by the grader and ``make notebook``).
 
-    python -m grader.notebook NOTEBOOK --impl ROOT --out EXECUTED.ipynb [--cell-timeout 120]
+    python -m grader.notebook NOTEBOOK --impl ROOT --out EXECUTED.ipynb [--cell-timeout 120] [--budget grading]
 
-The notebook runs in a fresh kernel with ``CA15_IMPL=ROOT``, every cell even after an error (as a TA's
+The notebook runs in a fresh kernel with ``CA15_IMPL=ROOT`` and ``CA15_BUDGET`` (``full``, or ``grading``: the
+grader's run, where each experiment cell trains on its small grading budget), every cell even after an error (as a TA's
 "Run All" would show), each cell limited to ``--cell-timeout`` seconds. The executed copy (outputs, figures,
 errors) is written to ``--out``; a summary of the cells that raised goes to stdout. The grader runs this
 inside its sandbox on the kit's own copy of the assignment notebook, and credits each cell from the
@@ -20,9 +21,12 @@ import time
 from pathlib import Path
 
 
+BUDGETS = ("full", "grading")
+
+
 def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120, stop_at_first_error: bool = False,
-            report=None) -> dict:  # fmt: skip
-    """Run ``path`` with ``CA15_IMPL=impl``; write the executed notebook to ``out``; return a summary dict
+            report=None, budget: str = "full") -> dict:  # fmt: skip
+    """Run ``path`` with ``CA15_IMPL=impl`` and ``CA15_BUDGET=budget`` (one of :data:`BUDGETS`); write the executed notebook to ``out``; return a summary dict
     ``{"cells": n_code_cells, "errors": [{"cell": i, "ename": ..., "evalue": ...}], "seconds": t}``.
 
     Every cell runs, also after an error (the grader reports each cell's error), unless
@@ -34,8 +38,11 @@ def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120, stop_at_
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+    if budget not in BUDGETS:
+        raise ValueError(f"budget: expected one of {BUDGETS}, got {budget!r}")
     nb = nbformat.read(path, as_version=4)
     os.environ["CA15_IMPL"] = str(impl)
+    os.environ["CA15_BUDGET"] = budget
     os.environ.setdefault("MPLBACKEND", "Agg")
     client = NotebookClient(
         nb,
@@ -140,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="implementation root (CA15_IMPL), relative to the working folder or absolute")
     parser.add_argument("--out", type=Path, required=True, help="where to write the executed notebook")
     parser.add_argument("--cell-timeout", type=int, default=120, help="seconds per cell (default: 120)")
+    parser.add_argument("--budget", choices=BUDGETS, default="full",
+                        help="CA15_BUDGET for the notebook: its full training budgets (default), or the grader's "
+                             "small ones (every cell still runs)")
     args = parser.parse_args(argv)
     impl = args.impl.expanduser().resolve()  # relative to the working folder, or absolute
     if not impl.is_dir():
@@ -147,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"got {args.impl} ({impl} is not a folder)")  # fmt: skip
     report = _driver_channel()
     try:
-        summary = execute(args.notebook, impl, args.out, args.cell_timeout, report=report)
+        summary = execute(args.notebook, impl, args.out, args.cell_timeout, report=report, budget=args.budget)
     except Exception as exc:  # noqa: BLE001 - unreadable notebook: report, do not crash the grader
         print(f"could not execute {args.notebook}: {type(exc).__name__}: {exc}")
         return 2

@@ -44,7 +44,8 @@ def kit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _submission(root / "reference", GOOD)
     (root / "notebooks").mkdir()
     assignment = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "from model_based_rl.algorithms import double\nprint(double(21))", id="mk-1")])
+        "from model_based_rl.algorithms import double\nimport os\nprint(double(21), os.environ.get('CA15_BUDGET'))",
+        id="mk-1")])
     nbformat.write(assignment, root / "notebooks" / "CA15.ipynb")
     (root / "tests" / "components" / "test_double.py").write_text(
         dedent(
@@ -305,7 +306,8 @@ def test_cells_a_student_adds_never_run(kit: Path, tmp_path: Path) -> None:
 
 
 def test_clean_notebook_earns_its_points(kit: Path, tmp_path: Path) -> None:
-    """A notebook whose cells all run earns the notebook points, and the executed copy is kept."""
+    """A notebook whose cells all run earns the notebook points, the executed copy is kept, and the grader ran it
+    on the notebook's grading budget (CA15_BUDGET=grading)."""
     sub = _submission(tmp_path / "carol", GOOD, ["from model_based_rl.algorithms import double\nprint(double(21))"])
     out = tmp_path / "out"
     out.mkdir()
@@ -313,7 +315,7 @@ def test_clean_notebook_earns_its_points(kit: Path, tmp_path: Path) -> None:
     results = json.loads((out / "carol" / "results.json").read_text())
     assert results["score"] == 5
     executed = nbformat.read(out / "carol" / "notebook.ipynb", as_version=4)
-    assert "42" in executed.cells[0].outputs[0]["text"]
+    assert "42 grading" in executed.cells[0].outputs[0]["text"]
 
 
 @pytest.mark.parametrize("cells", [[], ["print('unrelated')"]], ids=["no cells", "other cells"])
