@@ -865,6 +865,91 @@ def test_her_ddpg_reaches_point_goals(impl, seed_trials):
 
 
 # ------------------------------------------------------------------------------------------------------
+# update: every term it returns, hand-computed (CONVENTIONS §3, rule 5)
+# ------------------------------------------------------------------------------------------------------
+def _update_with_its_batch(impl, agent):
+    """Probe: ``agent.update()`` with the minibatch it sampled recorded (``agent.buffer.sample`` wrapped for the
+    call); the returned dict and the recorded batches, as data."""
+    sample, seen = agent.buffer.sample, []
+
+    def recording(*args, **kwargs):
+        batch = sample(*args, **kwargs)
+        seen.append(batch)
+        return batch
+
+    agent.buffer.sample = recording
+    try:
+        info = agent.update()
+    finally:
+        del agent.buffer.sample
+    return info, seen
+
+
+def _distinct_transitions(agent, n: int, rng: np.random.Generator, discrete: bool) -> None:
+    """``n`` transitions with random states, goals and actions, rewards −1/0 and dones 0/1 (both of each),
+    added to the agent's buffer directly (no relabelling)."""
+    s = rng.normal(size=(n, agent.state_dim)).astype(np.float32)
+    s2 = rng.normal(size=(n, agent.state_dim)).astype(np.float32)
+    g = rng.normal(size=(n, agent.goal_dim)).astype(np.float32)
+    a = rng.integers(agent.action_dim, size=n) if discrete else rng.uniform(-2.0, 2.0, (n, 2)).astype(np.float32)
+    agent.buffer.add(s, a, -(np.arange(n) % 2).astype(np.float32), s2, (np.arange(n) % 3 == 0).astype(np.float32), g)
+
+
+@pytest.mark.shape
+def test_ddpg_update_returns_its_hand_computed_losses(impl, device):
+    """update() (DDPG) returns, for the minibatch it drew: critic_loss = mean (Q(s, g, u) − y)² with u the action
+    scaled to [−1, 1] and y = clip(r + γ (1 − d) Q'(s', g, π'(s', g)), −1/(1−γ), 0) from the target networks;
+    q_mean = mean Q(s, g, u); actor_loss = −mean Q(s, g, π(s, g)) + λ mean π(s, g)², with the critic after its
+    step and the actor before its own, all computed here from the networks' weights."""
+    agent = _agent(impl, device, her_k=0, gamma=0.9, action_low=-2.0, action_high=2.0, action_l2=0.5, lr=0.05,
+                   seed=0)  # fmt: skip
+    _distinct_transitions(agent, 12, np.random.default_rng(0), discrete=False)
+    for _ in range(3):  # the target networks start as copies: a few updates (lr 0.05, τ 0.05) set them apart
+        agent.update()
+    actor, critic = JudgeNetwork(impl, agent.actor), JudgeNetwork(impl, agent.critic)
+    actor_target, critic_target = JudgeNetwork(impl, agent.actor_target), JudgeNetwork(impl, agent.critic_target)
+    info, seen = impl.run(_update_with_its_batch, agent)
+    assert len(seen) == 1, f"update sampled {len(seen)} minibatches"
+    b = seen[0]
+    assert b.states.shape == (16, 4), "update should draw batch_size = 16 transitions"
+    x, x2 = torch.cat([b.states, b.goals], -1).cpu(), torch.cat([b.next_states, b.goals], -1).cpu()
+    u = (b.actions.cpu() / 2.0).clamp(-1.0, 1.0)  # the box [−2, 2] scaled to [−1, 1]
+    next_q = critic_target(torch.cat([x2, actor_target(x2)], -1))[:, 0]
+    y = (b.rewards.cpu() + 0.9 * (1.0 - b.dones.cpu()) * next_q).clamp(-10.0, 0.0)
+    q = critic(torch.cat([x, u], -1))[:, 0]
+    critic_after = JudgeNetwork(impl, agent.critic)  # the actor's loss reads the critic after its step
+    u_pi = actor(x)
+    actor_loss = -critic_after(torch.cat([x, u_pi], -1))[:, 0].mean() + 0.5 * u_pi.pow(2).mean()
+    expected = {"critic_loss": (q - y).pow(2).mean(), "q_mean": q.mean(), "actor_loss": actor_loss}
+    for name, value in expected.items():
+        assert info[name] == pytest.approx(float(value), rel=1e-4, abs=1e-6), (
+            f"update()['{name}'] is {info[name]:.6g}, hand-computed {float(value):.6g}"
+        )
+
+
+@pytest.mark.shape
+def test_dqn_update_returns_its_hand_computed_losses(impl, device):
+    """update() (DQN) returns, for the minibatch it drew: critic_loss = mean (Q(s, g)[a] − y)² with
+    y = clip(r + γ (1 − d) max_a' Q'(s', g)[a'], −1/(1−γ), 0) from the target network, and q_mean = mean
+    Q(s, g)[a], computed here from the networks' weights."""
+    agent = _agent(impl, device, her_k=0, gamma=0.9, discrete_actions=True, action_dim=3, lr=0.05, seed=0)
+    _distinct_transitions(agent, 12, np.random.default_rng(1), discrete=True)
+    for _ in range(3):  # the target network starts as a copy: a few updates (lr 0.05, τ 0.05) set it apart
+        agent.update()
+    q_network, q_target = JudgeNetwork(impl, agent.q_network), JudgeNetwork(impl, agent.q_target)
+    info, seen = impl.run(_update_with_its_batch, agent)
+    assert len(seen) == 1, f"update sampled {len(seen)} minibatches"
+    b = seen[0]
+    x, x2 = torch.cat([b.states, b.goals], -1).cpu(), torch.cat([b.next_states, b.goals], -1).cpu()
+    y = (b.rewards.cpu() + 0.9 * (1.0 - b.dones.cpu()) * q_target(x2).max(-1).values).clamp(-10.0, 0.0)
+    q = q_network(x).gather(1, b.actions.cpu().long().view(-1, 1))[:, 0]
+    for name, value in {"critic_loss": (q - y).pow(2).mean(), "q_mean": q.mean()}.items():
+        assert info[name] == pytest.approx(float(value), rel=1e-4, abs=1e-6), (
+            f"update()['{name}'] is {info[name]:.6g}, hand-computed {float(value):.6g}"
+        )
+
+
+# ------------------------------------------------------------------------------------------------------
 # GPU
 # ------------------------------------------------------------------------------------------------------
 @pytest.mark.gpu
