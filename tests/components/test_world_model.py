@@ -377,6 +377,43 @@ def test_parts_that_read_z_use_the_sample(impl):
     assert first["kl"].item() == pytest.approx(second["kl"].item(), rel=1e-6)
 
 
+def _readouts_that_ignore_z(impl, wm, constant_state):
+    """Probe: the decoder rewired to output ``constant_state`` whatever z, and the reward head to output the first
+    action coordinate a₀ whatever z (relu(a₀) − relu(−a₀) through its two hidden layers)."""
+    decoder = [m for m in wm.decoder if isinstance(m, nn.Linear)]
+    head = [m for m in wm.reward_head if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for layer in decoder + head:
+            layer.weight.zero_()
+            layer.bias.zero_()
+        decoder[-1].bias.copy_(constant_state)
+        first, second, last = head
+        first.weight[0, wm.latent_dim] = 1.0  # unit 0 reads a₀, unit 1 reads −a₀ (the head's input is [z, a])
+        first.weight[1, wm.latent_dim] = -1.0
+        second.weight[0, 0] = second.weight[1, 1] = 1.0
+        last.weight[0, 0], last.weight[0, 1] = 1.0, -1.0
+
+
+@pytest.mark.shape
+def test_reconstruction_and_reward_parts_hand_computed(impl):
+    """With a decoder that outputs c = (0.5, 1) and a reward head that outputs a₀, whatever z, the parts are
+    exact: reconstruction = mean_B Σ_s (c − s)² = 1.25 and reward = mean_B (a₀ − r)² = 0.140625, row by row
+    (a (B, 1) prediction against (B,) rewards broadcasts to the mean over all B² pairs instead)."""
+    wm = impl.WorldModel(state_dim=2, action_dim=2, latent_dim=3, hidden_dim=16)
+    impl.run(_readouts_that_ignore_z, wm, torch.tensor([0.5, 1.0]))
+    states = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, 1.0], [0.5, 0.5]])
+    actions = torch.tensor([[0.5, 3.0], [-1.0, -2.0], [2.0, 0.0], [0.0, 1.0]])
+    rewards = torch.tensor([1.0, -1.0, 1.5, 0.25])
+    _, parts = wm.loss(states, actions, rewards, torch.randn(4, 2))
+    # c − s per row: (−0.5, 1), (0.5, −1), (1.5, 0), (0, 0.5): squared sums 1.25, 1.25, 2.25, 0.25
+    assert parts["reconstruction"].item() == pytest.approx(1.25, rel=1e-6)
+    # a₀ − r per row: −0.5, 0, 0.5, −0.25: squares 0.25, 0, 0.25, 0.0625
+    assert parts["reward"].item() == pytest.approx(0.140625, rel=1e-6), (
+        "the reward part must be mean_B (predict_reward(z, a) − r)², row against row: squeeze the (B, 1) "
+        "prediction before comparing it with (B,) rewards"
+    )
+
+
 # ---------------------------------------------------------------------------------------------- convergence
 TRAIN_STEPS = 1200
 
