@@ -120,7 +120,9 @@ class RunningStats:
     def update(self, batch: Any) -> None:
         """Add a batch ``(N, *shape)`` (or one sample of ``shape``); numpy, list or torch input.
 
-        The batch's own moments are computed with numpy and merged with :func:`chan_merge`.
+        The batch's own moments are computed with numpy and merged with :func:`chan_merge`. Samples are not
+        filtered: a NaN or ``±inf`` in one feature makes that feature's mean non-finite and its var NaN from
+        then on, while every other feature keeps its exact moments (features never mix).
         """
         arr = self._as_batch(batch)
         n = arr.shape[0]

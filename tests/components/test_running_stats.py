@@ -196,6 +196,24 @@ def test_merge_leaves_the_other_stats_unchanged(impl):
 
 
 @pytest.mark.shape
+def test_non_finite_samples_poison_only_their_own_feature(impl):
+    """+inf, NaN and −inf samples are not filtered: their features end with a non-finite mean and a NaN var,
+    while the finite feature beside them keeps its exact moments (1, 3, then 5: mean 3, var 8/3)."""
+    rs = impl.RunningStats(shape=(4,))
+    inf, nan = float("inf"), float("nan")
+    rs.update(np.array([[inf, 1.0, nan, 0.5], [2.0, 3.0, 0.0, 1.5]]))
+    rs.update(np.array([0.0, 5.0, 1.0, -inf]))  # one sample: −inf in feature 3 after two finite values
+    assert rs.count == 3
+    mean, var = rs.mean, rs.var
+    assert mean[1] == pytest.approx(3.0) and var[1] == pytest.approx(8 / 3), (mean, var)
+    for feature, value in ((0, "+inf"), (2, "NaN"), (3, "−inf")):
+        assert not np.isfinite(mean[feature]) and np.isnan(var[feature]), (
+            f"feature {feature} received {value}: its mean must be non-finite and its var NaN (samples are not "
+            f"filtered), got mean {mean[feature]}, var {var[feature]}"
+        )
+
+
+@pytest.mark.shape
 @pytest.mark.points(0)
 def test_defaults_before_data_and_bad_shapes(impl):
     """Before any data mean is 0 and var 1; a batch of the wrong shape or eps <= 0 raises ValueError."""
