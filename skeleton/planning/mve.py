@@ -74,6 +74,9 @@ def compute_targets(
     ``targets[:, T-1] = r_{T-1} + gamma (1 - d_{T-1}) bootstrap`` and
     ``targets[:, t] = r_t + gamma (1 - d_t) targets[:, t+1]``: ``targets[:, t]`` is the discounted sum of
     the rewards from ``t`` on plus the discounted bootstrap, cut at the first terminal transition.
+    Non-finite values are not filtered: an infinite reward ``r_k`` (or bootstrap value) makes ``targets[:, k]``
+    infinite, and so every earlier target that bootstraps through it (no terminal transition in between); the
+    targets after step ``k`` never see it and stay as they are.
 
     Args:
         rewards: ``(B, T) float32``.

@@ -207,6 +207,24 @@ def test_compute_targets_of_an_empty_trajectory(impl):
 
 
 @pytest.mark.shape
+def test_compute_targets_with_infinite_rewards_and_bootstraps(impl):
+    """An infinite reward r_k makes targets[:, k] and the earlier targets infinite, while the later ones stay
+    finite; an infinite bootstrap makes every target of its row infinite (γ = 0.5, no terminal transition):
+    [1, inf, 2] from 3 gives [inf, inf, 3.5]; [-1, 0.5, 1] from −inf all −inf; [−inf, 1, 1] from 2 gives
+    [−inf, 2, 2]."""
+    inf = float("inf")
+    rewards = torch.tensor([[1.0, inf, 2.0], [-1.0, 0.5, 1.0], [-inf, 1.0, 1.0]])
+    bootstrap = torch.tensor([3.0, -inf, 2.0])
+    targets = _alg(impl).compute_targets(rewards, torch.zeros(3, 3), bootstrap, 0.5)
+    expected = torch.tensor([[inf, inf, 3.5], [-inf, -inf, -inf], [-inf, 2.0, 2.0]])
+    assert not targets.isnan().any(), (
+        f"targets {targets.tolist()} hold NaN: a later target is a sum of later rewards only (a weight 0 times an "
+        "infinite reward is NaN, so an earlier reward must not enter it at all)"
+    )
+    torch.testing.assert_close(targets, expected)
+
+
+@pytest.mark.shape
 def test_mve_loss_with_fractional_mask_weights(impl):
     """A fractional mask weighs each squared error: sum(mask err^2) / sum(mask); a zero weight drops one."""
     values = torch.tensor([[1.0, 2.0], [0.0, 5.0]])
