@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.contracts import assert_inputs_unchanged
-from grader.episodes import rollout, train_recurrent_agent
+from grader.episodes import drawing_nothing, rollout, train_recurrent_agent, train_with_looks
 
 pytestmark = pytest.mark.component("FeudalNetwork")
 
@@ -647,12 +647,14 @@ def test_compute_losses_terms_hand_computed(impl, device, terminal):
 @pytest.mark.points(3)
 @pytest.mark.timeout(180)
 def test_learns_to_walk_down_a_corridor(impl, seed_trials):
-    """After 100 episodes FuN reaches the end of an 8-cell corridor in ≥ 70 % of episodes on at least 2 of 3 seeds.
+    """Within 100 episodes FuN reaches the end of an 8-cell corridor in ≥ 70 % of episodes (judged after 40 and 100;
+    a seed stops at its first success) on at least 2 of 3 seeds.
 
     The corridor stays in the judge (``train_recurrent_agent``: the worker is asked for one action per step and
     for one update per episode), and each seed scrambles it (``scrambled_corridor``: which action moves right,
     which unit encodes which cell), so that no fixed action earns more than one seed of three: only a network
-    that learns from the rewards passes.
+    that learns from the rewards passes. Measured with the reference (seeds 0-9): success 1.0 after 40 episodes on
+    9 seeds (0.65 on one), 1.0 after 60-100 on all; a look puts the worker's random states back (``drawing_nothing``).
     Calibration (docs/calibration.md, 2026-12-03, 20 sampled episodes judged per seed): 1 of 60 seeds failed
     (30 on the reference, 15 on each perturbed reference), p ≈ 1.7 % per seed; 2 of 3 seeds fail together with
     an estimated 0.08 %.
@@ -671,10 +673,12 @@ def test_learns_to_walk_down_a_corridor(impl, seed_trials):
             gamma_worker=0.9,
         )
         judge = dict(act=_sampled_action(net), episodes=20, max_steps=30, reset=_fresh_episode(net))
-        before = rollout(scrambled_corridor(seed), **judge).success_rate
-        train_recurrent_agent(impl, net, scrambled_corridor(seed), episodes=100, max_steps=30)
-        after = rollout(scrambled_corridor(seed), **judge).success_rate
-        return after >= 0.7 and after >= before + 0.4, f"{before:.2f} -> {after:.2f}"
+        before, env = rollout(scrambled_corridor(seed), **judge).success_rate, scrambled_corridor(seed)
+        after, episodes, _ = train_with_looks(
+            lambda n: train_recurrent_agent(impl, net, env, episodes=n, max_steps=30),
+            drawing_nothing(impl, lambda: rollout(scrambled_corridor(seed), **judge).success_rate),
+            (40, 100), lambda rate: rate >= 0.7 and rate >= before + 0.4)
+        return after >= 0.7 and after >= before + 0.4, f"{before:.2f} -> {after:.2f} after {episodes} episodes"
 
     seed_trials(trial, "FuN learned (success ≥ 0.70 and ≥ before + 0.40)", seeds=(0, 1, 2), need=2)
 

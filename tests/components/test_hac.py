@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from grader.contracts import assert_inputs_unchanged
-from grader.episodes import JudgeNetwork
+from grader.episodes import JudgeNetwork, train_with_looks
 
 pytestmark = pytest.mark.component("HierarchicalActorCritic")
 
@@ -140,6 +140,12 @@ def _hierarchy_success_rate(impl, agent, envs, horizon, threshold) -> float:
 
 
 # probes (run in the worker; they return raw observations)
+def _worker_point_mass(impl, seed):
+    """Probe: the tests' point mass built in the worker and kept there (the judge gets a handle), so that training
+    in pieces (train_with_looks) steps one environment, as a single ``train`` call does."""
+    return _PointMass(seed=seed)
+
+
 def _transition(impl, fn, kwargs, base=None):
     """Probe: call ``fn`` of the algorithms module (with a HACTransition built from ``base`` first when given)
     and return the fields of the transition it returns."""
@@ -557,12 +563,14 @@ def test_critic_and_actor_losses_hand_computed(impl, device):
 @pytest.mark.points(3)
 @pytest.mark.timeout(240)
 def test_two_levels_learn_point_mass_reaching(impl, seed_trials):
-    """A 2-level HAC (H = 5) reaches ≥ 50 % of random goals of a point mass after 120 episodes, on ≥ 2 of 3 seeds.
+    """A 2-level HAC (H = 5) reaches ≥ 50 % of random goals of a point mass within 120 episodes (judged after 60,
+    90 and 120; a seed stops at its first success), on ≥ 2 of 3 seeds.
 
     Trained in the worker on the tests' point mass (HAC's episode loop is given code that needs the env), evaluated
     in the judge: the deterministic hierarchy on 20 new goals, every subgoal and action computed here from the
     actors' weights, so an agent whose ``select_action`` knows the way but whose networks learned nothing fails.
-    Measured with the reference (seeds 0-9): 0.85-1.0 success after training, 0.0-0.05 before.
+    Measured with the reference (seeds 0-9): 0.0-0.05 before; 0.4-0.9 after 60 episodes (9 of 10 seeds ≥ 0.5),
+    0.85-1.0 after 120. ``train`` is given code without a schedule, so training in pieces is the same run.
     Calibration (docs/calibration.md, 2026-12-03, judge-side actors): no seed of 60 failed (30 on the reference, 15 on each
     perturbed reference), so p ≤ 5 % per seed (rule of three) and the estimated false-fail rate is ≤ 0.73 %.
     """
@@ -573,9 +581,12 @@ def test_two_levels_learn_point_mass_reaching(impl, seed_trials):
         )
         # a step of 0.2 per action: far goals need several subgoals (5 steps reach 1.0 per coordinate)
         before = _hierarchy_success_rate(impl, agent, _eval_envs(seed), horizon=5, threshold=0.1)
-        agent.train(_PointMass(seed=seed), 120, updates_per_episode=10)
-        after = _hierarchy_success_rate(impl, agent, _eval_envs(seed), horizon=5, threshold=0.1)
-        return after >= 0.5 and after >= before + 0.3, f"{before:.2f} -> {after:.2f}"
+        env = impl.run(_worker_point_mass, seed)  # one environment for every piece of the run
+        after, episodes, _ = train_with_looks(
+            lambda n: agent.train(env, n, updates_per_episode=10),
+            lambda: _hierarchy_success_rate(impl, agent, _eval_envs(seed), horizon=5, threshold=0.1),
+            (60, 90, 120), lambda rate: rate >= 0.5 and rate >= before + 0.3)
+        return after >= 0.5 and after >= before + 0.3, f"{before:.2f} -> {after:.2f} after {episodes} episodes"
 
     seed_trials(trial, "HAC learned (success ≥ 0.50 and ≥ before + 0.30)", seeds=(0, 1, 2), need=2)
 

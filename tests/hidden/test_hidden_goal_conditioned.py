@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from grader.episodes import learned_goal_policy, rollout, train_goal_agent
+from grader.episodes import learned_goal_policy, rollout, train_goal_agent, train_with_looks
 
 pytestmark = pytest.mark.component("GoalConditionedAgent")
 
@@ -120,7 +120,10 @@ def _judged_success(impl, agent, env_seed: int) -> float:
 @pytest.mark.timeout(200)
 def test_her_learns_scrambled_bit_flipping(impl, seed_trials):
     """DQN + HER learns 8-bit flipping with permuted actions and re-encoded bits: judge-side greedy success
-    < 0.2 untrained, > 0.9 after 200 judge-driven episodes, on at least 2 of 3 seeds.
+    < 0.2 untrained, > 0.9 within 200 judge-driven episodes (judged after 125 and 200; a seed stops at its first
+    success), on at least 2 of 3 seeds.
+
+    Measured with the reference (seeds 0-9): 0.64-0.98 after 100 episodes, 0.96-1.0 after 125, 1.0 after 200.
 
     Calibration (docs/calibration.md, 2026-12-03): no seed of 60 failed (30 on the reference, 15 on each
     perturbed reference), so p ≤ 5 % per seed (rule of three) and the estimated false-fail rate is ≤ 0.73 %."""
@@ -129,10 +132,11 @@ def test_her_learns_scrambled_bit_flipping(impl, seed_trials):
         agent = impl.GoalConditionedAgent(8, 8, 8, lr=1e-3, her_k=4, strategy="future", gamma=0.98,
                                           discrete_actions=True, reward_fn=_bits_reward, hidden_dim=256,
                                           n_hidden_layers=1, batch_size=128, seed=seed)  # fmt: skip
-        before = _judged_success(impl, agent, 500 + seed)
-        train_goal_agent(impl, agent, _ScrambledBitFlip(seed), 200, 10, 0.2)
-        after = _judged_success(impl, agent, 500 + seed)
-        return before < 0.2 and after > 0.9, f"success untrained {before:.2f}, trained {after:.2f}"
+        before, env = _judged_success(impl, agent, 500 + seed), _ScrambledBitFlip(seed)
+        after, episodes, _ = train_with_looks(lambda n: train_goal_agent(impl, agent, env, n, 10, 0.2),
+                                              lambda: _judged_success(impl, agent, 500 + seed), (125, 200),
+                                              lambda rate: rate > 0.9)  # fmt: skip
+        return before < 0.2 and after > 0.9, f"success untrained {before:.2f}, after {episodes} episodes {after:.2f}"
 
     seed_trials(trial, "DQN + HER learned scrambled 8-bit flipping (judge-side greedy success < 0.2 untrained, "
                 "> 0.9 trained)", seeds=(0, 1, 2), need=2)  # fmt: skip
