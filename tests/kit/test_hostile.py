@@ -502,7 +502,10 @@ def batch(kit: Path, engine: dict, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("out")
     limits = Limits(wall_seconds=900, cpu_seconds=1800)
     workspaces = tmp_path_factory.mktemp("workspaces")
-    config = GradeConfig(kit=kit, run_notebook=False, test_limits=limits, worker_limits=limits,
+    # An attack that kills or corrupts its worker in every test (exit_status, proc_snoop) is given 3 fresh workers
+    # per phase instead of 25: what it attacks is the same in each, and the cap itself has its own test
+    # (test_grader.py: "had to be replaced too often"); 25 made each such submission take 150 s.
+    config = GradeConfig(kit=kit, run_notebook=False, test_limits=limits, worker_limits=limits, max_fresh_workers=3,
                          **{"workspace_root": workspaces, **engine["config"]})  # fmt: skip
     workspaces = config.workspace_root
     _grade(subs, out, config, engine)
@@ -671,7 +674,7 @@ def notebook_batch(kit: Path, engine: dict, tmp_path_factory: pytest.TempPathFac
     out = tmp_path_factory.mktemp("nb-out")
     limits = Limits(wall_seconds=900, cpu_seconds=1800)
     config = GradeConfig(kit=kit, run_notebook=True, include_hidden=False, test_limits=limits, worker_limits=limits,
-                         notebook_limits=limits, cell_timeout=60, only=("running_stats",),  # the notebook is
+                         notebook_limits=limits, cell_timeout=60, only=("running_stats",), max_fresh_workers=3,  # the notebook is
                          **engine["config"])  # what these attacks are about: one small test file suffices  # fmt: skip
     _grade(subs, out, config, engine)
     return {"out": out}
