@@ -19,24 +19,24 @@ install: $(PY)
 
 # Graded tests against IMPL (default: reference), plus the kit's own tests. Workers run in bubblewrap, as in
 # the grader, wherever it can start (SANDBOX= to run them as plain processes).
-SANDBOX ?= $(shell $(PY) -c "from grader.sandbox import check_bwrap; check_bwrap('$(abspath $(PY))')" >/dev/null 2>&1 && echo --worker-sandbox=bwrap)
+SANDBOX ?= $(shell $(PY) -c "from grader.judge.sandbox import check_bwrap; check_bwrap('$(abspath $(PY))')" >/dev/null 2>&1 && echo --worker-sandbox=bwrap)
 test:
-	$(PY) -m grader.generate --check
+	$(PY) -m grader.authoring.generate --check
 	CI=1 $(PY) -m pytest -n $(JOBS) --dist loadscope -q tests --impl=$(IMPL) $(SANDBOX)
 
 # Regenerate skeleton/ from reference/ (commit the result).
 skeleton:
-	$(PY) -m grader.generate
+	$(PY) -m grader.authoring.generate
 
 # Mutation run: every solution region, stubbed alone, must make a graded test fail. Writes the lock file
 # docs/coverage.json (commit it); the kit's test checks it against reference/ and the graded tests.
 coverage:
-	$(PY) -m grader.generate --coverage --jobs $(JOBS)
+	$(PY) -m grader.authoring.coverage --jobs $(JOBS)
 
 # Realistic mutants inside every solution region (sign, off-by-one, mask, detach, ...): which graded test
 # catches each. Writes docs/mutants.md and docs/mutants.json (commit both).
 mutants:
-	$(PY) -m grader.mutants --jobs $(JOBS)
+	$(PY) -m grader.authoring.mutants --jobs $(JOBS)
 
 # Convergence calibration: every convergence test tried on SEEDS seeds against the reference and PERTURBED_SEEDS
 # against each of two perturbed references (extra random draws; nudged initial parameters); the table goes to
@@ -44,18 +44,18 @@ mutants:
 SEEDS ?= 30
 PERTURBED_SEEDS ?= 15
 calibrate:
-	$(PY) -m grader.calibrate --seeds $(SEEDS) --perturbed-seeds $(PERTURBED_SEEDS) --jobs $(JOBS) --out docs/calibration.md
+	$(PY) -m grader.authoring.calibrate --seeds $(SEEDS) --perturbed-seeds $(PERTURBED_SEEDS) --jobs $(JOBS) --out docs/calibration.md
 
 points:
-	$(PY) -m grader.generate --points
+	$(PY) -m grader.authoring.points
 
 # The student release: dist/student/ (skeleton, notebook, public tests, student README and Makefile).
 release:
-	$(PY) -m grader.release --out dist/student
+	$(PY) -m grader.authoring.release --out dist/student
 
 # The TA's main job on the bundled examples (reference, skeleton, partial, crashing): prints the gradebook.
 grade-examples:
-	$(PY) -m grader.examples --out build/examples --jobs $(JOBS)
+	$(PY) -m grader.authoring.examples --out build/examples --jobs $(JOBS)
 
 # Gradescope's autograder.zip.
 gradescope:
@@ -68,11 +68,11 @@ gradescope:
 SUITES ?= bookworm
 gradescope-check:
 	@command -v mmdebstrap >/dev/null || { echo "installing mmdebstrap (builds the fresh image) with apt-get ..."; apt-get install -y -qq mmdebstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq mmdebstrap >/dev/null; }; }
-	$(PY) -m grader.gradescope_check --suites $(SUITES) $(if $(WHEELS),--wheels $(WHEELS))
+	$(PY) -m grader.authoring.gradescope_check --suites $(SUITES) $(if $(WHEELS),--wheels $(WHEELS))
 
 # Execute the assignment notebook against IMPL (relative to this folder, or absolute); the executed copy lands in build/.
 notebook:
-	$(PY) -m grader.notebook notebooks/CA15.ipynb --impl "$(abspath $(IMPL))" --out build/CA15.executed.ipynb
+	$(PY) -m grader.sandboxed.notebook notebooks/CA15.ipynb --impl "$(abspath $(IMPL))" --out build/CA15.executed.ipynb
 
 # Speed figures of IMPL, then what grading the bundled correct submission costs (CPU-seconds, peak memory,
 # stage times, the ten most expensive tests; about 5 minutes), then the similarity report's time on 50
@@ -84,7 +84,7 @@ bench:
 
 # Run the seed notebook's calls (cells 1-13) against IMPL and print what they print.
 seed-cells:
-	$(PY) -m grader.seed_cells --impl=$(IMPL)
+	$(PY) -m grader.authoring.seed_cells --impl=$(IMPL)
 
 clean:
 	rm -rf build dist .pytest_cache .hypothesis

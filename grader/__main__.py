@@ -19,10 +19,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from grader.grade import GradeConfig, grade_batch
-from grader.lms import RosterRow, read_roster, write_lms_gradebooks
-from grader.regrade import HELD, PROPOSED, clear_final, finish_regrade, previous_problem
-from grader.sandbox import SandboxUnavailable, stop_everything
+from grader.pipeline.grade import GradeConfig, grade_batch
+from grader.pipeline.lms import RosterRow, read_roster, write_lms_gradebooks
+from grader.pipeline.regrade import HELD, PROPOSED, clear_final, finish_regrade, previous_problem
+from grader.judge.sandbox import SandboxUnavailable, stop_everything
 
 
 def _grade(argv: list[str]) -> int:
@@ -44,12 +44,12 @@ def _grade(argv: list[str]) -> int:
     parser.add_argument("--previous", type=Path, default=None, metavar="OLD",
                         help="an earlier output folder (only read): after grading, write OUT/regrade.md and .csv "
                              "(what changed and why); when a score went down, the gradebook stays "
-                             f"OUT/{PROPOSED} and the exit status is {HELD} (grader/regrade.py)")
+                             f"OUT/{PROPOSED} and the exit status is {HELD} (grader/pipeline/regrade.py)")
     parser.add_argument("--allow-lower", action="store_true",
                         help="with --previous: make the gradebook final even though scores went down")
     parser.add_argument("--similarity", action="store_true",
                         help="after grading, also write OUT/similarity.html and .csv (staff only; as "
-                             "`ca15-grade similarity OUT`, grader/similarity.py)")
+                             "`ca15-grade similarity OUT`, grader/pipeline/similarity.py)")
     parser.add_argument("--kit", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.allow_lower and args.previous is None:
@@ -113,7 +113,7 @@ def _grade(argv: list[str]) -> int:
 def _similarity(out: Path) -> None:
     """``--similarity``: the similarity report of the batch; a failure is reported, never fatal."""
     try:
-        from grader.similarity import similarity_report
+        from grader.pipeline.similarity import similarity_report
 
         for path in similarity_report(out):
             print(f"similarity (staff only): {path}")
@@ -164,19 +164,19 @@ def _stopped(signum: int, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["gradescope"]:
-        from grader.gradescope import main as gradescope_main
+        from grader.pipeline.gradescope import main as gradescope_main
 
         return gradescope_main(argv[1:])
     if argv[:1] == ["report"]:
-        from grader.class_report import main as report_main
+        from grader.pipeline.class_report import main as report_main
 
         return report_main(argv[1:])
     if argv[:1] == ["similarity"]:
-        from grader.similarity import main as similarity_main
+        from grader.pipeline.similarity import main as similarity_main
 
         return similarity_main(argv[1:])
     if argv[:1] == ["diff"]:
-        from grader.regrade import main as diff_main
+        from grader.pipeline.regrade import main as diff_main
 
         return diff_main(argv[1:])
     return _grade(argv)

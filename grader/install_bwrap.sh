@@ -1,5 +1,5 @@
 #!/bin/sh
-# bubblewrap (bwrap) is the sandbox every run of submission code uses (grader/sandbox.py). Install it with
+# bubblewrap (bwrap) is the sandbox every run of submission code uses (grader/judge/sandbox.py). Install it with
 # apt-get when this is Debian/Ubuntu and we are root; otherwise say exactly what to run. Never fails `make
 # install`: without bwrap the kit's own tests and a student's `make test` still run, and `ca15-grade`
 # refuses to grade (or grades with --no-sandbox, marked unsandboxed).

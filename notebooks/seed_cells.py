@@ -1,6 +1,6 @@
 """The seed notebook's code cells, verbatim but for the marked changes: the API contract of CA15.
 
-Run cell by cell against an implementation root with ``python -m grader.seed_cells --impl reference``.
+Run cell by cell against an implementation root with ``python -m grader.authoring.seed_cells --impl reference``.
 Changes to the seed (each marked ``# CHANGED`` in its cell):
   cell 1: the implementation root comes from ``CA15_IMPL`` (the grader sets it) instead of ".";
           headless plotting (Agg).

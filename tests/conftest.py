@@ -4,7 +4,7 @@ Options:
     --impl PATH         implementation root under test (default: ``reference``)
     --device DEV        torch device for the components (default: ``cpu``)
     --isolation MODE    ``process`` (default): the implementation runs in a separate worker process and only
-                        plain data comes back (grader.remote); ``none``: the same requests in this process,
+                        plain data comes back (grader.judge.remote); ``none``: the same requests in this process,
                         with plain tracebacks (a student's quick local loop)
     --seed-offset K     shift every seed (``make calibrate``); 0, the default, is what the grader runs
     --all-seeds         ``seed_trials`` tests run every seed, not only until the majority is decided (calibration)
@@ -17,7 +17,7 @@ Markers (registered here, validated at collection):
 
 Fixtures:
     impl     the implementation under test, behind the judge/worker boundary
-             (:class:`grader.remote.RemoteImplementation`: ``impl.DynamicsModel(...)`` is a handle to an object
+             (:class:`grader.judge.remote.RemoteImplementation`: ``impl.DynamicsModel(...)`` is a handle to an object
              in the worker, ``impl.run(probe, *args)`` runs a probe there; docs/CONVENTIONS.md §5)
     device   the ``torch.device`` from ``--device``
     seed     autouse: seeds ``random``, ``numpy`` and ``torch`` with 0 (K under ``--seed-offset``) before every
@@ -48,13 +48,13 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # the kit's own package, also when it is not pip-installed
     sys.path.append(str(REPO))
 
-from grader.impl import resolve_root
-from grader.markers import MARGIN, MARKERS, SEED_TRIAL, category_of, marker_errors, points_of
-from grader.remote import LocalSession, ProcessSession, RemoteImplementation, Session, WorkerLost, ship_by_value
+from grader.sandboxed.impl import resolve_root
+from grader.judge.markers import MARGIN, MARKERS, SEED_TRIAL, category_of, marker_errors, points_of
+from grader.judge.remote import LocalSession, ProcessSession, RemoteImplementation, Session, WorkerLost, ship_by_value
 
 GRADED_DIRS = ("components", "hidden")
-#: The per-component table at the end of every run and the student's ``--dashboard`` (grader/dashboard.py).
-pytest_plugins = ("grader.dashboard",)
+#: The per-component table at the end of every run and the student's ``--dashboard`` (grader/student/dashboard.py).
+pytest_plugins = ("grader.student.dashboard",)
 
 # One thread per test process: `make test` runs one pytest worker per core, and torch's own thread
 # pool on top of that only oversubscribes a 2-core machine. torch itself is imported by the tests that use it
@@ -110,13 +110,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--worker-sandbox",
         default=None,
         help="how to start workers: 'bwrap' (bubblewrap, default limits) or a JSON file of a "
-        "grader.sandbox.WorkerSandbox (the grader passes one)",
+        "grader.judge.sandbox.WorkerSandbox (the grader passes one)",
     )
     group.addoption(
         "--seed-offset",
         type=int,
         default=0,
-        help="shift every seed (calibration, grader/calibrate.py): the seed fixture seeds with K and reseed(n) "
+        help="shift every seed (calibration, grader/authoring/calibrate.py): the seed fixture seeds with K and reseed(n) "
         "with n + 1000*K (default 0, what the grader runs)",
     )
     group.addoption(
@@ -139,7 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if spec:
         import tempfile
 
-        from grader.sandbox import WorkerSandbox
+        from grader.judge.sandbox import WorkerSandbox
 
         if spec == "bwrap":  # the grader's sandbox with default limits (make test uses it where bwrap runs)
             config.ca15_scratch = tempfile.mkdtemp(prefix="ca15-workers-")
@@ -436,7 +436,7 @@ def margin(request: pytest.FixtureRequest):
 
     Each check is recorded in the test's ``user_properties`` as ``("margin", json)`` (also when it fails), so
     that ``make calibrate`` fits the values of many runs and estimates how often a correct implementation
-    would land on the wrong side of the threshold (grader/calibrate.py).
+    would land on the wrong side of the threshold (grader/authoring/calibrate.py).
     """
 
     def check(what: str, value, op: str, threshold: float, detail: str = "") -> float:

@@ -4,7 +4,7 @@ the time goes (issue 26). Part of ``make bench``.
     python tests/bench/grading_cost.py [--submission PATH] [--no-notebook] [--jobs 1]
 
 The submission defaults to the bundled correct one (``make submit``'s zip of ``reference/`` with the notebook,
-as ``grader.examples`` writes it). ``ca15-grade`` runs in a cgroup of its own where this host lets us make
+as ``grader.authoring.examples`` writes it). ``ca15-grade`` runs in a cgroup of its own where this host lets us make
 one (root on a cgroup-v1 host): CPU-seconds from ``cpuacct.usage`` and peak memory from the memory group's
 ``max_usage_in_bytes``, both over every process of the tree (the sandboxes' groups nest inside it). Elsewhere
 CPU-seconds come from ``getrusage(RUSAGE_CHILDREN)`` (every reaped descendant) and the peak is only the
@@ -57,9 +57,9 @@ def _make_groups() -> dict[str, Path]:
 
 
 def bundled_submission(dest: Path) -> Path:
-    """The bundled correct submission (``reference.zip`` of ``grader.examples``), written into ``dest``."""
+    """The bundled correct submission (``reference.zip`` of ``grader.authoring.examples``), written into ``dest``."""
     sys.path.insert(0, str(REPO))
-    from grader.examples import make_examples
+    from grader.authoring.examples import make_examples
 
     return make_examples(dest)[0]
 

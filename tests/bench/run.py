@@ -21,7 +21,7 @@ REPO = HERE.parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))  # bench modules share `_timing`
 
-from grader.impl import load_implementation, resolve_root  # noqa: E402
+from grader.sandboxed.impl import load_implementation, resolve_root  # noqa: E402
 
 
 def _load(path: Path):

@@ -12,7 +12,7 @@ Each notebook is the released one with a few cells edited and two cells of the s
 student's code comes from the same few sources, nearly every pair shares code: the slow case for the report
 (copydetect compares each such pair in full).
 
-Each submission's ``student-code.json`` is extracted as grading does (``grader.similarity.student_code``),
+Each submission's ``student-code.json`` is extracted as grading does (``grader.pipeline.similarity.student_code``),
 beside a stub ``results.json``, in an output folder; then ``similarity_report`` runs on it, timed from a cold
 handout (as a fresh ``ca15-grade similarity OUT`` process). Prints the extraction time, the report's wall
 time and CPU-seconds (a busy machine stretches the first), the pairs compared and the pairs that share code.
@@ -36,9 +36,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from grader import similarity  # noqa: E402
-from grader.generate import _stub, all_regions, find_regions  # noqa: E402
-from grader.similarity import STUDENT_CODE, component_text, similarity_report, student_code  # noqa: E402
+from grader.pipeline import similarity  # noqa: E402
+from grader.authoring.generate import _stub, all_regions, find_regions  # noqa: E402
+from grader.pipeline.similarity import STUDENT_CODE, component_text, similarity_report, student_code  # noqa: E402
 
 DATA = REPO / "tests" / "kit" / "similarity_data"
 #: similarity_data folder -> its hand-written implementations (b_disguised_*: copies of b in disguise)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from grader.remote import WorkerLost
+from grader.judge.remote import WorkerLost
 
 _STASH = "_ca15_names_replaced_by_test_doubles"
 

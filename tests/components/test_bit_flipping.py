@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.episodes import JudgeView, space_from_spec, space_spec
+from grader.judge.episodes import JudgeView, space_from_spec, space_spec
 
 pytestmark = pytest.mark.component("BitFlippingEnv")
 

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from grader.contracts import assert_draws_only_from, assert_inputs_unchanged, assert_noise_not_shared
+from grader.judge.contracts import assert_draws_only_from, assert_inputs_unchanged, assert_noise_not_shared
 
 pytestmark = pytest.mark.component("DynamicsModel")
 

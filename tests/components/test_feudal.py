@@ -10,8 +10,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.contracts import assert_inputs_unchanged
-from grader.episodes import drawing_nothing, rollout, train_recurrent_agent, train_with_looks
+from grader.judge.contracts import assert_inputs_unchanged
+from grader.judge.episodes import drawing_nothing, rollout, train_recurrent_agent, train_with_looks
 
 pytestmark = pytest.mark.component("FeudalNetwork")
 

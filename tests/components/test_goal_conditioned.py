@@ -8,8 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
-from grader.episodes import JudgeNetwork, learned_goal_policy, rollout, train_goal_agent, train_with_looks
+from grader.judge.contracts import assert_draws_only_from, assert_inputs_unchanged
+from grader.judge.episodes import JudgeNetwork, learned_goal_policy, rollout, train_goal_agent, train_with_looks
 
 pytestmark = pytest.mark.component("GoalConditionedAgent")
 
@@ -762,9 +762,9 @@ def _bit_flipping_success(impl, seed: int, her_k: int, n_bits: int = 10, looks=(
     """Greedy success (judged here, 100 fresh goals) of DQN(+HER) on n-bit flipping before and after training.
 
     The judge drives training (its BitFlip never leaves it) and evaluates the learned Q-network itself
-    (grader.episodes.JudgeNetwork): an agent that acts well without learning scores its untrained success.
+    (grader.judge.episodes.JudgeNetwork): an agent that acts well without learning scores its untrained success.
     ``looks``: the episode counts at which the run is judged, stopping at the first whose success is ``good``
-    (grader.episodes.train_with_looks; the last look is the full budget).
+    (grader.judge.episodes.train_with_looks; the last look is the full budget).
     Returns ``(untrained success, trained success, the trained agent)``.
     """
     agent = _bit_flipping_agent(impl, n_bits, her_k, seed)

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.contracts import assert_inputs_unchanged
-from grader.episodes import JudgeNetwork, train_with_looks
+from grader.judge.contracts import assert_inputs_unchanged
+from grader.judge.episodes import JudgeNetwork, train_with_looks
 
 pytestmark = pytest.mark.component("HierarchicalActorCritic")
 

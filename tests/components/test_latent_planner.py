@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from grader.contracts import assert_inputs_unchanged, assert_noise_not_shared
+from grader.judge.contracts import assert_inputs_unchanged, assert_noise_not_shared
 
 pytestmark = pytest.mark.component("LatentSpacePlanner")
 #: Components whose code these tests replace by test doubles (a bug there is charged there, not here;

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
+from grader.judge.contracts import assert_draws_only_from, assert_inputs_unchanged
 
 pytestmark = pytest.mark.component("MonteCarloTreeSearch")
 

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from grader.contracts import assert_draws_only_from, assert_inputs_unchanged, assert_noise_not_shared
+from grader.judge.contracts import assert_draws_only_from, assert_inputs_unchanged, assert_noise_not_shared
 from tests.components._doubles import names_replaced
 
 pytestmark = pytest.mark.component("ModelEnsemble")

@@ -19,7 +19,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
+from grader.judge.contracts import assert_draws_only_from, assert_inputs_unchanged
 from tests.components._doubles import names_replaced
 
 pytestmark = pytest.mark.component("PrioritizedReplayBuffer")

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from grader.contracts import assert_inputs_unchanged
+from grader.judge.contracts import assert_inputs_unchanged
 
 pytestmark = pytest.mark.component("RunningStats")
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from grader.contracts import assert_inputs_unchanged, assert_noise_not_shared
+from grader.judge.contracts import assert_inputs_unchanged, assert_noise_not_shared
 
 pytestmark = pytest.mark.component("WorldModel")
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from grader.episodes import learned_goal_policy, rollout, train_goal_agent, train_with_looks
+from grader.judge.episodes import learned_goal_policy, rollout, train_goal_agent, train_with_looks
 
 pytestmark = pytest.mark.component("GoalConditionedAgent")
 

@@ -7,7 +7,7 @@ an import that crashes, a syntax error, a submission without code. Each grading 
 whole file runs in well under a minute on two cores. The batch (OLD) is graded once and shared.
 
 - The class report's per-test pass rates equal those recomputed here from the results.json files (the rule
-  of grader/class_report.py: among the analysed submissions that started the component), its scores those of
+  of grader/pipeline/class_report.py: among the analysed submissions that started the component), its scores those of
   the gradebook, and the broken test is a suspect.
 - Making one test of one file stricter and grading again with ``--previous OLD`` (through
   ``grader.__main__.main``) lists exactly the submissions whose verdict on that test changed, names that file
@@ -28,10 +28,10 @@ from textwrap import dedent
 import pytest
 
 from grader import __main__ as cli
-from grader.class_report import REPORT_JSON, analyse, read_submissions
-from grader.grade import GradeConfig, grade_batch
-from grader.regrade import GRADEBOOK, HELD, PROPOSED, REGRADE_CSV, REGRADE_MD
-from grader.sandbox import Limits, SandboxUnavailable, check_bwrap
+from grader.pipeline.class_report import REPORT_JSON, analyse, read_submissions
+from grader.pipeline.grade import GradeConfig, grade_batch
+from grader.pipeline.regrade import GRADEBOOK, HELD, PROPOSED, REGRADE_CSV, REGRADE_MD
+from grader.judge.sandbox import Limits, SandboxUnavailable, check_bwrap
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environments", "utils")
@@ -81,7 +81,7 @@ NOT_STARTED = {("Doubler", "not_started"), ("Halver", "not_started"), ("Halver",
 #: Whose verdict on test_halve the stricter file changes (-4 -> 2 instead of -2; floor_halve's -4 // 2 holds).
 CHANGED_BY_STRICTER = {"abs_halve", "abs_both"}
 BROKEN = ("Doubler", "test_double_three", False)
-#: A failure on a TODO (grader/class_report.py is_todo_failure): the judge's marker, or the exception.
+#: A failure on a TODO (grader/pipeline/class_report.py is_todo_failure): the judge's marker, or the exception.
 TODO_MARKS = ("not started:", "NotImplementedError")
 
 

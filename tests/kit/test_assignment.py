@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from grader.coverage import RECORD as COVERAGE_RECORD
-from grader.coverage import check_region, digest_inputs, format_table, inputs_digest, stale_message
-from grader.generate import all_regions, build
-from grader.sandbox import Limits, ReportChannel, run_limited
+from grader.authoring.coverage import RECORD as COVERAGE_RECORD
+from grader.authoring.coverage import check_region, digest_inputs, format_table, inputs_digest, stale_message
+from grader.authoring.generate import all_regions, build
+from grader.judge.sandbox import Limits, ReportChannel, run_limited
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ def _graded_run(impl: Path) -> list[dict]:
     channel = ReportChannel()
     folders = [d for d in ("tests/components", "tests/hidden") if (REPO / d).is_dir()]
     result = run_limited(
-        [sys.executable, "-m", "pytest", *folders, "-q", "-p", "grader.pytest_report",
+        [sys.executable, "-m", "pytest", *folders, "-q", "-p", "grader.judge.pytest_report",
          "--graded-only", f"--impl={impl}", "-p", "no:randomly",
          # the skeleton is the kit's own code (no worker needed); a TODO ends a hypothesis test at once
          "--isolation=none", "--fast-todo", "--tb=no"],
@@ -53,7 +53,7 @@ def test_skeleton_scores_zero_on_every_graded_test(skeleton: Path) -> None:
 def test_skeleton_fails_only_at_student_todos(skeleton: Path) -> None:
     """The seed notebook's cells against the skeleton: imports work, every error is a named TODO."""
     proc = subprocess.run(
-        [sys.executable, "-m", "grader.seed_cells", f"--impl={skeleton}"],
+        [sys.executable, "-m", "grader.authoring.seed_cells", f"--impl={skeleton}"],
         cwd=REPO, capture_output=True, text=True, timeout=280,
     )  # fmt: skip
     out = proc.stdout
@@ -106,11 +106,11 @@ def test_coverage_digest_covers_the_outcome_inputs(tmp_path: Path) -> None:
     """The digest covers reference/*.py, the graded tests and the harness, and only those."""
     for rel in ("reference/utils/a.py", "reference/notes.txt", "tests/components/test_a.py",
                 "tests/components/__pycache__/x.pyc", "tests/hidden/data.json", "tests/conftest.py",
-                "tests/kit/test_k.py", "grader/remote.py", "grader/grade.py"):  # fmt: skip
+                "tests/kit/test_k.py", "grader/judge/remote.py", "grader/pipeline/grade.py"):  # fmt: skip
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(rel)
     assert digest_inputs(tmp_path) == [
-        "grader/remote.py", "reference/utils/a.py", "tests/components/test_a.py", "tests/conftest.py",
+        "grader/judge/remote.py", "reference/utils/a.py", "tests/components/test_a.py", "tests/conftest.py",
         "tests/hidden/data.json",
     ]  # fmt: skip
     before = inputs_digest(tmp_path)

@@ -1,4 +1,4 @@
-"""The convergence calibration script (grader.calibrate): perturbed references stay correct, tallies add up."""
+"""The convergence calibration script (grader.authoring.calibrate): perturbed references stay correct, tallies add up."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from xml.sax.saxutils import quoteattr
 
 import pytest
 
-from grader.calibrate import (
+from grader.authoring.calibrate import (
     LAMBDAS,
     Outcome,
     Tally,

@@ -1,6 +1,6 @@
-"""A bug is charged once (grader.charged_once): a component's stubbed tasks cost points in its own tests only.
+"""A bug is charged once (grader.authoring.charged_once): a component's stubbed tasks cost points in its own tests only.
 
-The full check (every component against every graded test) is ``python -m grader.charged_once``; these tests
+The full check (every component against every graded test) is ``python -m grader.authoring.charged_once``; these tests
 run it for two cheap mutants, against their own tests and the tests of the components that use them.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.charged_once import charged_once, format_table, regions_by_component
-from grader.generate import all_regions
+from grader.authoring.charged_once import charged_once, format_table, regions_by_component
+from grader.authoring.generate import all_regions
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = REPO / "reference"

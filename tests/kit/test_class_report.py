@@ -1,4 +1,4 @@
-"""The class report (grader/class_report.py, ``ca15-grade report OUT``, written at the end of every batch).
+"""The class report (grader/pipeline/class_report.py, ``ca15-grade report OUT``, written at the end of every batch).
 
 No grading runs here: each test builds an output folder as the grader leaves it, through the grader's own
 ``score``, ``gradescope_results`` and ``write_gradebook`` (so the files have exactly the format a batch
@@ -14,11 +14,11 @@ from types import SimpleNamespace
 
 import pytest
 
-import grader.grade as grade
+import grader.pipeline.grade as grade
 from grader.__main__ import main
-from grader.class_report import (REPORT_HTML, REPORT_JSON, STAFF_ONLY, GradedTest, discrimination,
+from grader.pipeline.class_report import (REPORT_HTML, REPORT_JSON, STAFF_ONLY, GradedTest, discrimination,
                                  normalise_message, not_started, write_class_report)
-from grader.grade import GradeConfig, gradescope_results, score, write_gradebook
+from grader.pipeline.grade import GradeConfig, gradescope_results, score, write_gradebook
 
 CONFIG = GradeConfig(run_notebook=False)
 ENVIRONMENT = {"version": "0.1.0", "summary": "bwrap (fake)", "sandbox": {"engine": "bwrap"}}
@@ -42,7 +42,7 @@ EVERYTHING_TODO = {name: TODO for name in POINTS}
 
 def write_submission(out: Path, name: str, failures: dict[str, str], status: str = "graded",
                      seconds: float | None = 12.5) -> None:
-    """``out/name/results.json`` as ``grader.grade`` writes it: the tests named in ``failures`` fail with that
+    """``out/name/results.json`` as ``grader.pipeline.grade`` writes it: the tests named in ``failures`` fail with that
     message, the others pass."""
     records = [{"type": "test", "nodeid": e["nodeid"], "outcome": "failed" if n in failures else "passed",
                 "message": failures.get(n, ""), "duration": 0.1}
@@ -231,13 +231,13 @@ def test_batch_end_writes_the_class_report(tmp_path: Path, monkeypatch: pytest.M
 def test_batch_keeps_the_gradebook_when_the_report_fails(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A class report that raises costs a warning, never the gradebook."""
-    import grader.class_report
+    import grader.pipeline.class_report
 
     def broken(out_dir: Path) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(grade, "expected_tests", lambda config: [])
-    monkeypatch.setattr(grader.class_report, "write_class_report", broken)
+    monkeypatch.setattr(grader.pipeline.class_report, "write_class_report", broken)
     lines: list[str] = []
     out = tmp_path / "out"
     config = GradeConfig(sandbox="none")

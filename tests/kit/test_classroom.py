@@ -1,4 +1,4 @@
-"""GitHub Classroom's workflow (grader/classroom.py): one step per component, worth its public points."""
+"""GitHub Classroom's workflow (grader/authoring/classroom.py): one step per component, worth its public points."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader.classroom import COMMAND_GRADER, REPORTER, WORKFLOW_PATH, public_budget, step_id, workflow, write_workflow
-from grader.grade import GradeConfig, expected_tests
+from grader.authoring.classroom import COMMAND_GRADER, REPORTER, WORKFLOW_PATH, public_budget, step_id, workflow, write_workflow
+from grader.pipeline.grade import GradeConfig, expected_tests
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The shared contract checks of grader.contracts: they pass on a well-behaved function and fail, naming the
+"""The shared contract checks of grader.judge.contracts: they pass on a well-behaved function and fail, naming the
 cause, on each mistake they exist for (an input changed in place; a draw from a global generator)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from grader.contracts import assert_draws_only_from, assert_inputs_unchanged
-from grader.remote import LocalSession, ProcessSession, RemoteImplementation
+from grader.judge.contracts import assert_draws_only_from, assert_inputs_unchanged
+from grader.judge.remote import LocalSession, ProcessSession, RemoteImplementation
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -90,7 +90,7 @@ def test_a_draw_from_a_global_generator_is_named(impl, name: str, kind: str, eng
 
 def test_noise_not_shared_passes_fresh_draws_and_names_a_broadcast_axis() -> None:
     """Fresh draws pass; one draw broadcast over the rows is named by its axis."""
-    from grader.contracts import assert_noise_not_shared
+    from grader.judge.contracts import assert_noise_not_shared
 
     fresh = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     assert_noise_not_shared(fresh, {0: "rows", 1: "outputs"})

@@ -1,4 +1,4 @@
-"""The student's dashboard (grader/dashboard.py, ``make test`` in the release) and the one tally it shares with
+"""The student's dashboard (grader/student/dashboard.py, ``make test`` in the release) and the one tally it shares with
 the grader: the same public tests, the same points, the hidden points apart."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from textwrap import dedent
 
 import pytest
 
-from grader.dashboard import HIDDEN_POINTS_FILE, TODO_SITES_FILE
-from grader.feedback import component_split
-from grader.grade import GradeConfig, expected_tests, score
-from grader.release import hidden_points
+from grader.student.dashboard import HIDDEN_POINTS_FILE, TODO_SITES_FILE
+from grader.pipeline.feedback import component_split
+from grader.pipeline.grade import GradeConfig, expected_tests, score
+from grader.authoring.release import hidden_points
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_LINES = 80
@@ -25,7 +25,7 @@ MAX_LINES = 80
 FAKE_CONFTEST = '''
 import pytest
 
-pytest_plugins = ("grader.dashboard",)
+pytest_plugins = ("grader.student.dashboard",)
 
 
 def pytest_configure(config):
@@ -183,7 +183,7 @@ def test_a_conftest_in_a_subfolder_leaves_the_dashboard_working(tmp_path: Path) 
 def test_grader_splits_public_and_hidden_per_component() -> None:
     """results.json's ``public_hidden``: per component the public and hidden subtotals apart, hidden rows of
     Gradescope visibility ``hidden`` with no message."""
-    from grader.grade import gradescope_results
+    from grader.pipeline.grade import gradescope_results
 
     tests = [{"component": "A", "category": "shape", "points": 2, "hidden": False, "outcome": "passed", "score": 2,
               "nodeid": "tests/components/test_a.py::t", "doc": "", "message": ""},
@@ -214,7 +214,7 @@ ROW = re.compile(r"^(?P<name>[A-Za-z]+)\s+(?P<passed>\d+)/(?P<tests>\d+)\s+(?P<g
 @pytest.mark.timeout(900)
 def test_skeleton_dashboard_agrees_with_the_grader(tmp_path: Path) -> None:
     """On the skeleton, restricted to two component files: at most 80 lines, no traceback, every TODO "not
-    started", and per component the same public tests, points and hidden points as grader.grade counts."""
+    started", and per component the same public tests, points and hidden points as grader.pipeline.grade counts."""
     files = ["tests/components/test_mcts.py", "tests/components/test_running_stats.py"]
     expected = expected_tests(GradeConfig())
     points = tmp_path / HIDDEN_POINTS_FILE

@@ -1,4 +1,4 @@
-"""The judge's sequential verdicts (grader/episodes.py: ``train_with_looks``, ``drawing_nothing``): a run judged
+"""The judge's sequential verdicts (grader/judge/episodes.py: ``train_with_looks``, ``drawing_nothing``): a run judged
 at several points is the run that one judgement at the end sees (issue 26)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.episodes import JudgeNetwork, drawing_nothing, train_goal_agent, train_with_looks
+from grader.judge.episodes import JudgeNetwork, drawing_nothing, train_goal_agent, train_with_looks
 from tests.components.test_goal_conditioned import BitFlip, _bit_flipping_agent
 
 

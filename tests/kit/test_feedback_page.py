@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.feedback import _cut, feedback_document, render_html, render_markdown
+from grader.pipeline.feedback import _cut, feedback_document, render_html, render_markdown
 
 TODO = "not started: {name}: return the {what} (skeleton/utils/{file}.py:{line})"
 

@@ -1,4 +1,4 @@
-"""Golden tests of the skeleton generator (grader/generate.py, CONVENTIONS §2)."""
+"""Golden tests of the skeleton generator (grader/authoring/generate.py, CONVENTIONS §2)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from textwrap import dedent
 
 import pytest
 
-from grader.generate import MarkerError, build, differences, find_regions, main, strip_source
+from grader.authoring.generate import MarkerError, build, differences, find_regions, main, strip_source
 
 
 def test_function_region_becomes_named_not_implemented() -> None:

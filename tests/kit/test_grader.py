@@ -16,8 +16,8 @@ from textwrap import dedent
 import nbformat
 import pytest
 
-from grader.grade import GradeConfig, grade_batch, grade_one
-from grader.sandbox import Limits
+from grader.pipeline.grade import GradeConfig, grade_batch, grade_one
+from grader.judge.sandbox import Limits
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environments", "utils")
@@ -406,7 +406,7 @@ def test_gradescope_zip_holds_the_autograder_and_no_solution(tmp_path: Path) -> 
     import subprocess
     import zipfile
 
-    from grader.gradescope import build
+    from grader.pipeline.gradescope import build
 
     archive = zipfile.ZipFile(build(tmp_path / "autograder.zip"))
     names = set(archive.namelist())
@@ -427,7 +427,7 @@ def test_run_autograder_grades_a_fake_autograder_tree(kit: Path, tmp_path: Path)
     import sys
     import zipfile
 
-    from grader.gradescope import build
+    from grader.pipeline.gradescope import build
 
     root = tmp_path / "autograder"
     zipfile.ZipFile(build(tmp_path / "autograder.zip", kit=kit)).extractall(root / "source")
@@ -454,7 +454,7 @@ def double(x):
 
 def test_failed_convergence_test_gets_its_learning_curve_plotted(tmp_path: Path) -> None:
     """A failed test's recorded curves become a PNG file beside the feedback, linked from Markdown and HTML."""
-    from grader.feedback import render_html, render_markdown, write_curves
+    from grader.pipeline.feedback import render_html, render_markdown, write_curves
 
     failed = {
         "nodeid": "tests/components/test_x.py::test_learns", "component": "X", "category": "convergence",
@@ -525,7 +525,7 @@ def test_gradebook_leaves_out_a_submission_still_in_its_staging_folder(tmp_path:
     """A results.json in a staging folder (.NAME.xxxx.partial, not moved into place yet) makes no gradebook row."""
     import csv
 
-    from grader.grade import write_gradebook
+    from grader.pipeline.grade import write_gradebook
 
     results = {"score": 4, "tests": [], "extra_data": {"status": "graded", "components": {}}}
     for folder in ("alice", ".bob.k2j4.partial"):
@@ -539,7 +539,7 @@ def test_unpack_leaves_out_environments_caches_and_links(tmp_path: Path) -> None
     """A submitted virtualenv, .git, caches and symlinks are not copied; zips lose the same entries."""
     import zipfile
 
-    from grader.grade import unpack
+    from grader.pipeline.grade import unpack
 
     sub = _submission(tmp_path / "sub", GOOD)
     (sub / ".venv" / "lib").mkdir(parents=True)
@@ -564,7 +564,7 @@ def test_zip_entries_escaping_the_submission_are_refused(tmp_path: Path) -> None
     """An archive entry like ../evil.py is a SubmissionError, and nothing lands outside the target."""
     import zipfile
 
-    from grader.grade import SubmissionError, unpack
+    from grader.pipeline.grade import SubmissionError, unpack
 
     archive = tmp_path / "evil.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -576,7 +576,7 @@ def test_zip_entries_escaping_the_submission_are_refused(tmp_path: Path) -> None
 
 def test_hard_links_and_fifos_are_left_out_of_a_folder(tmp_path: Path) -> None:
     """A hard link (which could name any file the grader can read) and a FIFO are not copied, and are listed."""
-    from grader.grade import unpack
+    from grader.pipeline.grade import unpack
 
     secret = tmp_path / "grader-secret.txt"
     secret.write_text("TA ONLY")
@@ -592,8 +592,8 @@ def test_a_zip_bomb_with_lying_headers_is_refused(tmp_path: Path) -> None:
     """An entry whose real size exceeds the limit is refused while unpacking, whatever its header says."""
     import zipfile
 
-    from grader import grade
-    from grader.grade import SubmissionError, unpack
+    from grader.pipeline import unpack as unpacking
+    from grader.pipeline.unpack import SubmissionError, unpack
 
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -606,20 +606,20 @@ def test_a_zip_bomb_with_lying_headers_is_refused(tmp_path: Path) -> None:
             at = data.find(sig, at + 4)
         data[at + offset : at + offset + 4] = (1).to_bytes(4, "little")
     archive.write_bytes(bytes(data))
-    original = grade.MAX_UNPACKED_BYTES
-    grade.MAX_UNPACKED_BYTES = 2**20
+    original = unpacking.MAX_UNPACKED_BYTES
+    unpacking.MAX_UNPACKED_BYTES = 2**20
     try:
         with pytest.raises(SubmissionError):
             unpack(archive, tmp_path / "dest")
     finally:
-        grade.MAX_UNPACKED_BYTES = original
+        unpacking.MAX_UNPACKED_BYTES = original
 
 
 def test_a_zip_with_too_many_entries_is_refused(tmp_path: Path) -> None:
     """An archive of 100k entries is refused before anything is written."""
     import zipfile
 
-    from grader.grade import MAX_ENTRIES, SubmissionError, unpack
+    from grader.pipeline.unpack import MAX_ENTRIES, SubmissionError, unpack
 
     archive = tmp_path / "many.zip"
     with zipfile.ZipFile(archive, "w") as zf:
@@ -653,7 +653,7 @@ def test_a_cpu_hog_thread_that_outlives_its_test_is_contained(kit: Path, tmp_pat
 def test_feedback_of_a_failing_submission_stays_under_100_kb() -> None:
     """300 failed tests with 6000-character messages: feedback.md and .html stay under 100 KB, failures.txt
     keeps every message whole, and the tables show public and hidden points apart."""
-    from grader.feedback import failures_text, render_html, render_markdown
+    from grader.pipeline.feedback import failures_text, render_html, render_markdown
 
     tests = [{"nodeid": f"tests/components/test_x.py::test_{i}", "component": "X", "category": "shape",
               "points": 1, "score": 0, "outcome": "failed", "hidden": i % 10 == 0, "doc": "Checks.",
@@ -671,7 +671,7 @@ def test_results_record_the_kit_version_and_the_limits_in_force_for_staff_only(k
     """results.json carries the kit's version, the engine and its limits: in extra_data and a hidden 0-point row."""
     import csv
 
-    from grader.grade import ENVIRONMENT_ROW, write_gradebook
+    from grader.pipeline.grade import ENVIRONMENT_ROW, write_gradebook
     from grader.version import kit_version
 
     results, feedback = _grade(kit, tmp_path, GOOD)
@@ -688,7 +688,7 @@ def test_results_record_the_kit_version_and_the_limits_in_force_for_staff_only(k
 
 def test_bwrap_advice_for_a_masked_proc_names_what_unmasks_it() -> None:
     """'Can't mount proc' (a masked /proc): the advice is systempaths=unconfined / unmask=ALL, not seccomp."""
-    from grader.sandbox import bwrap_advice
+    from grader.judge.sandbox import bwrap_advice
 
     masked = bwrap_advice("bwrap: Can't mount proc on /newroot/proc: Operation not permitted")
     assert "systempaths=unconfined" in masked and "unmask=ALL" in masked and "#284" in masked
@@ -718,9 +718,9 @@ def test_sigterm_stops_every_judge_and_worker_removes_the_workspaces_and_the_bat
         return [line for line in ps if str(spaces) in line and str(proc.pid) != line.split()[0]]
 
     deadline = time.monotonic() + 120
-    while not any("grader.worker" in line for line in ours()) and time.monotonic() < deadline:
+    while not any("grader.sandboxed.worker" in line for line in ours()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert any("grader.worker" in line for line in ours()), "no worker started: the test proves nothing"
+    assert any("grader.sandboxed.worker" in line for line in ours()), "no worker started: the test proves nothing"
     proc.send_signal(signal.SIGTERM)
     try:
         _, err = proc.communicate(timeout=30)
@@ -775,7 +775,7 @@ def test_a_memory_disk_and_restart_hog_beside_a_correct_submission_changes_nothi
     submission: the correct one scores 4/4, the hog 0 with the restart cap named, nothing of either is left."""
     import subprocess
 
-    from grader.grade import grade_batch
+    from grader.pipeline.grade import grade_batch
 
     spaces = tmp_path / "spaces"
     spaces.mkdir()
@@ -810,7 +810,7 @@ def _memory_comes_back(level: int, wait: float = 30.0) -> bool:
 
 def _our_cgroups() -> set[Path]:
     """Every ca15-* cgroup (at any depth) under this process's own groups."""
-    from grader.sandbox import CGROUP_ROOT, RunCgroup, _own_cgroup
+    from grader.judge.sandbox import CGROUP_ROOT, RunCgroup, _own_cgroup
 
     return {g for c in RunCgroup.controllers() for g in (CGROUP_ROOT / c / _own_cgroup(c)).rglob("ca15-*")}
 

@@ -1,11 +1,11 @@
-"""Gradescope's setup.sh (grader/gradescope.py): a final release of a supported Python, torch from a CPU-only
+"""Gradescope's setup.sh (grader/pipeline/gradescope.py): a final release of a supported Python, torch from a CPU-only
 source, and a smoke test that fails the build when the environment cannot grade.
 
 The Python selection (``pick_python``) runs for real against stub ``python3``/``python3.X``, ``apt-cache``,
 ``apt-get`` and ``add-apt-repository`` commands that answer with the version strings of the real archives:
 Ubuntu 22.04 (python3 3.10.12; python3.11 3.11.0~rc1-1~22.04.1, a release candidate), Ubuntu 24.04 (3.12.3)
 and Debian 12 (3.11.2). Nothing is installed. The fresh-image run of the whole setup.sh is ``make
-gradescope-check`` (grader/gradescope_check.py), which needs minutes, root and a few GB: not part of make test.
+gradescope-check`` (grader/authoring/gradescope_check.py), which needs minutes, root and a few GB: not part of make test.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.gradescope import SETUP_SH, SMOKE_COMPONENT, SMOKE_DIR, SUPPORTED_PYTHONS, build, smoke
+from grader.pipeline.gradescope import SETUP_SH, SMOKE_COMPONENT, SMOKE_DIR, SUPPORTED_PYTHONS, build, smoke
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from grader.impl import load_implementation
-from grader.markers import marker_errors, points_of
+from grader.sandboxed.impl import load_implementation
+from grader.judge.markers import marker_errors, points_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -121,7 +121,7 @@ def test_unmarked_graded_test_is_a_collection_error(tmp_path: Path) -> None:
 
 def test_resolve_root_prefers_the_given_base_and_names_missing_roots(tmp_path: Path) -> None:
     """A relative --impl resolves against the first base holding it; a missing one is a ValueError naming --impl."""
-    from grader.impl import resolve_root
+    from grader.sandboxed.impl import resolve_root
 
     (tmp_path / "mine").mkdir()
     assert resolve_root("mine", tmp_path) == (tmp_path / "mine").resolve()

@@ -28,8 +28,8 @@ from textwrap import dedent
 
 import pytest
 
-from grader.grade import GradeConfig, grade_batch
-from grader.sandbox import Limits, check_bwrap, SandboxUnavailable
+from grader.pipeline.grade import GradeConfig, grade_batch
+from grader.judge.sandbox import Limits, check_bwrap, SandboxUnavailable
 from tests.kit.test_user_engine import shared  # noqa: F401 - the user engine's world-readable venv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -105,7 +105,7 @@ def _patch():
         _pytest.reports.TestReport.from_item_and_call = staticmethod(passed)
     except Exception:
         pass
-    for name in ("grader.pytest_report", "grader.remote", "grader.codec"):
+    for name in ("grader.judge.pytest_report", "grader.judge.remote", "grader.sandboxed.codec"):
         try:
             module = __import__(name, fromlist=["x"])
             sys.modules[name] = module
@@ -407,7 +407,7 @@ def _grade(subs: Path, out: Path, config: GradeConfig, engine: dict) -> None:
         return
     script = ("import pickle, sys\n"  # the kit copy's grader, given the very config and submissions pickled
               f"sys.path.insert(0, {str(config.kit)!r})\n"
-              "from grader.grade import grade_batch\n"
+              "from grader.pipeline.grade import grade_batch\n"
               "config, submissions, out = pickle.load(sys.stdin.buffer)\n"
               "grade_batch(submissions, out, config, jobs=2, echo=lambda line: None)\n")
     keep = [REPO / ".venv", config.kit, subs, out, Path(engine["folder"])]

@@ -1,5 +1,5 @@
-"""LMS gradebooks from a roster (grader/lms.py, ``ca15-grade --roster``): fast, no grading. Each test builds
-an output folder with a hand-written ``gradebook.csv`` in the layout :func:`grader.grade.write_gradebook`
+"""LMS gradebooks from a roster (grader/pipeline/lms.py, ``ca15-grade --roster``): fast, no grading. Each test builds
+an output folder with a hand-written ``gradebook.csv`` in the layout :func:`grader.pipeline.grade.write_gradebook`
 writes."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import grader.__main__ as cli
-from grader.lms import neutralise, read_roster, write_lms_gradebooks
+from grader.pipeline.lms import neutralise, read_roster, write_lms_gradebooks
 
 # write_gradebook's layout: submission, status, score, max_score, components (sorted), sandbox, why.
 GRADEBOOK = """\

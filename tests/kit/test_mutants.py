@@ -1,4 +1,4 @@
-"""The mutant generator of ``grader.mutants`` (issue 13, item 2) and a small real run (the full sweep is `make mutants`)."""
+"""The mutant generator of ``grader.authoring.mutants`` (issue 13, item 2) and a small real run (the full sweep is `make mutants`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.mutants import EQUIVALENT, OPERATORS, all_mutants, mutants_of_source, run_mutant
+from grader.authoring.mutants import EQUIVALENT, OPERATORS, all_mutants, mutants_of_source, run_mutant
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ def reference_ids() -> list[str]:
 def test_every_equivalent_entry_names_a_mutant_with_a_reason(reference_ids: list[str]) -> None:
     ids = set(reference_ids)
     stale = sorted(set(EQUIVALENT) - ids)
-    assert stale == [], f"grader.mutants.EQUIVALENT names mutants that no longer exist (remove them): {stale}"
+    assert stale == [], f"grader.authoring.mutants.EQUIVALENT names mutants that no longer exist (remove them): {stale}"
     assert all(reason.strip() for reason in EQUIVALENT.values())
 
 
@@ -124,8 +124,8 @@ def test_a_cached_outcome_is_kept_until_a_file_that_decides_it_changes(tmp_path:
     """mutant_key changes with the mutant's own test file and the harness, not with another component's tests."""
     import shutil
 
-    from grader.coverage import DIGEST_FILES
-    from grader.mutants import mutant_key
+    from grader.authoring.coverage import DIGEST_FILES
+    from grader.authoring.mutants import mutant_key
 
     for rel in ("reference", "tests/components", "tests/hidden"):
         shutil.copytree(REPO / rel, tmp_path / rel, ignore=shutil.ignore_patterns("__pycache__"))
@@ -147,5 +147,5 @@ def test_a_cached_outcome_is_kept_until_a_file_that_decides_it_changes(tmp_path:
 
     assert edited("tests/components/test_world_model.py") == key
     assert edited("tests/components/test_mcts.py") != key
-    assert edited("grader/remote.py") != key
+    assert edited("grader/judge/remote.py") != key
     assert edited("reference/utils/replay.py") != key

@@ -11,9 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.generate import all_regions, build
-from grader.notebook import execute
-from grader.seed_cells import parse_cells
+from grader.authoring.generate import all_regions, build
+from grader.sandboxed.notebook import execute
+from grader.authoring.seed_cells import parse_cells
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK = REPO / "notebooks" / "CA15.ipynb"

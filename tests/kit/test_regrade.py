@@ -1,4 +1,4 @@
-"""Regrade diffs (grader/regrade.py: ``ca15-grade diff OLD NEW`` and ``ca15-grade ... --previous OLD``).
+"""Regrade diffs (grader/pipeline/regrade.py: ``ca15-grade diff OLD NEW`` and ``ca15-grade ... --previous OLD``).
 
 No grading runs here. Each test builds output folders as the grader leaves them, through the grader's own
 ``score``, ``gradescope_results`` and ``write_gradebook`` (as tests/kit/test_class_report.py does), with the
@@ -20,9 +20,9 @@ from types import SimpleNamespace
 import pytest
 
 import grader.__main__ as cli
-import grader.grade as grade
-from grader.grade import GradeConfig, gradescope_results, score, write_gradebook
-from grader.regrade import FLAKY, NO_DIGESTS_OLD, diff_outputs, grading_digests, tree_digest, write_regrade
+import grader.pipeline.grade as grade
+from grader.pipeline.grade import GradeConfig, gradescope_results, score, write_gradebook
+from grader.pipeline.regrade import FLAKY, NO_DIGESTS_OLD, diff_outputs, grading_digests, tree_digest, write_regrade
 
 CONFIG = GradeConfig(run_notebook=False)
 ENVIRONMENT = {"version": "0.1.0", "summary": "bwrap (fake)", "sandbox": {"engine": "bwrap"}}
@@ -57,7 +57,7 @@ def make_submission(tmp_path: Path, name: str, code: str = "x = 1\n") -> Path:
 
 def write_result(out: Path, submission: Path, kit: Path, failures: tuple[str, ...] = (), status: str = "graded",
                  version: str = "0.1.0", digests: bool = True) -> None:
-    """``out/<name>/results.json`` as ``grader.grade._grade_one`` writes it: the tests in ``failures`` fail."""
+    """``out/<name>/results.json`` as ``grader.pipeline.grade._grade_one`` writes it: the tests in ``failures`` fail."""
     records = [{"type": "test", "nodeid": e["nodeid"], "outcome": "failed" if n in failures else "passed",
                 "message": "wrong" if n in failures else "", "duration": 0.1}
                for n, e in zip(POINTS, EXPECTED)]  # fmt: skip

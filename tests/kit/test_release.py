@@ -1,4 +1,4 @@
-"""The student release (grader/release.py): hidden blocks dropped, nothing of the solution shipped."""
+"""The student release (grader/authoring/release.py): hidden blocks dropped, nothing of the solution shipped."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import zipfile
 
 import pytest
 
-from grader.generate import MarkerError
-from grader.release import build_release, leaked_solution_lines, solution_lines, strip_hidden
+from grader.authoring.generate import MarkerError
+from grader.authoring.release import build_release, leaked_solution_lines, solution_lines, strip_hidden
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,11 +100,12 @@ def test_release_layout(release: Path) -> None:
     ]
     assert not (release / "reference").exists()
     assert not (release / "tests" / "hidden").exists() and not (release / "tests" / "kit").exists()
-    from grader.release import HARNESS_MODULES
+    from grader.authoring.release import HARNESS_MODULES
 
-    assert {p.name for p in (release / "grader").iterdir()} == set(HARNESS_MODULES)
-    assert not {"grade.py", "generate.py", "coverage.py", "gradescope.py"} & set(HARNESS_MODULES)
-    assert "submit.py" in HARNESS_MODULES
+    shipped = {p.relative_to(release / "grader").as_posix() for p in (release / "grader").rglob("*") if p.is_file()}
+    assert shipped == set(HARNESS_MODULES)
+    assert not any(name.startswith(("pipeline/", "authoring/")) for name in HARNESS_MODULES)
+    assert "student/submit.py" in HARNESS_MODULES
 
 
 def test_every_grader_module_the_release_imports_is_shipped(release: Path) -> None:
@@ -112,24 +113,27 @@ def test_every_grader_module_the_release_imports_is_shipped(release: Path) -> No
     release: in the kit's own venv a missing one is found in the kit, so only this check sees it."""
     import ast
 
-    shipped = {p.stem for p in (release / "grader").glob("*.py")}
+    def is_shipped(name: str) -> bool:  # grader.judge.remote: grader/judge/remote.py or grader/judge/__init__.py
+        path = release / Path(*name.split("."))
+        return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
     missing = set()
-    for path in [*(release / "tests").rglob("*.py"), *(release / "grader").glob("*.py")]:
+    for path in [*(release / "tests").rglob("*.py"), *(release / "grader").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
                      [a.name for a in node.names] if isinstance(node, ast.Import) else [])  # fmt: skip
             for name in names:
-                if name.startswith("grader.") and name.split(".")[1] not in shipped:
+                if name.startswith("grader.") and not is_shipped(name):
                     missing.add(f"{path.relative_to(release)}: {name}")
-        plugins = re.findall(r'"(grader\.\w+)"', path.read_text(encoding="utf-8"))  # pytest_plugins = ("grader.x",)
-        missing |= {f"{path.relative_to(release)}: {p}" for p in plugins if p.split(".")[1] not in shipped}
+        plugins = re.findall(r'"(grader(?:\.\w+)+)"', path.read_text(encoding="utf-8"))  # pytest_plugins = ("grader.x",)
+        missing |= {f"{path.relative_to(release)}: {p}" for p in plugins if not is_shipped(p)}
     assert not missing, sorted(missing)
 
 
 def test_every_test_file_with_test_doubles_declares_them() -> None:
     """A graded test file that defines a test double names the components it stands in for (DOUBLES_FOR), and
     they are components: the dashboard tells the student that a bug there is not charged here."""
-    from grader.release import doubles_for
+    from grader.authoring.release import doubles_for
 
     declared = doubles_for(REPO / "tests" / "components")
     components = set(re.findall(r'pytest\.mark\.component\("(\w+)"\)',
@@ -173,7 +177,7 @@ def test_release_public_tests_match_the_kit(release: Path) -> None:
     assert kit == shipped
 
 
-# ------------------------------------------------------------------------------------- make submit (grader.submit)
+# ------------------------------------------------------------------------------------- make submit (grader.student.submit)
 @pytest.fixture
 def student(release: Path, tmp_path: Path) -> Path:
     """A student's copy of the release, with the reference solution in skeleton/ and some clutter."""
@@ -198,7 +202,7 @@ def _make(folder: Path, *args: str) -> subprocess.CompletedProcess:
 def test_make_submit_writes_the_implementation_root_and_the_notebook_only(student: Path) -> None:
     """`make submit` (no venv needed) zips the contents of skeleton/ and notebooks/CA15.ipynb as CA15.ipynb at
     the top level; no cache, checkpoint or environment; the grader finds the root and the notebook in it."""
-    from grader.grade import find_notebook, find_root, unpack
+    from grader.pipeline.grade import find_notebook, find_root, unpack
 
     proc = _make(student, "submit")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -246,8 +250,8 @@ def test_make_submit_takes_impl_and_notebook_from_elsewhere(student: Path, tmp_p
 
 def test_submit_skips_what_the_grader_skips() -> None:
     """The submission packer and the grader agree on what is never part of a submission."""
-    from grader.grade import MAX_ENTRIES, MAX_UNPACKED_BYTES, NOTEBOOK_NAME, SKIPPED_DIRS
-    from grader import submit
+    from grader.pipeline.unpack import MAX_ENTRIES, MAX_UNPACKED_BYTES, NOTEBOOK_NAME, SKIPPED_DIRS
+    from grader.student import submit
 
     assert submit.SKIPPED_DIRS == SKIPPED_DIRS and submit.NOTEBOOK_NAME == NOTEBOOK_NAME
     assert (submit.MAX_BYTES, submit.MAX_FILES) == (MAX_UNPACKED_BYTES, MAX_ENTRIES)
@@ -265,7 +269,7 @@ def test_make_notebook_accepts_absolute_and_relative_impl(release: Path, tmp_pat
 
 def test_release_workflow_is_the_kit_budget(release: Path) -> None:
     """The shipped classroom.yml is generated from the grader's budget of the shipped public tests."""
-    from grader.classroom import WORKFLOW_PATH, kit_budget, workflow
+    from grader.authoring.classroom import WORKFLOW_PATH, kit_budget, workflow
 
     assert (release / WORKFLOW_PATH).read_text() == workflow(kit_budget(REPO, shipped=release))
 
@@ -273,7 +277,7 @@ def test_release_workflow_is_the_kit_budget(release: Path) -> None:
 def test_find_notebook_prefers_the_top_level_ca15(tmp_path: Path) -> None:
     """The shallowest CA15.ipynb wins over deeper ones (whatever their names sort as) and over other notebooks;
     a differently cased name is taken when there is no exact one; checkpoints never count."""
-    from grader.grade import find_notebook
+    from grader.pipeline.grade import find_notebook
 
     for name in ("A/CA15.ipynb", "CA15.ipynb", "notes.ipynb", ".ipynb_checkpoints/CA15-checkpoint.ipynb"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from grader.codec import CodecError, decode, encode
-from grader.remote import LocalSession, ProcessSession, RemoteImplementation, StudentError, WorkerLost
+from grader.sandboxed.codec import CodecError, decode, encode
+from grader.judge.remote import LocalSession, ProcessSession, RemoteImplementation, StudentError, WorkerLost
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -269,7 +269,7 @@ def _observation_with_flag(impl, counter):
 
 def test_a_probe_that_returns_a_bare_bool_fails_loudly(session) -> None:
     """A probe's bare bool is a verdict the worker could choose: ProbeVerdictError, naming the probe."""
-    from grader.remote import ProbeVerdictError
+    from grader.judge.remote import ProbeVerdictError
 
     impl = RemoteImplementation(session, Path("."))
     counter = impl.module("model_based_rl.algorithms").Counter()
@@ -283,7 +283,7 @@ def test_is_verdict_knows_python_numpy_and_torch_truth_values() -> None:
     import numpy as np
     import torch
 
-    from grader.remote import is_verdict
+    from grader.judge.remote import is_verdict
 
     assert all(map(is_verdict, [True, np.bool_(False), np.array(True), torch.tensor(False)]))
     assert not any(map(is_verdict, [1, 0.0, np.array([True]), (True,), torch.tensor(1), None, "True"]))

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from grader.sandbox import NOBODY, WorkerSandbox, _preexec, check_bwrap, host_account, others_can_read
+from grader.judge.sandbox import NOBODY, WorkerSandbox, _preexec, check_bwrap, host_account, others_can_read
 from tests.kit.test_user_engine import shared  # noqa: F401 - the world-readable venv fixture
 
 REPO = Path(__file__).resolve().parents[2]

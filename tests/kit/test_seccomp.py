@@ -1,4 +1,4 @@
-"""The seccomp filter (grader/seccomp.py): its program's layout. What it refuses inside a worker sandbox, and
+"""The seccomp filter (grader/judge/seccomp.py): its program's layout. What it refuses inside a worker sandbox, and
 what it leaves working, is tests/kit/test_sandbox_hardening.py."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from grader.seccomp import ARCHES, DENY_MOUNTS, DENY_NAMESPACES, RET_ALLOW, RET_ERRNO, program
+from grader.judge.seccomp import ARCHES, DENY_MOUNTS, DENY_NAMESPACES, RET_ALLOW, RET_ERRNO, program
 
 
 def _insns(prog: bytes) -> list[tuple[int, int, int, int]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.seed_cells import parse_cells, parse_selection
+from grader.authoring.seed_cells import parse_cells, parse_selection
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 def cells() -> dict[int, str]:
     """Cell number -> printed output (with traceback on error) of one run of every seed cell on reference/."""
     proc = subprocess.run(
-        [sys.executable, "-m", "grader.seed_cells", "--impl", str(REPO / "reference")],
+        [sys.executable, "-m", "grader.authoring.seed_cells", "--impl", str(REPO / "reference")],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""``ca15-grade similarity`` (grader/similarity.py): per component, disguised copies rank above independent
+"""``ca15-grade similarity`` (grader/pipeline/similarity.py): per component, disguised copies rank above independent
 work, the handout never counts, and the report is a staff-only, escaped page that says it is no penalty.
 
 The student code is in ``similarity_data/`` (see its README): three independent implementations of two
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from grader.generate import REPO
-from grader.similarity import (NOTEBOOK, STUDENT_CODE, compare_component, extract_notebook, handout, main,
+from grader.authoring.generate import REPO
+from grader.pipeline.similarity import (NOTEBOOK, STUDENT_CODE, compare_component, extract_notebook, handout, main,
                                read_student_code, save_student_code, similarity_report, student_code)
 
 DATA = Path(__file__).parent / "similarity_data"

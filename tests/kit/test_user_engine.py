@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from grader.grade import grade_one
-from grader.sandbox import run_uids
-from grader.gradescope import build
+from grader.pipeline.grade import grade_one
+from grader.judge.sandbox import run_uids
+from grader.pipeline.gradescope import build
 from tests.kit.test_grader import _config, _submission, kit  # noqa: F401 - kit: the miniature kit fixture
 
 USER = "nobody"
@@ -200,7 +200,7 @@ print(os.getuid(), " ".join(report))
 def test_each_run_of_the_user_engine_has_its_own_uid_and_nothing_outlives_it(shared: tuple[Path, str]) -> None:
     """Two runs at once get two uids: neither can signal the other or read its folder; when a run ends, its
     daemon (own session) is killed and its file in /dev/shm removed."""
-    from grader.sandbox import Limits, WorkerSandbox, processes_of, run_limited
+    from grader.judge.sandbox import Limits, WorkerSandbox, processes_of, run_limited
 
     folder, python = shared
     scratch = Path(tempfile.mkdtemp(prefix="ws-", dir=folder))
@@ -236,8 +236,8 @@ def test_each_run_of_the_user_engine_has_its_own_uid_and_nothing_outlives_it(sha
 def test_user_engine_refuses_a_kit_that_others_can_read(kit: Path, shared: tuple[Path, str], tmp_path: Path) -> None:  # noqa: F811
     """A batch with the user engine and a kit whose hidden tests others can read stops before grading,
     saying which folder and the chmod that fixes it."""
-    from grader.grade import grade_batch
-    from grader.sandbox import SandboxUnavailable
+    from grader.pipeline.grade import grade_batch
+    from grader.judge.sandbox import SandboxUnavailable
 
     folder, python = shared
     readable = folder / "ca15-kit-readable"
