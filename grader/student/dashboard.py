@@ -356,9 +356,9 @@ def _report_line(report: pytest.TestReport) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- table
-def _todo_sites(config: pytest.Config, key: str = "todo_sites") -> dict:
-    """``{component: [{"where", "todo"}, ...]}`` from the release's ``tests/todo_sites.json`` ({} without it);
-    ``key="doubles"``: ``{component: [components its tests replace by test doubles]}``."""
+def _release_facts(config: pytest.Config, key: str) -> dict:
+    """One table of the release's ``tests/todo_sites.json`` ({} without it): ``"todo_sites"``: ``{component:
+    [{"where", "todo"}, ...]}``; ``"doubles"``: ``{component: [components its tests replace by test doubles]}``."""
     path = config.rootpath / "tests" / TODO_SITES_FILE
     try:
         return dict(json.loads(path.read_text(encoding="utf-8"))[key])
@@ -497,7 +497,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         # what else fits in MAX_LINES: pytest's progress (72 tests a line), its own 4 lines, our 3
         progress = -(-len(tally.outcomes) // 72)
         failures = format_failures(rows, budget=MAX_LINES - len(table) - progress - 7,
-                                   doubles=_todo_sites(config, "doubles"))  # fmt: skip
+                                   doubles=_release_facts(config, "doubles"))  # fmt: skip
         if failures:
             tr.section("first failure per component", sep="-")
             for line in failures:
@@ -512,10 +512,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             for out in todo:
                 tr.write_line(f"{out.nodeid.split('::', 1)[-1]} ({out.failure['where']}): {out.failure['message']}")
         wanted = config.getoption("--component", default=None)
-        note = doubles_line(next(iter(ran)), _todo_sites(config, "doubles")) if wanted and len(ran) == 1 else ""
+        note = doubles_line(next(iter(ran)), _release_facts(config, "doubles")) if wanted and len(ran) == 1 else ""
         if note:
             tr.write_line(f"{next(iter(ran))}: {note}.")
-        sites = _todo_sites(config).get(next(iter(ran))) if wanted and len(ran) == 1 else None
+        sites = _release_facts(config, "todo_sites").get(next(iter(ran))) if wanted and len(ran) == 1 else None
         if sites:
             tr.section(f"every TODO of {next(iter(ran))} (a test stops at its first one)", sep="-")
             for site in sites:
