@@ -61,6 +61,8 @@ STAFF_ONLY = "Staff only: contains hidden-test names and results."
 LOW_PASS_RATE = 0.2
 #: Failure messages listed per test (the most common first), and the longest message kept.
 TOP_MESSAGES = 5
+#: How many of the most expensive tests the report lists.
+EXPENSIVE_TESTS = 10
 MESSAGE_WIDTH = 300
 REPORT_JSON, REPORT_HTML = "class-report.json", "class-report.html"
 #: Status categories, in the order the report lists them.
@@ -119,6 +121,9 @@ class Submission:
     max_score: float
     seconds: float | None
     tests: list[GradedTest] = field(default_factory=list)
+    #: wall seconds per grading stage and per test (results.json ``extra_data.stages``, ``.test_seconds``)
+    stages: dict[str, float] = field(default_factory=dict)
+    test_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def category(self) -> str:
@@ -167,7 +172,16 @@ def parse_results(name: str, results: dict) -> Submission:
         name=name, status=str(extra.get("status", "graded")), score=_number(results.get("score")),
         max_score=sum(_number(r.get("max_score")) for r in rows), tests=tests,
         seconds=_number(seconds) if recorded else None,
+        stages=_times(extra.get("stages")), test_seconds=_times(extra.get("test_seconds")),
     )  # fmt: skip
+
+
+def _times(value: object) -> dict[str, float]:
+    """``{name: seconds}`` of a results.json time table, entries that are not a name and a number left out."""
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): float(v) for k, v in value.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}  # fmt: skip
 
 
 def read_submissions(out_dir: Path) -> list[Submission]:
@@ -395,6 +409,25 @@ def per_test_stats(key: TestKey, rows: dict[str, list[GradedTest]], started: set
     }  # fmt: skip
 
 
+def grading_cost(subs: list[Submission], top: int = EXPENSIVE_TESTS) -> dict:
+    """Where grading time goes (issue 26): per stage the summary of its seconds over the submissions that
+    recorded it, and the ``top`` tests of the largest mean seconds (over the submissions that ran them)."""
+    stages: dict[str, list[float]] = {}
+    tests: dict[str, list[float]] = {}
+    for sub in subs:
+        for stage, seconds in sub.stages.items():
+            stages.setdefault(stage, []).append(seconds)
+        for nodeid, seconds in sub.test_seconds.items():
+            tests.setdefault(nodeid, []).append(seconds)
+    ranked = sorted(tests.items(), key=lambda kv: (-sum(kv[1]) / len(kv[1]), kv[0]))[:top]
+    return {
+        "source": "results.json extra_data.stages and extra_data.test_seconds (wall seconds)",
+        "stages": {stage: summary(values) for stage, values in stages.items()},
+        "expensive_tests": [{"test": nodeid, "mean_seconds": round(sum(v) / len(v), 2), "max_seconds": max(v),
+                             "submissions": len(v)} for nodeid, v in ranked],  # fmt: skip
+    }
+
+
 def analyse(subs: list[Submission]) -> dict:
     """The class report's content (what ``class-report.json`` holds) from the submissions."""
     analysed = [s for s in subs if s.category in ANALYSED]
@@ -428,6 +461,7 @@ def analyse(subs: list[Submission]) -> dict:
             "source": "results.json extra_data.seconds (wall seconds of the whole submission)",
             "not_recorded": sorted(s.name for s in subs if s.seconds is None),
         },  # fmt: skip
+        "grading_cost": grading_cost(subs),
         "definitions": {"analysed": ANALYSED_RULE, "not_started": NOT_STARTED_RULE,
                         "discrimination": DISCRIMINATION_RULE, "suspect": SUSPECT_RULE},  # fmt: skip
         "components": components,
@@ -524,6 +558,18 @@ def _overview_html(report: dict, subs: list[Submission]) -> list[str]:
     if times["not_recorded"]:
         parts.append(f"<p>Not recorded for {len(times['not_recorded'])}: "
                      f"{esc(', '.join(times['not_recorded']))}.</p>")  # fmt: skip
+    cost = report["grading_cost"]
+    if cost["stages"]:
+        rows = [f"<tr><td>{esc(stage)}</td><td class='n'>{_num(t['median'], 1)}</td><td class='n'>"
+                f"{_num(t['mean'], 1)}</td><td class='n'>{_num(t['max'], 1)}</td></tr>"
+                for stage, t in cost["stages"].items()]  # fmt: skip
+        parts += ["<p>Seconds per grading stage:</p>", _table(["stage", "median", "mean", "max"], rows)]
+    if cost["expensive_tests"]:
+        rows = [f"<tr><td>{esc(t['test'])}</td><td class='n'>{_num(t['mean_seconds'], 1)}</td><td class='n'>"
+                f"{_num(t['max_seconds'], 1)}</td><td class='n'>{t['submissions']}</td></tr>"
+                for t in cost["expensive_tests"]]  # fmt: skip
+        parts += [f"<p>The {len(rows)} most expensive tests (mean seconds over the submissions that ran them):</p>",
+                  _table(["test", "mean", "max", "submissions"], rows)]  # fmt: skip
     return parts
 
 

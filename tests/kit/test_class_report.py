@@ -245,3 +245,23 @@ def test_batch_keeps_the_gradebook_when_the_report_fails(tmp_path: Path,
     assert gradebook.is_file() and "gradebook.csv--refused" in gradebook.read_text()
     warning = "warning: the class report could not be written (RuntimeError: boom)"
     assert any(line.startswith(warning) for line in lines)
+
+
+def test_grading_cost_names_stage_times_and_the_most_expensive_tests(tmp_path: Path) -> None:
+    """Stage seconds are summarised over the submissions; tests are ranked by their mean seconds (here b: 3, c: 2,
+    a: 1), and a malformed time table is left out rather than crashing the report."""
+    out = make_out(tmp_path, {"one": {}, "two": {}, "odd": {}})
+    times = {"one": ({"notebook": 10.0, "tests": 20.0}, {"a": 1.0, "b": 2.0, "c": 2.0}),
+             "two": ({"notebook": 14.0, "tests": 30.0}, {"a": 1.0, "b": 4.0, "<script>": 0.5}),
+             "odd": ("not a table", {"a": "slow", "b": True})}  # fmt: skip
+    for name, (stages, tests) in times.items():
+        path = out / name / "results.json"
+        results = json.loads(path.read_text())
+        results["extra_data"].update({"stages": stages, "test_seconds": tests})
+        path.write_text(json.dumps(results))
+    cost = report_of(out)["grading_cost"]
+    assert (cost["stages"]["notebook"]["mean"], cost["stages"]["tests"]["max"], cost["stages"]["tests"]["n"]) == (12.0, 30.0, 2)
+    assert [(t["test"], t["mean_seconds"], t["submissions"]) for t in cost["expensive_tests"]] == [
+        ("b", 3.0, 2), ("c", 2.0, 1), ("a", 1.0, 2), ("<script>", 0.5, 1)]
+    page = (out / "class-report.html").read_text()
+    assert "&lt;script&gt;" in page and "<script>" not in page and "most expensive tests" in page
