@@ -426,7 +426,8 @@ class DynaQAgent:
         (:attr:`seen_states`, :attr:`seen_actions`); takes those states with their taken actions
         (``search_control="taken"``) or with uniformly random actions (``"random"``); simulates the outcomes
         with the learned model (:meth:`simulate`); and takes one Q-learning step on them (``_q_step``).
-        The real buffer is not sampled.
+        The real buffer is not sampled. Every index (and every ``"random"`` action) is its own draw from
+        torch's global generator: independent of the other rows, of the row's state and of the other steps.
 
         Returns:
             the mean planning loss, or None when ``num_planning_steps == 0`` or no state was seen yet.

@@ -695,6 +695,97 @@ def test_planning_searches_from_seen_states(impl, device, search_control):
         assert set(queried_actions.tolist()) == {0, 1, 2}
 
 
+def _record_q_steps(impl, agent):
+    """In the worker: wrap ``agent._q_step`` so that every Q-learning step keeps a copy of its ``(states,
+    actions)`` minibatch in ``agent.recorded_q_steps`` (then calls the real step)."""
+    step, agent.recorded_q_steps = agent._q_step, []
+
+    def recording(*args, **kwargs):
+        states, actions = (list(args) + [kwargs.get("states"), kwargs.get("actions")][len(args):])[:2]
+        agent.recorded_q_steps.append((states.detach().cpu().clone(), actions.detach().cpu().reshape(-1).clone()))
+        return step(*args, **kwargs)
+
+    agent._q_step = recording
+
+
+def _planned_batches(impl, device, search_control, batch_size, steps):
+    """The ``(steps, batch_size)`` seen-state ids (one-hot states e_0..e_3, taken action 0 in each) and actions
+    of the minibatches ``steps`` planning steps trained on (``search_control`` as given; known model double)."""
+    agent = impl.DynaQAgent(
+        state_dim=4, action_dim=4, batch_size=batch_size, device=device, search_control=search_control
+    )
+    impl.run(_with_doubles, agent, _KnownModel())
+    eye = np.eye(4, dtype=np.float32)
+    impl.run(_store_all, agent, [(eye[i], 0, 0.0, eye[(i + 1) % 4], False) for i in range(4)])
+    agent.buffer.sample = _no_real_batches
+    impl.run(_record_q_steps, agent)
+    agent.planning_step(num_planning_steps=steps)
+    batches = agent.recorded_q_steps
+    assert len(batches) == steps, f"planning_step({steps}) took {len(batches)} Q-learning steps (_q_step), not {steps}"
+    states = torch.stack([s for s, _ in batches])
+    actions = torch.stack([a for _, a in batches])
+    assert states.shape == (steps, batch_size, 4) and actions.shape == (steps, batch_size), (
+        f"planning minibatches of shapes {tuple(states.shape)}, {tuple(actions.shape)}: each step trains on "
+        f"batch_size = {batch_size} simulated transitions"
+    )
+    ids = states.argmax(-1)
+    assert torch.equal(states, torch.as_tensor(eye)[ids]), "planning used a state that was never stored"
+    return ids, actions.long()
+
+
+def _pair_counts(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """``(4, 4)`` counts of the ordered pairs ``(first[i], second[i])`` of values in 0..3."""
+    return torch.bincount(4 * first.reshape(-1) + second.reshape(-1), minlength=16).reshape(4, 4)
+
+
+@pytest.mark.shape
+def test_planning_draws_seen_states_independently_with_replacement(impl, device):
+    """Each planning step draws its batch's seen-state indices afresh, uniformly and independently (with
+    replacement): of 4 seen states, neighbouring rows (2k, 2k + 1) of a step and the same row of two steps each
+    hold every ordered pair (i, j), i = j included, 70..180 times in 2000.
+
+    Each of the 32 pair counts (16 within steps, 16 across) is Binomial(2000, 1/16) (mean 125, sd 10.8): it
+    leaves [70, 180] with probability 6.7e-7 (exact binomial tails), so a correct planner fails with probability
+    < 2.2e-5 (union bound), for any generator stream. A window of consecutive seen pairs from one random start,
+    a shuffled pass without replacement, or indices drawn once and reused by every step fails.
+    """
+    ids, _ = _planned_batches(impl, device, "taken", batch_size=2000, steps=2)
+    checks = {
+        "neighbouring rows (2k, 2k + 1) of a step": _pair_counts(ids[:, 0::2], ids[:, 1::2]),
+        "the same row of planning steps 1 and 2": _pair_counts(ids[0], ids[1]),
+    }
+    for what, pairs in checks.items():
+        assert pairs.min() >= 70 and pairs.max() <= 180, (
+            f"{what} hold the ordered seen-state pairs with counts {pairs.tolist()} (expected 125 each): every "
+            "planning step draws batch_size indices into the seen pairs, independently and uniformly, with "
+            "replacement"
+        )
+
+
+@pytest.mark.shape
+def test_random_search_control_draws_each_rows_action_independently(impl, device):
+    """search_control="random" gives every row of a planning batch its own uniform action, independent of the
+    row's state, of the other rows and of the other steps: of 4 actions, the same row's (state, action) pairs
+    each appear 175..325 times in 4000 rows, and neighbouring rows' and two steps' action pairs 70..180 in 2000.
+
+    A (state, action) count is Binomial(4000, 1/16) (mean 250, sd 15.3), outside [175, 325] with probability
+    1.2e-6; an action-pair count Binomial(2000, 1/16), outside [70, 180] with probability 6.7e-7 (exact binomial
+    tails). A correct planner fails with probability < 4.1e-5 (union bound over the 48 counts). One random action
+    for the whole batch, an action tied to the drawn index, or actions drawn once for every step fails.
+    """
+    ids, actions = _planned_batches(impl, device, "random", batch_size=2000, steps=2)
+    checks = {
+        "the (state, action) pairs of a row": (_pair_counts(ids, actions), 175, 325, 250),
+        "the actions of neighbouring rows (2k, 2k + 1)": (_pair_counts(actions[:, 0::2], actions[:, 1::2]), 70, 180, 125),
+        "the actions of the same row at steps 1 and 2": (_pair_counts(actions[0], actions[1]), 70, 180, 125),
+    }  # fmt: skip
+    for what, (pairs, low, high, expected) in checks.items():
+        assert pairs.min() >= low and pairs.max() <= high, (
+            f"{what} came with counts {pairs.tolist()} (expected {expected} each): with search_control='random' "
+            "every row's action is its own uniform draw over all action_dim actions"
+        )
+
+
 @pytest.mark.shape
 @pytest.mark.points(0)  # the early return is given code; with the buffer double no student code runs here
 def test_planning_without_steps_or_seen_states_does_nothing(impl, device):
