@@ -95,7 +95,8 @@ def sample_her_goals(
     """Sample ``k`` hindsight goals for transition ``t`` of an episode (§4.5), with replacement.
 
     ``episode_achieved[j] = m(s_j)`` is the goal achieved in state ``s_j``, ``j = 0..T``; transition ``t``
-    goes from ``s_t`` to ``s_{t+1}``.
+    goes from ``s_t`` to ``s_{t+1}``. The ``k`` row indices are independent draws (each uniform over the
+    strategy's rows, so rows may repeat), not consecutive rows or a shuffled pass over them.
 
     Args:
         episode_achieved: ``(T+1, G)`` achieved goals of the episode's states ``s_0 … s_T``.

@@ -310,6 +310,31 @@ def test_episode_goals_come_from_whole_episode(impl):
     assert np.all(np.isin(np.arange(1, T + 1), rows)), "every achieved goal 1..T should be drawn"
 
 
+@pytest.mark.shape
+def test_her_goals_of_a_transition_are_drawn_independently(impl, seed):
+    """The k goals of one transition are independent draws (with replacement), for 'future' (t = 0 of T = 4:
+    rows 1..4) and 'episode' (rows 1..4): over 2000 neighbouring goal pairs (2j, 2j + 1) each ordered pair of
+    rows (i, i') appears 70..180 times, i = i' included.
+
+    Each of the 32 pair counts (16 per strategy) is Binomial(2000, 1/16) (mean 125, sd 10.8): it leaves
+    [70, 180] with probability 6.7e-7 (exact binomial tails), so a correct sampler fails with probability
+    < 2.2e-5 (union bound), for any generator stream. Consecutive rows from one random start, shuffled passes
+    over the rows (without replacement) or one row repeated k times fails.
+    """
+    ach = _indexed_episode(4)
+    for strategy, t in (("future", 0), ("episode", 2)):
+        goals = _gc(impl).sample_her_goals(ach, t, 4000, strategy, np.random.default_rng(seed))
+        assert goals.shape == (4000, 3)
+        rows = torch.as_tensor(goals[:, 0]).long() - 1  # rows 1..4 -> 0..3
+        assert set(rows.tolist()) <= {0, 1, 2, 3}, f"'{strategy}' goals of t = {t} must be rows 1..4"
+        pairs = torch.bincount(4 * rows[0::2] + rows[1::2], minlength=16).reshape(4, 4)
+        assert pairs.min() >= 70 and pairs.max() <= 180, (
+            f"'{strategy}': neighbouring goals (2j, 2j + 1) of one transition hold the ordered row pairs with "
+            f"counts {pairs.tolist()} (expected 125 each): each of the k goals is its own uniform draw, with "
+            "replacement"
+        )
+
+
 # ------------------------------------------------------------------------------------------------------
 # relabel_episode and the agent's storage (Algorithm 1)
 # ------------------------------------------------------------------------------------------------------
