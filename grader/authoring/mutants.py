@@ -73,7 +73,7 @@ CACHE = REPO / "build" / "mutants-cache.json"
 
 #: Mutants that behave exactly like the reference (no test can tell them apart): id -> why.
 EQUIVALENT: dict[str, str] = {
-    "hierarchical_rl/goal_conditioned.py:her_critic_targets:202:inplace": (
+    "hierarchical_rl/goal_conditioned.py:her_critic_targets:203:inplace": (
         "y = rewards + gamma * (1 - dones) * next_q two lines above is a fresh tensor: clamping it in place "
         "changes no caller's object"
     ),
@@ -141,7 +141,7 @@ EQUIVALENT: dict[str, str] = {
     "planning/world_model.py:WorldModel.loss:231:sign#2": (
         "decode(z) - states is (B, S), two-dimensional, so sum(dim=1) is sum(dim=-1)"
     ),
-    "hierarchical_rl/goal_conditioned.py:relabel_episode:166:off_by_one#4": (
+    "hierarchical_rl/goal_conditioned.py:relabel_episode:167:off_by_one#4": (
         "np.repeat(x[:, None], k, axis=0) has shape (T*k, 1, G) instead of (T, k, G), but the only use reshapes "
         "it to (T*k, G), and both orders flatten to the same rows (each of the T rows repeated k times)"
     ),

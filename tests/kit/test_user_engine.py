@@ -210,13 +210,13 @@ def test_each_run_of_the_user_engine_has_its_own_uid_and_nothing_outlives_it(sha
               "if os.fork() == 0:\n    os.setsid()\n    time.sleep(120)\n    os._exit(0)\n"
               "print(os.getpid(), flush=True)\ntime.sleep(120)\n")  # fmt: skip
     empty = Path(tempfile.mkdtemp(prefix="root-", dir=folder))  # the "submission" each run gets a copy of
-    base_a = sandbox.stage(empty, ())
+    base_a = sandbox.stage(empty)
     a = sandbox.command(base_a, lambda sub, tmp, out: [python, "-c", daemon])
     proc = subprocess.Popen(a.argv, cwd=a.cwd, env=a.env, stdout=subprocess.PIPE, text=True,
                             preexec_fn=_as_user(*a.drop_to))  # fmt: skip
     try:
         pid = int(proc.stdout.readline())
-        base_b = sandbox.stage(empty, ())
+        base_b = sandbox.stage(empty)
         b = sandbox.command(base_b, lambda sub, tmp, out: [python, "-c", _NEIGHBOUR, str(pid), str(base_a)])
         try:
             seen = run_limited(b.argv, cwd=Path(b.cwd), env=b.env, limits=Limits(wall_seconds=60),
