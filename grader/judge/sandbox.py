@@ -750,8 +750,11 @@ class WorkerSandbox:
         kit = base / "opt" / "grader"
         kit.mkdir(parents=True)
         package = Path(__file__).resolve().parents[1]
-        shutil.copy2(package / "__init__.py", kit / "__init__.py")
-        shutil.copytree(package / "sandboxed", kit / "sandboxed", ignore=shutil.ignore_patterns("__pycache__"))
+        for name in SANDBOXED_FILES:
+            if (package / name).is_dir():
+                shutil.copytree(package / name, kit / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(package / name, kit / name)
         return base
 
     def command(self, base: Path, tail: Callable[[str, str, str], list[str]], writable: bool = False,

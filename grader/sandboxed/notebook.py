@@ -3,8 +3,8 @@
     python -m grader.sandboxed.notebook NOTEBOOK --impl ROOT --out EXECUTED.ipynb [--cell-timeout 120] [--budget grading]
 
 The notebook runs in a fresh kernel with ``CA15_IMPL=ROOT`` and ``CA15_BUDGET`` (``full``, or ``grading``: the
-grader's run, where each experiment cell trains on its small grading budget), every cell even after an error (as a TA's
-"Run All" would show), each cell limited to ``--cell-timeout`` seconds. The executed copy (outputs, figures,
+grader's run, where each experiment cell trains on its small grading budget), every cell even after an error
+(as a TA's "Run All" would show), each cell limited to ``--cell-timeout`` seconds. The executed copy (outputs, figures,
 errors) is written to ``--out``; a summary of the cells that raised goes to stdout. The grader runs this
 inside its sandbox on the kit's own copy of the assignment notebook, and credits each cell from the
 ``execute_reply`` status this driver reports over the grader's signed channel
@@ -27,7 +27,8 @@ BUDGETS = ("full", "grading")
 
 def execute(path: Path, impl: Path, out: Path, cell_timeout: int = 120, stop_at_first_error: bool = False,
             report=None, budget: str = "full") -> dict:  # fmt: skip
-    """Run ``path`` with ``CA15_IMPL=impl`` and ``CA15_BUDGET=budget`` (one of :data:`BUDGETS`); write the executed notebook to ``out``; return a summary dict
+    """Run ``path`` with ``CA15_IMPL=impl`` and ``CA15_BUDGET=budget`` (one of :data:`BUDGETS`); write the
+    executed notebook to ``out``; return a summary dict
     ``{"cells": n_code_cells, "errors": [{"cell": i, "ename": ..., "evalue": ...}], "seconds": t}``.
 
     Every cell runs, also after an error (the grader reports each cell's error), unless

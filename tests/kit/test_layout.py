@@ -55,7 +55,7 @@ def test_the_sandboxed_side_imports_nothing_else_of_the_kit(graph: dict[str, set
     assert not wrong, f"the sandboxed side imports the trusted side: {wrong}"
 
 
-def test_the_trusted_side_never_imports_authoring_into_the_sandbox_path(graph: dict[str, set[str]]) -> None:
+def test_the_judge_imports_neither_the_pipeline_nor_authoring(graph: dict[str, set[str]]) -> None:
     """The judge imports neither the grading pipeline nor the authoring tools (it runs inside every grading)."""
     wrong = {name: sorted(m for m in deps if m.startswith(("grader.pipeline", "grader.authoring")))
              for name, deps in graph.items() if name.startswith("grader.judge")}  # fmt: skip
