@@ -221,6 +221,25 @@ def per_run_accounts_work(python: str) -> bool:
     return _can_run_as(python, (uid, uid))
 
 
+def adopt_probes(python: str, facts: dict) -> None:
+    """Take the host probes of :meth:`WorkerSandbox.probed` (made by the grading process that wrote the judge's
+    spec, on this same host) as this process's own, so that they are not made again. Only a trusted spec is
+    read here: the judge's, written by the grader where no sandboxed run can reach it."""
+    global _NETNS_OK
+    if not isinstance(facts, dict):
+        raise ValueError(f"probed: expected a dict of host probes, got {type(facts).__name__}")
+    if isinstance(facts.get("netns"), bool) and os.geteuid() == 0:
+        _NETNS_OK = facts["netns"]
+    if isinstance(facts.get("nobody"), bool):
+        _RUNS_AS[(python, NOBODY)] = facts["nobody"]
+    if isinstance(facts.get("per_run"), bool):
+        uid = run_uids()[0]
+        _RUNS_AS[(python, (uid, uid))] = facts["per_run"]
+    if "bwrap_as" in facts:
+        account = facts["bwrap_as"]
+        _HOST_ACCOUNT[python] = (int(account[0]), int(account[1])) if account else None
+
+
 def processes_of(uid: int) -> list[int]:
     """Pids of the live processes (zombies left out: they run nothing) whose real uid is ``uid``, from /proc."""
     pids = []
@@ -672,14 +691,35 @@ class WorkerSandbox:
     user: str = SANDBOX_USER
 
     def to_json(self) -> str:
+        """The spec a judge reads (``--worker-sandbox``), with :meth:`probed`: the judge adopts what this process
+        found out about the host instead of probing again."""
         return json.dumps({"engine": self.engine, "python": self.python, "scratch": self.scratch,
-                           "limits": self.limits.__dict__, "user": self.user})  # fmt: skip
+                           "limits": self.limits.__dict__, "user": self.user, "probed": self.probed()})  # fmt: skip
 
     @classmethod
     def from_json(cls, text: str) -> WorkerSandbox:
+        """The sandbox :meth:`to_json` wrote; its ``probed`` facts become this process's (:func:`adopt_probes`)."""
         data = json.loads(text)
-        return cls(engine=data["engine"], python=data["python"], scratch=data["scratch"],
-                   limits=Limits(**data["limits"]), user=data.get("user", SANDBOX_USER))  # fmt: skip
+        sandbox = cls(engine=data["engine"], python=data["python"], scratch=data["scratch"],
+                      limits=Limits(**data["limits"]), user=data.get("user", SANDBOX_USER))  # fmt: skip
+        if "probed" in data:
+            adopt_probes(sandbox.python, data["probed"])
+        return sandbox
+
+    def probed(self) -> dict:
+        """The host probes :meth:`command` reads for this engine, made here (once per process, cached):
+        ``netns`` (:func:`network_namespaces_work`), and ``nobody`` (``python`` imports torch as nobody), ``bwrap_as``
+        (:func:`host_account`) or ``per_run`` (:func:`per_run_accounts_work`). Each judge would otherwise make
+        them again: the torch import as another account alone costs about 2 CPU-seconds per judge."""
+        facts: dict = {"netns": network_namespaces_work()}
+        if self.engine == "bwrap":
+            account = host_account(self.python)
+            facts["bwrap_as"] = list(account) if account else None
+        elif self.engine == "user":
+            facts["per_run"] = per_run_accounts_work(self.python)
+        else:
+            facts["nobody"] = can_drop_privileges(self.python)
+        return facts
 
     def facts(self) -> dict:
         """What isolates a worker here, for the staff-visible record of every grading (results.json's

@@ -8,6 +8,8 @@ tests/kit/test_user_engine.py (``shared``), and skip where it cannot be made.
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,7 +98,8 @@ def test_inside_the_sandbox_namespaces_mounts_io_uring_keyctl_and_ptrace_fail(wh
         folder, python = request.getfixturevalue("unprivileged")
         scratch = Path(tempfile.mkdtemp(dir=folder))
     else:
-        python, scratch = sys.executable, Path(tempfile.mkdtemp(prefix="ca15-hardening-"))
+        python, scratch = sys.executable, Path(tempfile.mkdtemp(prefix="ca15-hardening-"))  # others may enter /tmp
+        request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
         try:
             check_bwrap(python)
         except Exception as exc:  # noqa: BLE001
@@ -130,3 +133,54 @@ def test_others_can_read_follows_every_folder_above(tmp_path: Path) -> None:
     (private / "f").write_text("x")
     (private / "f").chmod(0o644)
     assert not others_can_read(private / "f")
+
+
+def _no_probe(*args, **kwargs):
+    raise AssertionError(f"a host probe ran although the spec carried its result: {args[0] if args else kwargs}")
+
+
+@pytest.mark.parametrize("engine, probed, expect", [
+    ("bwrap", {"netns": True, "bwrap_as": [65534, 65534]}, {"host_account": NOBODY}),
+    ("bwrap", {"netns": True, "bwrap_as": None}, {"host_account": None}),
+    ("user", {"netns": False, "per_run": True}, {"per_run": True}),
+    ("none", {"netns": True, "nobody": False}, {"nobody": False}),
+])  # fmt: skip
+def test_a_judge_takes_the_host_probes_from_its_spec_and_probes_nothing(monkeypatch, engine, probed, expect) -> None:
+    """from_json adopts the spec's probe results: host_account, per-run uids and nobody answer from them, no probe."""
+    import grader.judge.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "_RUNS_AS", {})
+    monkeypatch.setattr(sandbox, "_HOST_ACCOUNT", {})
+    monkeypatch.setattr(sandbox, "_NETNS_OK", None)
+    monkeypatch.setattr(sandbox.subprocess, "run", _no_probe)
+    monkeypatch.setattr(sandbox, "_trial_sandbox", _no_probe)
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)
+    spec = {"engine": engine, "python": "/opt/judge/python", "scratch": "/tmp", "user": "nobody",
+            "limits": WorkerSandbox("none", "x", "/tmp").limits.__dict__, "probed": probed}  # fmt: skip
+    WorkerSandbox.from_json(json.dumps(spec))
+    assert sandbox.network_namespaces_work() is probed["netns"]
+    if "host_account" in expect:
+        assert sandbox.host_account("/opt/judge/python") == expect["host_account"]
+    if "per_run" in expect:
+        assert sandbox.per_run_accounts_work("/opt/judge/python") is expect["per_run"]
+    if "nobody" in expect:
+        assert sandbox.can_drop_privileges("/opt/judge/python") is expect["nobody"]
+
+
+def test_the_spec_carries_what_this_process_probed(monkeypatch) -> None:
+    """to_json writes this process's probe results for the engine, which a reader adopts unchanged."""
+    import grader.judge.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "_HOST_ACCOUNT", {"/opt/judge/python": NOBODY})
+    monkeypatch.setattr(sandbox, "_NETNS_OK", False)
+    monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)
+    data = json.loads(WorkerSandbox("bwrap", "/opt/judge/python", "/tmp").to_json())
+    assert data["probed"] == {"netns": False, "bwrap_as": list(NOBODY)}
+
+
+def test_a_spec_whose_probes_are_not_a_dict_is_refused() -> None:
+    """A malformed ``probed`` entry is a ValueError naming it, the expected dict and what was there."""
+    spec = {"engine": "bwrap", "python": "p", "scratch": "/tmp", "limits": WorkerSandbox("none", "x", "/tmp").limits.__dict__,
+            "probed": [True]}  # fmt: skip
+    with pytest.raises(ValueError, match=r"probed: expected a dict of host probes, got list"):
+        WorkerSandbox.from_json(json.dumps(spec))
