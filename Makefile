@@ -49,8 +49,10 @@ calibrate:
 points:
 	$(PY) -m grader.authoring.points
 
-# The student release: dist/student/ (skeleton, notebook, public tests, student README and Makefile).
+# The student release: dist/student/ (skeleton, notebook, public tests, student README and Makefile), built only
+# after the notebook ran on the students' full budget against the reference (make test runs its grading budget).
 release:
+	$(MAKE) notebook IMPL=reference
 	$(PY) -m grader.authoring.release --out dist/student
 
 # The TA's main job on the bundled examples (reference, skeleton, partial, crashing): prints the gradebook.

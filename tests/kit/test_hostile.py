@@ -39,7 +39,7 @@ COMPONENT_FILES = ["test_running_stats.py"]
 HIDDEN_FILES = ["test_hidden_running_stats.py", "test_hidden_goal_conditioned.py"]
 
 pytestmark = pytest.mark.timeout(1500)
-TIME_LIMIT = 20
+TIME_LIMIT = 12
 
 # Appended to every module of the skeleton copy: wraps the module's functions and methods so that a TODO
 # (NotImplementedError) triggers the attack instead.
@@ -444,8 +444,9 @@ def kit(tmp_path_factory: pytest.TempPathFactory, engine: dict) -> Path:
     shutil.copytree(REPO / "grader", root / "grader", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "notebooks").mkdir()
     shutil.copy2(REPO / "notebooks" / "CA15.ipynb", root / "notebooks" / "CA15.ipynb")  # the assignment's cell ids
-    # Each of these tests takes under 2 s against the reference; a worker that stalls (the liar's endless
-    # nesting, a hang) is stopped after 20 s instead of the real kit's 120, keeping the batch short.
+    # Each of these tests takes under 2.5 s against the reference, its worker's start included (the one
+    # convergence test has its own timeout); a worker that stalls (the liar's endless nesting, twice per
+    # submission) is stopped after 12 s instead of the real kit's 120, keeping the batch short.
     pyproject = (REPO / "pyproject.toml").read_text()
     assert "timeout = 120" in pyproject, "the kit's per-test timeout moved: update the hostile kit"
     (root / "pyproject.toml").write_text(pyproject.replace("timeout = 120", f"timeout = {TIME_LIMIT}"))
@@ -661,12 +662,15 @@ NOTEBOOK_ATTACKS = {
 
 @pytest.fixture(scope="module")
 def notebook_batch(kit: Path, engine: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The untouched skeleton with its notebook, and each notebook attack, graded with the notebook."""
+    """Each notebook attack (the untouched skeleton, its notebook with the attack's cells added), graded with the
+    notebook. No untouched-skeleton control is graded beside them: its notebook earns 0 as each attack must, so it
+    could tell nothing apart (the positive control, a clean notebook earning its points under each engine, is
+    tests/kit/test_grader.py and test_user_engine.py)."""
     import nbformat
 
     subs = tmp_path_factory.mktemp("nb-subs")
     assignment = nbformat.read(REPO / "notebooks" / "CA15.ipynb", as_version=4)
-    for name, added in {"nb_skeleton": [], **NOTEBOOK_ATTACKS}.items():
+    for name, added in NOTEBOOK_ATTACKS.items():
         shutil.copytree(REPO / "skeleton", subs / name, ignore=shutil.ignore_patterns("__pycache__"))
         book = nbformat.from_dict(json.loads(json.dumps(assignment)))
         book.cells = [nbformat.v4.new_code_cell(src, id=f"added-{i}") for i, src in enumerate(added)] + book.cells
@@ -683,7 +687,6 @@ def notebook_batch(kit: Path, engine: dict, tmp_path_factory: pytest.TempPathFac
 @pytest.mark.parametrize("attack", sorted(NOTEBOOK_ATTACKS))
 def test_cells_added_to_the_skeletons_notebook_earn_no_notebook_point(notebook_batch: dict, attack: str) -> None:
     """The untouched skeleton's notebook earns 0 notebook points, whatever cells are added before the assignment's."""
-    for name in ("nb_skeleton", attack):
-        results = json.loads((notebook_batch["out"] / name / "results.json").read_text())
-        row = next(t for t in results["tests"] if t["name"].startswith("Notebook"))
-        assert row["score"] == 0, f"{name}: notebook {row['score']}/{row['max_score']}: {row['output'][:500]}"
+    results = json.loads((notebook_batch["out"] / attack / "results.json").read_text())
+    row = next(t for t in results["tests"] if t["name"].startswith("Notebook"))
+    assert row["score"] == 0, f"{attack}: notebook {row['score']}/{row['max_score']}: {row['output'][:500]}"

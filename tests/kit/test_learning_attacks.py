@@ -129,18 +129,20 @@ ATTACKS = {
 }  # fmt: skip
 
 
-def _oracle_root(dest: Path, component: str, late: bool) -> Path:
+def _oracle_root(dest: Path, late: bool) -> Path:
+    """The reference with all three agents replaced by their oracles (each component's tests use its own only)."""
     shutil.copytree(REPO / "reference", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    path, oracle, _ = ATTACKS[component]
-    module = dest / path
-    module.write_text(module.read_text() + oracle.replace("LATE", str(late)))
+    for path, oracle, _ in ATTACKS.values():
+        module = dest / path
+        module.write_text(module.read_text() + oracle.replace("LATE", str(late)))
     return dest
 
 
-def _convergence_outcomes(root: Path, tmp: Path, component: str) -> dict[str, str]:
-    """{test id: 'passed' | 'failed' | 'skipped'} of a component's convergence tests with points, against ``root``."""
+def _convergence_outcomes(root: Path, tmp: Path) -> dict[str, str]:
+    """{test id: 'passed' | 'failed' | 'skipped'} of the three components' convergence tests with points, against
+    ``root``, in one pytest run (one judge and its workers for all three)."""
     junit = tmp / "junit.xml"
-    files = [str(REPO / name) for name in ATTACKS[component][2]]
+    files = [str(REPO / name) for _, _, names in ATTACKS.values() for name in names]
     subprocess.run(
         [sys.executable, "-m", "pytest", *files, "--impl", str(root), "-m", "convergence",
          "--graded-only", "-p", "no:cacheprovider", "-p", "no:randomly", "-q", "-n", "0",
@@ -155,11 +157,18 @@ def _convergence_outcomes(root: Path, tmp: Path, component: str) -> dict[str, st
     return outcomes
 
 
-@pytest.mark.parametrize("late", [False, True], ids=["oracle", "late_oracle"])
+@pytest.fixture(scope="module", params=[False, True], ids=["oracle", "late_oracle"])
+def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The convergence outcomes against the honest (or the late) oracles of all three components."""
+    tmp = tmp_path_factory.mktemp("late" if request.param else "honest")
+    return _convergence_outcomes(_oracle_root(tmp / "root", request.param), tmp)
+
+
 @pytest.mark.parametrize("component", sorted(ATTACKS))
-def test_an_agent_that_never_learns_fails_every_convergence_test(tmp_path: Path, component: str, late: bool) -> None:
+def test_an_agent_that_never_learns_fails_every_convergence_test(outcomes: dict[str, str], component: str) -> None:
     """An oracle policy with a training step that trains nothing fails every convergence test with points."""
-    outcomes = _convergence_outcomes(_oracle_root(tmp_path / "root", component, late), tmp_path, component)
-    assert outcomes, f"expected the {component} convergence tests to run, got {outcomes}"
-    passed = sorted(name for name, outcome in outcomes.items() if outcome != "failed")
+    modules = {Path(name).stem for name in ATTACKS[component][2]}
+    mine = {name: outcome for name, outcome in outcomes.items() if name.split("::")[0].rsplit(".", 1)[-1] in modules}
+    assert mine, f"expected the {component} convergence tests to run, got {outcomes}"
+    passed = sorted(name for name, outcome in mine.items() if outcome != "failed")
     assert not passed, f"an agent that never learns passed {passed}"
