@@ -22,7 +22,6 @@ install: $(PY)
 SANDBOX ?= $(shell $(PY) -c "from grader.judge.sandbox import check_bwrap; check_bwrap('$(abspath $(PY))')" >/dev/null 2>&1 && echo --worker-sandbox=bwrap)
 test:
 	$(PY) -m grader.authoring.generate --check
-	@$(PY) -m compileall -q -j 0 grader tests reference skeleton >/dev/null  # byte code once, also where PYTHONDONTWRITEBYTECODE is set: hundreds of processes import these
 	CI=1 $(PY) -m pytest -n $(JOBS) --dist loadscope -q tests --impl=$(IMPL) $(SANDBOX)
 
 # Regenerate skeleton/ from reference/ (commit the result).
