@@ -36,8 +36,10 @@ def _images(cell: nbformat.NotebookNode) -> int:
 
 
 def _isolate_env(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
-    """execute() writes CA15_IMPL (and MPLBACKEND) into os.environ: let monkeypatch restore them afterwards."""
+    """execute() writes CA15_IMPL, CA15_BUDGET (and MPLBACKEND) into os.environ: let monkeypatch restore them
+    afterwards."""
     monkeypatch.setenv("CA15_IMPL", str(root))
+    monkeypatch.delenv("CA15_BUDGET", raising=False)
     monkeypatch.setenv("MPLBACKEND", os.environ.get("MPLBACKEND", "Agg"))
 
 
@@ -96,7 +98,6 @@ def test_notebook_runs_against_reference(tmp_path: Path, monkeypatch: pytest.Mon
     grading budget (every call of the full run, on a tenth of its training; `make release` runs the students'
     full budget first, `make notebook`)."""
     _isolate_env(monkeypatch, REPO / "reference")
-    monkeypatch.setenv("CA15_BUDGET", "grading")
     summary = execute(NOTEBOOK, REPO / "reference", tmp_path / "executed.ipynb", cell_timeout=300, budget="grading")
     assert summary["errors"] == [], summary
     executed = nbformat.read(tmp_path / "executed.ipynb", as_version=4)

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from grader.judge.sandbox import NOBODY, WorkerSandbox, _preexec, check_bwrap, host_account, others_can_read
+from grader.judge.sandbox import NOBODY, Limits, WorkerSandbox, _preexec, check_bwrap, host_account, others_can_read
 from tests.kit.test_user_engine import shared  # noqa: F401 - the world-readable venv fixture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -156,7 +156,7 @@ def test_a_judge_takes_the_host_probes_from_its_spec_and_probes_nothing(monkeypa
     monkeypatch.setattr(sandbox, "_trial_sandbox", _no_probe)
     monkeypatch.setattr(sandbox.os, "geteuid", lambda: 0)
     spec = {"engine": engine, "python": "/opt/judge/python", "scratch": "/tmp", "user": "nobody",
-            "limits": WorkerSandbox("none", "x", "/tmp").limits.__dict__, "probed": probed}  # fmt: skip
+            "limits": Limits().__dict__, "probed": probed}  # fmt: skip
     WorkerSandbox.from_json(json.dumps(spec))
     assert sandbox.network_namespaces_work() is probed["netns"]
     if "host_account" in expect:
@@ -180,7 +180,7 @@ def test_the_spec_carries_what_this_process_probed(monkeypatch) -> None:
 
 def test_a_spec_whose_probes_are_not_a_dict_is_refused() -> None:
     """A malformed ``probed`` entry is a ValueError naming it, the expected dict and what was there."""
-    spec = {"engine": "bwrap", "python": "p", "scratch": "/tmp", "limits": WorkerSandbox("none", "x", "/tmp").limits.__dict__,
+    spec = {"engine": "bwrap", "python": "p", "scratch": "/tmp", "limits": Limits().__dict__,
             "probed": [True]}  # fmt: skip
     with pytest.raises(ValueError, match=r"probed: expected a dict of host probes, got list"):
         WorkerSandbox.from_json(json.dumps(spec))
