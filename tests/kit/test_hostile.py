@@ -3,13 +3,14 @@ correct submission. Every attack must score exactly what the plain skeleton scor
 must keep full marks, hidden test sources must never reach a student, the kit must be unchanged and no
 process of the run may be left.
 
-To keep the batch short the kit is the real harness, grader and tests restricted to one component
-(RunningStats, public and hidden); the attacks do not depend on which components run.
+To keep the batch short the kit is the real harness, grader and tests restricted to two components: RunningStats
+(public and hidden tests) and ReplayBuffer (hidden tests only); the attacks do not depend on which components run.
 
 Every batch runs under two engines (the ``engine`` fixture): bubblewrap, and the "user" engine that Gradescope
 falls back to where a container refuses namespaces (each run a uid of its own; the host made private as
-setup.sh leaves it). Under the user engine the batch holds the attacks on the sandbox (:data:`SANDBOX_ATTACKS`)
-and the notebook attacks; the attacks on the judge/worker protocol do not depend on the engine.
+setup.sh leaves it). Under the user engine the batch holds the attacks on the sandbox (:data:`SANDBOX_ATTACKS`);
+the attacks on the judge/worker protocol and on the notebook driver's channel do not depend on the engine, and
+are graded under bubblewrap only (which also runs where the user engine cannot: without root).
 """
 
 from __future__ import annotations
@@ -34,9 +35,9 @@ from tests.kit.test_user_engine import shared  # noqa: F401 - the user engine's 
 
 REPO = Path(__file__).resolve().parents[2]
 COMPONENT_FILES = ["test_running_stats.py"]
-# test_hidden_goal_conditioned.py: quick hand-computed tests, one of which reads a probe's result (the lie
-# workers below answer every failing probe themselves)
-HIDDEN_FILES = ["test_hidden_running_stats.py", "test_hidden_goal_conditioned.py"]
+# test_hidden_replay_buffer.py: a component graded by hidden tests only in this kit, with quick tests whose
+# probes' results the judge reads (the lie workers below answer every failing probe themselves)
+HIDDEN_FILES = ["test_hidden_running_stats.py", "test_hidden_replay_buffer.py"]
 
 pytestmark = pytest.mark.timeout(1500)
 TIME_LIMIT = 12
@@ -503,10 +504,11 @@ def batch(kit: Path, engine: dict, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("out")
     limits = Limits(wall_seconds=900, cpu_seconds=1800)
     workspaces = tmp_path_factory.mktemp("workspaces")
-    # An attack that kills or corrupts its worker in every test (exit_status, proc_snoop) is given 3 fresh workers
-    # per phase instead of 25: what it attacks is the same in each, and the cap itself has its own test
-    # (test_grader.py: "had to be replaced too often"); 25 made each such submission take 150 s.
-    config = GradeConfig(kit=kit, run_notebook=False, test_limits=limits, worker_limits=limits, max_fresh_workers=3,
+    # An attack that kills or corrupts its worker in every test (exit_status, proc_snoop) is given 2 workers per
+    # phase instead of 25, so that it meets a replaced worker once: what it attacks is the same in each, and the
+    # cap itself has its own test (test_grader.py: "had to be replaced too often"); 25 made each such submission
+    # take 150 s, 3 took about 2 s more per phase than 2.
+    config = GradeConfig(kit=kit, run_notebook=False, test_limits=limits, worker_limits=limits, max_fresh_workers=2,
                          **{"workspace_root": workspaces, **engine["config"]})  # fmt: skip
     workspaces = config.workspace_root
     _grade(subs, out, config, engine)
@@ -665,7 +667,17 @@ def notebook_batch(kit: Path, engine: dict, tmp_path_factory: pytest.TempPathFac
     """Each notebook attack (the untouched skeleton, its notebook with the attack's cells added), graded with the
     notebook. No untouched-skeleton control is graded beside them: its notebook earns 0 as each attack must, so it
     could tell nothing apart (the positive control, a clean notebook earning its points under each engine, is
-    tests/kit/test_grader.py and test_user_engine.py)."""
+    tests/kit/test_grader.py and test_user_engine.py).
+
+    Graded under bubblewrap only. What these attacks aim at is the same code under every engine: the driver's
+    signed channel (its key in a memfd), the driver made non-dumpable before its kernel starts (so no process of
+    the run, whatever else it can see in /proc, reads the driver's descriptors), and credit taken from the
+    ``execute_reply`` statuses the driver saw, never from a file the kernel can rewrite. What differs under the
+    user engine (the host's processes in sight, other runs' accounts, a daemon cleared by its account) is what
+    the sandbox attacks of :func:`batch` attack there (proc_snoop, killer)."""
+    if engine["name"] != "bwrap":
+        pytest.skip("the notebook attacks aim at the driver's channel, the same under every engine: graded under "
+                    "bubblewrap only")
     import nbformat
 
     subs = tmp_path_factory.mktemp("nb-subs")
@@ -678,7 +690,7 @@ def notebook_batch(kit: Path, engine: dict, tmp_path_factory: pytest.TempPathFac
     out = tmp_path_factory.mktemp("nb-out")
     limits = Limits(wall_seconds=900, cpu_seconds=1800)
     config = GradeConfig(kit=kit, run_notebook=True, include_hidden=False, test_limits=limits, worker_limits=limits,
-                         notebook_limits=limits, cell_timeout=60, only=("running_stats",), max_fresh_workers=3,  # the notebook is
+                         notebook_limits=limits, cell_timeout=60, only=("running_stats",), max_fresh_workers=2,  # the notebook is
                          **engine["config"])  # what these attacks are about: one small test file suffices  # fmt: skip
     _grade(subs, out, config, engine)
     return {"out": out}
