@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import numpy as np
 
 from grader.sandboxed.codec import MAX_FRAME_BYTES, CodecError, Handle, Record, RemoteErrorInfo, decode
-from grader.sandboxed.worker import HANDLE_TAG, as_list
+from grader.sandboxed.worker import HANDLE_TAG, as_array, as_list
 
 #: Worker output kept per test for the report (the rest is counted, not kept).
 OUTPUT_LIMIT = 64 * 2**10
@@ -97,8 +98,8 @@ def student_error(info: RemoteErrorInfo) -> StudentError:
 
 # --------------------------------------------------------------------------------------------- handles
 class Remote:
-    """A handle to an object that lives in the worker. Attribute access, calls, ``len`` and ``[]`` are
-    requests to the worker; the answers are plain data or further handles. Passed to a call or to
+    """A handle to an object that lives in the worker. Attribute access, calls, ``len``, ``[]``, ``list()`` and
+    ``numpy.asarray()`` are requests to the worker (one each); the answers are plain data or further handles. Passed to a call or to
     ``impl.run``, a handle turns back into its object in the worker."""
 
     __slots__ = ("_session", "_id", "_generation", "_type", "_name")
@@ -145,6 +146,18 @@ class Remote:
         __tracebackhide__ = True
         items = self._session.request("run", as_list, (self,), {})
         return iter(items)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """``numpy.asarray(handle)`` and numpy's asserts: the object's array, made by numpy in the worker in one
+        request (numpy here would walk ``len`` and ``[]``, a request per item, without end where every item is
+        a handle again). An object numpy makes no array of numbers of gives a 0-d object array holding the
+        handle, as any object does."""
+        __tracebackhide__ = True
+        array = self._session.request("run", as_array, (self,), {})
+        if not isinstance(array, np.ndarray):
+            array = np.empty((), dtype=object)
+            array[()] = self
+        return array if dtype is None else array.astype(dtype, copy=False)
 
     def __bool__(self) -> bool:
         return True

@@ -69,6 +69,15 @@ def as_list(impl: Any, obj: Any) -> list:
     return list(obj)
 
 
+def as_array(impl: Any, obj: Any) -> Any:
+    """The probe behind ``numpy.asarray(handle)``: numpy's array of ``obj``, made here in one request, when it
+    holds numbers or booleans (data); ``None`` when it would hold objects (the judge then keeps the handle)."""
+    import numpy as np
+
+    array = np.asarray(obj)
+    return array if array.dtype.kind in "biufc" else None
+
+
 def _methods(kind: type) -> list[str]:
     """Names of the plain functions a class defines or inherits (called without fetching them first)."""
     names = []

@@ -146,6 +146,27 @@ class Counter:
     def grad(self):
         import torch  # here, not at the top: a worker that never needs torch starts in a fraction of a second
         return torch.ones(2, requires_grad=True) * 3
+
+class Triple:
+    """A sequence of three ints that is no list (len and [] only)."""
+    def __len__(self):
+        return 3
+    def __getitem__(self, i):
+        if not -3 <= i < 3:
+            raise IndexError(i)
+        return 10 * (i % 3 + 1)
+
+class Nest:
+    """len 2, each item another Nest (numpy walking it item by item would never end), array form [0., 0.]."""
+    def __len__(self):
+        return 2
+    def __getitem__(self, i):
+        if not -2 <= i < 2:
+            raise IndexError(i)
+        return Nest()
+    def __array__(self, dtype=None, copy=None):
+        import numpy
+        return numpy.zeros(2)
 '''
 
 
@@ -191,6 +212,47 @@ def test_a_bound_method_of_a_handle_travels_back_as_that_method(session) -> None
     impl = RemoteImplementation(session, Path("."))
     counter = impl.module("model_based_rl.algorithms").Counter()
     assert impl.run(_call_twice, counter.add) == (1, 2) and counter.n == 2
+
+
+class _Counting:
+    """Counts the requests of ``session`` and stops a test that makes more than ``limit`` of them."""
+
+    def __init__(self, session, limit: int = 50) -> None:
+        self.session, self.limit, self.count, self.original = session, limit, 0, session.request
+
+    def __call__(self, op, *args):
+        self.count += 1
+        if self.count > self.limit:
+            raise AssertionError(f"{self.count} requests: numpy walked the handle item by item")
+        return self.original(op, *args)
+
+
+def test_numpy_converts_a_handle_in_the_worker_in_one_request(session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """np.asarray(handle to a sequence that is no list) gives its values, from one request, in the dtype asked."""
+    triple = _algorithms(session).Triple()
+    counting = _Counting(session)
+    monkeypatch.setattr(session, "request", counting)
+    np.testing.assert_array_equal(np.asarray(triple), [10, 20, 30])
+    assert counting.count == 1
+    assert np.asarray(triple, dtype=np.float32).dtype == np.float32
+
+
+def test_numpy_on_a_handle_whose_items_are_handles_without_end_ends(session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Nest (each item another Nest): np.asarray and numpy's asserts take its array form, in one request each."""
+    nest = _algorithms(session).Nest()
+    counting = _Counting(session)
+    monkeypatch.setattr(session, "request", counting)
+    np.testing.assert_array_equal(np.asarray(nest), [0.0, 0.0])
+    with pytest.raises(AssertionError, match="Mismatch"):
+        np.testing.assert_array_equal(nest, [1.0, 1.0])
+    assert counting.count == 2
+
+
+def test_numpy_keeps_a_handle_to_an_opaque_object_as_a_0d_object_array(session) -> None:
+    """np.asarray(handle to an object numpy makes no numbers of) holds the handle itself, as for any object."""
+    counter = _algorithms(session).Counter()
+    array = np.asarray(counter)
+    assert array.shape == () and array.dtype == object and array[()] == counter
 
 
 def test_student_exceptions_match_builtin_classes(session) -> None:
