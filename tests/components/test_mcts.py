@@ -318,9 +318,12 @@ def _tied_root_selections(impl, rng, n):
 @pytest.mark.shape
 def test_select_child_draws_only_from_rng(impl):
     """select_child breaks ties with the rng passed only: the same seed gives the same choices whatever the
-    global generators' state, which stays untouched."""
+    global generators' state, which stays untouched; and the 30 choices among three tied children differ (a
+    constant choice, which draws nothing, would pass the rest vacuously). A uniform tie-break makes all 30 the
+    same with probability 3 * (1/3)^30 < 2e-14, for any generator stream."""
     actions = assert_draws_only_from(impl, _tie_breaks, kind="numpy")
     assert len(actions) == 30 and set(actions) <= {0, 1, 2}
+    assert len(set(actions)) > 1, f"30 ties among children 0, 1, 2 all went to child {actions[0]}: no draw broke them"
 
 
 def _array_model(state, action):
