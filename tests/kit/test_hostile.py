@@ -445,9 +445,9 @@ def kit(tmp_path_factory: pytest.TempPathFactory, engine: dict) -> Path:
     shutil.copytree(REPO / "grader", root / "grader", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "notebooks").mkdir()
     shutil.copy2(REPO / "notebooks" / "CA15.ipynb", root / "notebooks" / "CA15.ipynb")  # the assignment's cell ids
-    # Each of these tests takes under 2.5 s against the reference, its worker's start included (the one
-    # convergence test has its own timeout); a worker that stalls (the liar's endless nesting, twice per
-    # submission) is stopped after 12 s instead of the real kit's 120, keeping the batch short.
+    # Each of these tests takes under 2.5 s against the reference, its worker's start included (none is a
+    # convergence test); a worker or judge that stalls on an attack is stopped after 12 s instead of the real
+    # kit's 120, keeping the batch short.
     pyproject = (REPO / "pyproject.toml").read_text()
     assert "timeout = 120" in pyproject, "the kit's per-test timeout moved: update the hostile kit"
     (root / "pyproject.toml").write_text(pyproject.replace("timeout = 120", f"timeout = {TIME_LIMIT}"))
