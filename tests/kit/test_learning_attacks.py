@@ -3,10 +3,11 @@
 Each attack is the reference with one agent replaced by one that never learns: ``train``/``update`` do
 nothing, and its action method is an oracle written from the public tests' environments. HER: flip the first
 bit that differs from the goal, or step straight towards the goal. HAC: propose the final goal as subgoal and
-step straight towards it. FuN: always move right along the corridor. The "honest" oracle acts that way from
-the start; the "late" oracle acts randomly until ``train``/``update`` is first called, so that a check of the
-untrained agent alone would not see it. Both must fail every convergence test of their component that gives
-points, public and hidden.
+step straight towards it. FuN: always move right along the corridor. Options: take the hallway options on the
+way to hallway (7, 9), the goal of one public seed (and of every seed before the goals moved), and say so in
+the table ``q`` too. The "honest" oracle acts that way from the start; the "late" oracle acts randomly until
+``train``/``update`` is first called, so that a check of the untrained agent alone would not see it. Both must
+fail every convergence test of their component that gives points, public and hidden.
 """
 
 from __future__ import annotations
@@ -119,6 +120,52 @@ class _OracleFuN(FeudalNetwork):
 FeudalNetwork = _OracleFuN
 '''
 
+OPTIONS_ORACLE = '''
+
+class _OracleOptions(SMDPQLearningAgent):
+    """Prefers the hallway options on the way to hallway (7, 9), in select_option and in q; never learns."""
+
+    _LATE = LATE
+    _WAY = ("room0->hallway(3, 6)", "room1->hallway(7, 9)", "room2->hallway(10, 6)", "room3->hallway(7, 9)")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self._LATE:
+            self._know()
+
+    def _know(self):
+        for i, option in enumerate(self.options):
+            if option.name in self._WAY:
+                for s in range(self.num_states):
+                    if option.can_initiate(s):
+                        self.q[s, i] = 1.0
+
+    def select_option(self, state, greedy=False):
+        s = self._state(state)
+        return self._argmax(s, self.available(s))
+
+    def _awake(self):
+        if self._LATE and not getattr(self, "_trained", False):
+            self._trained = True
+            self._know()
+
+    def update(self, state, option, reward, next_state, k, done):
+        self._awake()
+        return 0.0
+
+    def intra_option_update(self, state, action, reward, next_state, done):
+        self._awake()
+        return []
+
+    def train(self, env, num_episodes, max_steps=None):
+        self._awake()
+        n = int(num_episodes)
+        return {"steps": [20.0] * n, "decisions": [2.0] * n, "returns": [0.5] * n, "success": [1.0] * n}
+
+
+SMDPQLearningAgent = _OracleOptions
+'''
+
 #: component -> (module of reference/ the oracle replaces a class in, the oracle, test files with its convergence tests)
 ATTACKS = {
     "her": ("hierarchical_rl/goal_conditioned.py", ORACLE,
@@ -126,11 +173,13 @@ ATTACKS = {
     "hac": ("hierarchical_rl/hac.py", HAC_ORACLE, ["tests/components/test_hac.py", "tests/hidden/test_hidden_hac.py"]),
     "fun": ("hierarchical_rl/feudal.py", FUN_ORACLE,
             ["tests/components/test_feudal.py", "tests/hidden/test_hidden_feudal.py"]),
+    "options": ("hierarchical_rl/options.py", OPTIONS_ORACLE,
+                ["tests/components/test_options.py", "tests/hidden/test_hidden_options.py"]),
 }  # fmt: skip
 
 
 def _oracle_root(dest: Path, late: bool) -> Path:
-    """The reference with all three agents replaced by their oracles (each component's tests use its own only)."""
+    """The reference with all four agents replaced by their oracles (each component's tests use its own only)."""
     shutil.copytree(REPO / "reference", dest, ignore=shutil.ignore_patterns("__pycache__"))
     for path, oracle, _ in ATTACKS.values():
         module = dest / path
@@ -139,8 +188,8 @@ def _oracle_root(dest: Path, late: bool) -> Path:
 
 
 def _convergence_outcomes(root: Path, tmp: Path) -> dict[str, str]:
-    """{test id: 'passed' | 'failed' | 'skipped'} of the three components' convergence tests with points, against
-    ``root``, in one pytest run (one judge and its workers for all three)."""
+    """{test id: 'passed' | 'failed' | 'skipped'} of the four components' convergence tests with points, against
+    ``root``, in one pytest run (one judge and its workers for all four)."""
     junit = tmp / "junit.xml"
     files = [str(REPO / name) for _, _, names in ATTACKS.values() for name in names]
     subprocess.run(
@@ -159,7 +208,7 @@ def _convergence_outcomes(root: Path, tmp: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module", params=[False, True], ids=["oracle", "late_oracle"])
 def outcomes(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """The convergence outcomes against the honest (or the late) oracles of all three components."""
+    """The convergence outcomes against the honest (or the late) oracles of all four components."""
     tmp = tmp_path_factory.mktemp("late" if request.param else "honest")
     return _convergence_outcomes(_oracle_root(tmp / "root", request.param), tmp)
 
