@@ -177,9 +177,10 @@ def _is_graded(item: pytest.Item) -> bool:
     return len(parts) > 1 and parts[0] == "tests" and parts[1] in GRADED_DIRS
 
 
+@pytest.hookimpl(trylast=True)  # the order is the last word: hidden tests after every public test
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     problems = []
-    items.sort(key=_is_hidden)  # hidden tests last (stable): they get their own worker, after the public ones
+    items.sort(key=_is_hidden)  # hidden tests last (stable): no public test runs after a hidden probe
     if config.getoption("--graded-only"):
         keep = [i for i in items if _is_graded(i) and points_of(i) > 0]
         kept = set(map(id, keep))
@@ -253,13 +254,15 @@ MAX_FRESH_WORKERS = 25
 
 class Workers:
     """The worker of this judge process: one at a time, replaced when it dies, hangs or turns unreliable,
-    and never shared between public and hidden tests (a hidden test's probes cannot reach a public test's
-    output). Under ``--isolation none`` the "worker" is this process."""
+    with a cap on fresh workers per phase (public, hidden). The worker of the last public test goes on into
+    the hidden tests, which run after every public test (collection order); a worker that has run a hidden
+    test never serves a public one, so nothing a hidden probe carries can reach a public test's output.
+    Under ``--isolation none`` the "worker" is this process."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.session: Session | None = None
-        self.hidden: bool | None = None
+        self.served_hidden = False  # the current worker has run a hidden test's requests
         self.failed_starts: dict[bool, int] = {}
         self.starts: dict[bool, int] = {}
         self.last_failure = ""
@@ -271,8 +274,8 @@ class Workers:
             if self.session is None:
                 self.session = LocalSession(root)
             return self.session
-        if self.session is not None and (not self.session.alive or self.hidden != hidden):
-            self.session.close()
+        if self.session is not None and (not self.session.alive or self.served_hidden and not hidden):
+            self.session.close()  # dead, or it ran hidden probes and a public test comes (never: see the order)
             self.session = None
         if self.session is None:
             if self.failed_starts.get(hidden, 0) >= 2:  # it died twice while importing: it will again
@@ -290,7 +293,8 @@ class Workers:
                 self.last_failure = str(exc)
                 raise
             self.failed_starts[hidden] = 0
-            self.hidden = hidden
+            self.served_hidden = False
+        self.served_hidden = self.served_hidden or hidden
         return self.session
 
     def close(self) -> None:

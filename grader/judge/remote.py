@@ -99,8 +99,8 @@ def student_error(info: RemoteErrorInfo) -> StudentError:
 # --------------------------------------------------------------------------------------------- handles
 class Remote:
     """A handle to an object that lives in the worker. Attribute access, calls, ``len``, ``[]``, ``list()`` and
-    ``numpy.asarray()`` are requests to the worker (one each); the answers are plain data or further handles. Passed to a call or to
-    ``impl.run``, a handle turns back into its object in the worker."""
+    ``numpy.asarray()`` are requests to the worker (one each); the answers are plain data or further handles.
+    Passed to a call or to ``impl.run``, a handle turns back into its object in the worker."""
 
     __slots__ = ("_session", "_id", "_generation", "_type", "_name")
 

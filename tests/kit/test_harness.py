@@ -42,6 +42,31 @@ def test_loading_a_second_root_does_not_see_the_first(tmp_path: Path) -> None:
     assert str(tmp_path / "a") not in sys.path
 
 
+def _judge_workers(config: pytest.Config, impl_root: Path, isolation: str = "process") -> object:
+    """A ``Workers`` of tests/conftest.py (the judge's worker keeper) over ``impl_root``, unsandboxed."""
+    conftest = next(p for p in config.pluginmanager.get_plugins()
+                    if getattr(p, "__file__", None) == str(REPO / "tests" / "conftest.py"))  # fmt: skip
+    options = {"--isolation": isolation, "--max-fresh-workers": 25}
+    return conftest.Workers(SimpleNamespace(ca15_impl_root=impl_root, getoption=options.__getitem__))
+
+
+def test_the_last_public_worker_goes_on_into_the_hidden_tests_and_never_back(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """Hidden tests keep the last public test's worker; a public test after a hidden one gets a fresh worker."""
+    workers = _judge_workers(request.config, _write_root(tmp_path / "root", "A"))
+    public, hidden = (SimpleNamespace(fspath=tmp_path / "tests" / d / "test_x.py") for d in ("components", "hidden"))
+    try:
+        first = workers.for_test(public)
+        assert workers.for_test(public) is first
+        assert workers.for_test(hidden) is first and workers.for_test(hidden) is first
+        fresh = workers.for_test(public)
+        assert fresh is not first and fresh.alive and not first.alive
+        assert workers.for_test(public) is fresh
+    finally:
+        workers.close()
+
+
 def test_loading_a_missing_root_names_it(tmp_path: Path) -> None:
     """A missing implementation root is a ValueError naming the folder."""
     with pytest.raises(ValueError, match="nope"):
