@@ -275,7 +275,7 @@ class Workers:
                 self.session = LocalSession(root)
             return self.session
         if self.session is not None and (not self.session.alive or self.served_hidden and not hidden):
-            self.session.close()  # dead, or it ran hidden probes and a public test comes (never: see the order)
+            self.session.close()  # dead, or it ran hidden probes and a public test comes (xdist; never in a judge)
             self.session = None
         if self.session is None:
             if self.failed_starts.get(hidden, 0) >= 2:  # it died twice while importing: it will again

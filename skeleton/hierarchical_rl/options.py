@@ -322,7 +322,7 @@ def intra_option_target(
 class SMDPQLearningAgent:
     """Tabular SMDP Q-learning over a set of options (optionally intra-option Q-learning).
 
-    ``Q`` is a ``(num_states, num_options) float64`` table; column ``i`` belongs to ``options[i]``.
+    ``self.q`` (Q) is a ``(num_states, num_options) float64`` table; column ``i`` belongs to ``options[i]``.
     States are integer indices (a ``FourRoomsEnv`` observation of any type is converted with its
     ``obs_to_index``).
 
