@@ -562,10 +562,16 @@ def _task(seed):
     the two rooms that do not border it, ``k = seed mod 1000 + seed // 1000`` (a seed offset moves it too). Three
     consecutive seeds each have another goal, so no fixed choice of options earns two of them: only an agent
     that learns from the rewards does."""
-    k = seed % 1000 + seed // 1000
+    k, rooms = seed % 1000 + seed // 1000, _Rooms()
     goal = _HALLWAYS[k % 4]
-    far = [corner for room, corner in enumerate(_CORNERS) if goal not in _Rooms().room_hallways(room)]
+    far = [corner for room, corner in enumerate(_CORNERS) if goal not in rooms.room_hallways(room)]
     return {"start": far[(k // 4) % 2], "goal": goal}
+
+
+def _random_argmax(values, rng):
+    """The index of a largest entry of ``values``, ties broken uniformly with ``rng`` (one draw)."""
+    best = np.flatnonzero(values == values.max())
+    return int(best[rng.integers(len(best))])
 
 
 def _run_option(env, table, state, rng):
@@ -610,8 +616,7 @@ def _q_learning_steps(seed):
         s, _ = env.reset()
         n, done = 0, False
         while not done:
-            best = np.flatnonzero(q[s] == q[s].max())
-            a = int(rng.integers(4)) if rng.random() < 0.1 else int(best[rng.integers(len(best))])
+            a = int(rng.integers(4)) if rng.random() < 0.1 else _random_argmax(q[s], rng)
             s_next, r, terminated, truncated, _ = env.step(a)
             q[s, a] += 0.125 * (r + (0.0 if terminated else 0.9 * q[s_next].max()) - q[s, a])
             s, n, done = s_next, n + 1, terminated or truncated
@@ -654,9 +659,7 @@ def _options_experiment(impl, opts, seed, intra_option=False):
     assert q.shape == (env.num_states, len(tables)), f"agent.q should be (num_states, num_options), got {q.shape}"
 
     def greedy(state):
-        values = q[state, available[state]]
-        best = np.flatnonzero(values == values.max())
-        return available[state][int(best[rng.integers(len(best))])]
+        return available[state][_random_argmax(q[state, available[state]], rng)]
 
     greedy_steps = _policy_steps(env, tables, rng, greedy, GREEDY_EPISODES)
     chance = np.random.default_rng([seed, 1])

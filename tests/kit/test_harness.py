@@ -42,11 +42,11 @@ def test_loading_a_second_root_does_not_see_the_first(tmp_path: Path) -> None:
     assert str(tmp_path / "a") not in sys.path
 
 
-def _judge_workers(config: pytest.Config, impl_root: Path, isolation: str = "process") -> object:
+def _judge_workers(config: pytest.Config, impl_root: Path) -> object:
     """A ``Workers`` of tests/conftest.py (the judge's worker keeper) over ``impl_root``, unsandboxed."""
     conftest = next(p for p in config.pluginmanager.get_plugins()
                     if getattr(p, "__file__", None) == str(REPO / "tests" / "conftest.py"))  # fmt: skip
-    options = {"--isolation": isolation, "--max-fresh-workers": 25}
+    options = {"--isolation": "process", "--max-fresh-workers": 25}
     return conftest.Workers(SimpleNamespace(ca15_impl_root=impl_root, getoption=options.__getitem__))
 
 
