@@ -38,6 +38,10 @@ def _grade(argv: list[str]) -> int:
                         help="wall-clock seconds for one whole submission, notebook and tests (default: 2400)")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run workers without bubblewrap (rlimits only); every result is marked unsandboxed")
+    parser.add_argument("--cold-judges", action="store_true",
+                        help="start every judge as a fresh `python -m pytest` instead of forking it from a warm "
+                             "interpreter that imported torch once (about 2 CPU-seconds more per submission; the "
+                             "same verdicts: grader/judge/forkserver.py)")
     parser.add_argument("--roster", type=Path, default=None, metavar="ROSTER.csv",
                         help="CSV with columns submission, student_id, name[, section]: also write "
                              "OUT/gradebook.canvas.csv and OUT/gradebook.lms.csv")
@@ -66,7 +70,7 @@ def _grade(argv: list[str]) -> int:
     except ValueError as exc:
         parser.error(f"--roster: {exc}")
     config = GradeConfig(run_notebook=not args.no_notebook, include_hidden=not args.no_hidden,
-                         sandbox="none" if args.no_sandbox else "bwrap")
+                         sandbox="none" if args.no_sandbox else "bwrap", warm_judges=not args.cold_judges)
     if args.kit is not None:
         config = replace(config, kit=args.kit.resolve())
     limits = config.test_limits

@@ -71,6 +71,9 @@ class GradeConfig:
     submission_wall: float = 2400.0
     #: fresh workers the judge may start per phase (public, hidden); then the rest of the phase fails
     max_fresh_workers: int = 25
+    #: fork each judge (and the collection of the expected tests) from a warm interpreter that has imported
+    #: torch, numpy and pytest once (grader/judge/forkserver.py); False starts each as a fresh ``python -m pytest``
+    warm_judges: bool = True
 
 
 def test_targets(config: GradeConfig) -> list[str]:
@@ -111,14 +114,14 @@ def prepare_workspace(ws: Path, submission: Path, config: GradeConfig) -> tuple[
     return root, notebook
 
 
-def _judge_env(ws: Path, config: GradeConfig) -> dict[str, str]:
-    """The judge's environment: the kit on the path, its own home and temporary folder."""
+def _judge_env(home: Path, config: GradeConfig) -> dict[str, str]:
+    """The judge's environment: the kit on the path, ``home`` its home and temporary folder."""
     return {
         "PATH": f"{Path(config.python).parent}:/usr/bin:/bin",
         "PYTHONPATH": str(config.kit),
-        "HOME": str(ws / "judge"),
-        "TMPDIR": str(ws / "judge"),
-        "HYPOTHESIS_STORAGE_DIRECTORY": str(ws / "judge" / ".hypothesis"),  # never inside the kit
+        "HOME": str(home),
+        "TMPDIR": str(home),
+        "HYPOTHESIS_STORAGE_DIRECTORY": str(home / ".hypothesis"),  # never inside the kit
         "MPLBACKEND": "Agg",
         "CI": "1",
         "OMP_NUM_THREADS": "1",
@@ -150,9 +153,9 @@ def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
     ]  # fmt: skip
     channel = ReportChannel()
     return run_limited(
-        cmd, cwd=ws / "judge", env=_judge_env(ws, config),
+        cmd, cwd=ws / "judge", env=_judge_env(ws / "judge", config),
         limits=replace(config.test_limits, memory_bytes=16 * 2**30, max_processes=max(1024, config.test_limits.max_processes)),
-        channel=channel,
+        channel=channel, warm=config.warm_judges,
     )  # fmt: skip
 
 
@@ -223,13 +226,13 @@ def expected_tests(config: GradeConfig) -> list[dict]:
             if not targets:
                 raise ValueError(f"only={config.only!r}: no graded test file of that name in {config.kit / 'tests'}")
             channel = ReportChannel()
-            result = run_limited(
-                [config.python, "-m", "pytest", *targets, "--collect-only", "-q", "-p", "grader.judge.pytest_report",
-                 "--graded-only", f"--impl={config.kit}"],  # collection never imports the impl
-                cwd=config.kit, env={**os.environ, "PYTHONPATH": str(config.kit),
-                                     "HYPOTHESIS_STORAGE_DIRECTORY": tempfile.gettempdir() + "/ca15-hypothesis"},
-                limits=Limits(wall_seconds=300, cpu_seconds=600, memory_bytes=8 * 2**30), channel=channel,
-            )  # fmt: skip
+            with tempfile.TemporaryDirectory(prefix="ca15-collect-") as home:  # a judge's environment, its own home
+                result = run_limited(
+                    [config.python, "-m", "pytest", *targets, "--collect-only", "-q", "-p", "grader.judge.pytest_report",
+                     "-p", "no:randomly", "-p", "no:xdist", "--graded-only", f"--impl={config.kit}"],  # never imports the impl
+                    cwd=config.kit, env=_judge_env(Path(home), config), channel=channel, warm=config.warm_judges,
+                    limits=Limits(wall_seconds=300, cpu_seconds=600, memory_bytes=8 * 2**30),
+                )  # fmt: skip
             collected = [r for r in result.records if r.get("type") == "collected"]
             if not collected:
                 raise RuntimeError(f"could not collect the kit's graded tests:\n{result.output[-3000:]}")

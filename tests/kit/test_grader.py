@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import os
 import json
+import re
 import shutil
 from pathlib import Path
 from textwrap import dedent
@@ -18,6 +19,7 @@ import pytest
 
 from grader.pipeline.grade import GradeConfig, grade_batch, grade_one
 from grader.judge.sandbox import Limits
+from tests.kit.procs import processes_under
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("model_based_rl", "hierarchical_rl", "planning", "environments", "utils")
@@ -488,6 +490,19 @@ def test_tests_run_without_network(kit: Path, tmp_path: Path) -> None:
     assert results["score"] == 4
 
 
+def test_warm_and_cold_judges_give_the_same_results(kit: Path, tmp_path: Path) -> None:
+    """A submission that passes one test and fails two gets the same rows, messages and notes whether its judge
+    was forked from the warm fork server or started as a fresh process (``--cold-judges``)."""
+    partial = "def double(x):\n    return 2 * x if x > 0 else x + 1\n"
+    rows = {}
+    for warm in (True, False):
+        results, feedback = _grade(kit, tmp_path / str(warm), partial, warm_judges=warm)
+        rows[warm] = ([(t["name"], t["score"], t["status"], re.sub(r"ca15-ws-\w+", "WS", t["output"]))
+                       for t in results["tests"]], results["output"])  # fmt: skip
+    assert rows[True] == rows[False]
+    assert [status for _, _, status, _ in rows[True][0]][:3] == ["passed", "failed", "failed"]
+
+
 def test_batch_killed_with_sigkill_resumes_without_regrading(kit: Path, tmp_path: Path) -> None:
     """A batch killed by SIGKILL mid-way leaves only complete results; the rerun grades the rest, nothing twice."""
     import signal
@@ -645,8 +660,7 @@ def test_a_cpu_hog_thread_that_outlives_its_test_is_contained(kit: Path, tmp_pat
     )
     results, _ = _grade(kit, tmp_path, hog)
     assert results["score"] == 4, results
-    ps = __import__("subprocess").run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
-    assert str(tmp_path) not in ps
+    assert processes_under(tmp_path) == []
 
 
 def test_feedback_of_a_failing_submission_stays_under_100_kb() -> None:
@@ -713,8 +727,7 @@ def test_sigterm_stops_every_judge_and_worker_removes_the_workspaces_and_the_bat
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def ours() -> list[str]:
-        ps = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout.splitlines()
-        return [line for line in ps if str(spaces) in line and str(proc.pid) != line.split()[0]]
+        return [line for line in processes_under(spaces) if str(proc.pid) != line.split()[0]]
 
     deadline = time.monotonic() + 120
     while not any("grader.sandboxed.worker" in line for line in ours()) and time.monotonic() < deadline:
@@ -786,8 +799,7 @@ def test_a_memory_disk_and_restart_hog_beside_a_correct_submission_changes_nothi
     hog = json.loads((out / "hog" / "results.json").read_text())
     assert good["score"] == 4, good["output"]
     assert hog["score"] == 0 and "had to be replaced too often" in hog["output"], hog["output"]
-    ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
-    assert str(spaces) not in ps and str(tmp_path / "hog") not in ps
+    assert processes_under(spaces) == [] and processes_under(tmp_path / "hog") == []
     assert list(spaces.iterdir()) == [], "workspaces left on disk"
     assert _leftover_cgroups(groups_before) == set(), "empty cgroups of the batch are left"
     assert _memory_comes_back(free_before - 3 * 2**29), "host memory did not come back after the batch"

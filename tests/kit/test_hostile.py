@@ -31,6 +31,7 @@ import pytest
 
 from grader.pipeline.grade import GradeConfig, grade_batch
 from grader.judge.sandbox import Limits, check_bwrap, SandboxUnavailable
+from tests.kit.procs import processes_under
 from tests.kit.test_user_engine import shared  # noqa: F401 - the user engine's world-readable venv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -514,7 +515,7 @@ def batch(kit: Path, engine: dict, tmp_path_factory: pytest.TempPathFactory) -> 
     _grade(subs, out, config, engine)
     rows = {r["submission"]: r for r in csv.DictReader((out / "gradebook.csv").open())}
     ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
-    left = [line for line in ps.splitlines() if str(workspaces) in line or "CA15-DAEMON-MARKER" in line]
+    left = processes_under(workspaces) + [line for line in ps.splitlines() if "CA15-DAEMON-MARKER" in line]
     after = _tree_hash(kit)
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     return {"rows": rows, "out": out, "kit_changed": changed, "kit": kit, "left": left}
