@@ -38,7 +38,7 @@ HARNESS_MODULES = ("__init__.py",
                    "sandboxed/__init__.py", "sandboxed/impl.py", "sandboxed/codec.py", "sandboxed/worker.py",
                    "sandboxed/channel.py",
                    "judge/__init__.py", "judge/markers.py", "judge/remote.py", "judge/episodes.py", "judge/contracts.py",
-                   "judge/sandbox.py", "judge/seccomp.py",
+                   "judge/sandbox.py", "judge/limits.py", "judge/seccomp.py",
                    "student/__init__.py", "student/submit.py", "student/dashboard.py")  # fmt: skip
 STUDENT_FILES = REPO / "grader" / "student"
 

@@ -77,8 +77,8 @@ class ForkedJudge:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
-        self.stdout = None  # the output pipe's read end (set by :meth:`ForkServer.launch`)
-        self.lost = False
+        self.stdout = None  # the output pipe's read end (set by :func:`spawn`)
+        self._lost = False
         self._done = threading.Event()
 
     def wait(self, timeout: float | None = None) -> int | None:
@@ -86,12 +86,17 @@ class ForkedJudge:
             raise subprocess.TimeoutExpired(f"judge {self.pid}", timeout)
         return self.returncode
 
+    def lost(self) -> None:
+        """Raise :class:`ForkServerLost` when the server died before it could report this judge's exit."""
+        if self._lost:
+            raise ForkServerLost(f"the fork server stopped while judge {self.pid} ran: its verdicts are unknown")
+
     def _exited(self, status: int) -> None:
         self.returncode = os.waitstatus_to_exitcode(status)
         self._done.set()
 
     def _lose(self) -> None:
-        self.lost = True
+        self._lost = True
         self._done.set()
 
 
@@ -215,6 +220,28 @@ def close_servers() -> None:
         _SERVERS.clear()
     for server in servers:
         server.close()
+
+
+def spawn(cmd: Sequence[str], *, cwd: Path, env: dict[str, str], limits: Limits, unshare_net: bool,
+          cgroups: Sequence[str], pass_fds: Sequence[int]) -> ForkedJudge | None:
+    """``cmd`` (``PYTHON -m pytest ...``) forked by the fork server of PYTHON, or None when none can serve it
+    (then :func:`grader.judge.sandbox.run_limited`, which calls this, starts it as a fresh process)."""
+    if list(cmd[1:3]) != ["-m", "pytest"]:
+        return None
+    server = server_for(cmd[0], env)
+    if server is None:
+        return None
+    read_fd, write_fd = os.pipe()
+    try:
+        judge = server.launch(cmd[3:], cwd=cwd, env=env, limits=limits, cgroups=cgroups, unshare_net=unshare_net,
+                              out_fd=write_fd, pass_fds=pass_fds)  # fmt: skip
+    except OSError:
+        os.close(read_fd)
+        return None
+    finally:
+        os.close(write_fd)
+    judge.stdout = os.fdopen(read_fd, "rb")
+    return judge
 
 
 # ------------------------------------------------------------------------------------------ the server's side

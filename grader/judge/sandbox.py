@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from grader.judge.limits import Limits, child_setup
 from grader.sandboxed.channel import verify
@@ -482,7 +482,7 @@ def run_limited(
     pass_fds: tuple[int, ...] = (),
     channel_env: bool = True,
     seccomp: bool = False,
-    warm: bool = False,
+    spawn: Callable[..., Any] | None = None,
 ) -> RunResult:
     """Run ``cmd`` under ``limits``; kill its whole process group at the wall-clock limit.
 
@@ -498,8 +498,10 @@ def run_limited(
         channel_env: put the channel's descriptor and key in the child's environment (False: the command
             carries them itself, :meth:`ReportChannel.sandbox_env`).
         seccomp: install the workers' seccomp filter in the child (the "user" engine: :attr:`Command.seccomp`).
-        warm: ``cmd`` is ``PYTHON -m pytest ...`` (a judge): fork it from :mod:`grader.judge.forkserver`'s
-            warm interpreter when one can serve it (same set-up, same program; about 2 CPU-seconds less).
+        spawn: tried before a fresh process: called with the command, working folder, environment, limits,
+            network flag, cgroup folders and descriptors of the run, it returns a started child (as much of
+            :class:`subprocess.Popen` as this uses) or None (:func:`grader.judge.forkserver.spawn`: a judge
+            forked from a warm interpreter, with the same set-up as here).
     """
     unshare_net = not limits.network and network_namespaces_work()
     full_env = dict(env)
@@ -511,7 +513,10 @@ def run_limited(
         raise Interrupted("the grader is stopping")
     cgroup = RunCgroup(limits.max_processes, limits.memory_bytes) if RunCgroup.available() else None
     start = time.monotonic()
-    proc = _forked(cmd, cwd, full_env, limits, unshare_net, cgroup, pass_fds) if warm else None
+    proc = None
+    if spawn is not None and drop_to is None and not seccomp:
+        proc = spawn(cmd, cwd=cwd, env=full_env, limits=limits, unshare_net=unshare_net, pass_fds=pass_fds,
+                     cgroups=[str(g) for g in cgroup.paths.values()] if cgroup is not None else [])  # fmt: skip
     if proc is None:
         proc = subprocess.Popen(
             list(cmd),
@@ -550,10 +555,8 @@ def run_limited(
     reader.join(10)
     if channel is not None:
         channel.join()
-    if getattr(proc, "lost", False):
-        from grader.judge.forkserver import ForkServerLost
-
-        raise ForkServerLost(f"the fork server of {cmd[0]} stopped while its judge ran: its verdicts are unknown")
+    if getattr(proc, "lost", None) is not None:
+        proc.lost()  # a forked child whose server died under it: raises, its verdicts are unknown
     code = proc.returncode
     sig = signal.Signals(-code).name if code is not None and code < 0 else None
     return RunResult(
@@ -566,29 +569,6 @@ def run_limited(
         records=channel.records if channel else [],
         forged_records=channel.forged if channel else 0,
     )
-
-
-def _forked(cmd: Sequence[str], cwd: Path, env: dict[str, str], limits: Limits, unshare_net: bool,
-            cgroup: RunCgroup | None, pass_fds: Sequence[int]):
-    """``cmd`` (``PYTHON -m pytest ...``) forked by the fork server of PYTHON, or None when none can serve it."""
-    from grader.judge.forkserver import server_for
-
-    if list(cmd[1:3]) != ["-m", "pytest"]:
-        return None
-    server = server_for(cmd[0], env)
-    if server is None:
-        return None
-    read_fd, write_fd = os.pipe()
-    try:
-        proc = server.launch(cmd[3:], cwd=cwd, env=env, limits=limits, unshare_net=unshare_net, out_fd=write_fd,
-                             cgroups=[str(g) for g in cgroup.paths.values()] if cgroup else [], pass_fds=pass_fds)  # fmt: skip
-    except OSError:
-        os.close(read_fd)
-        return None
-    finally:
-        os.close(write_fd)
-    proc.stdout = os.fdopen(read_fd, "rb")
-    return proc
 
 
 # ------------------------------------------------------------------------------------------ the worker's sandbox

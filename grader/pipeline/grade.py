@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from grader.judge.forkserver import spawn
 from grader.pipeline.feedback import (component_split, failures_text, inert, inert_tree, notebook_text, render_html,
                              render_markdown, write_curves)
 from grader.pipeline.regrade import PROPOSED, REGRADE_CSV, REGRADE_MD, grading_digests, submission_digest
@@ -155,7 +156,7 @@ def run_tests(ws: Path, root: Path, config: GradeConfig) -> RunResult:
     return run_limited(
         cmd, cwd=ws / "judge", env=_judge_env(ws / "judge", config),
         limits=replace(config.test_limits, memory_bytes=16 * 2**30, max_processes=max(1024, config.test_limits.max_processes)),
-        channel=channel, warm=config.warm_judges,
+        channel=channel, spawn=spawn if config.warm_judges else None,
     )  # fmt: skip
 
 
@@ -230,7 +231,8 @@ def expected_tests(config: GradeConfig) -> list[dict]:
                 result = run_limited(
                     [config.python, "-m", "pytest", *targets, "--collect-only", "-q", "-p", "grader.judge.pytest_report",
                      "-p", "no:randomly", "-p", "no:xdist", "--graded-only", f"--impl={config.kit}"],  # never imports the impl
-                    cwd=config.kit, env=_judge_env(Path(home), config), channel=channel, warm=config.warm_judges,
+                    cwd=config.kit, env=_judge_env(Path(home), config), channel=channel,
+                    spawn=spawn if config.warm_judges else None,
                     limits=Limits(wall_seconds=300, cpu_seconds=600, memory_bytes=8 * 2**30),
                 )  # fmt: skip
             collected = [r for r in result.records if r.get("type") == "collected"]

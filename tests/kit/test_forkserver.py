@@ -63,7 +63,8 @@ def _run(kit: Path, home: Path, warm: bool, test: str = "test_probe.py", wall: f
     limits = Limits(wall_seconds=wall, cpu_seconds=300, memory_bytes=8 * 2**30, max_open_files=512)
     cmd = [sys.executable, "-m", "pytest", str(kit / test), "-q", "-s", "-p", "no:cacheprovider", "-p", "no:xdist",
            "-p", "no:randomly", *extra]  # fmt: skip
-    return run_limited(cmd, cwd=home, env=env or _env(home, kit), limits=limits, channel=channel, warm=warm)
+    return run_limited(cmd, cwd=home, env=env or _env(home, kit), limits=limits, channel=channel,
+                       spawn=forkserver.spawn if warm else None)
 
 
 def _facts(output: str) -> dict:
