@@ -120,6 +120,7 @@ class ForkServer:
         self._replies: dict[int, dict] = {}
         self._replied = threading.Condition()
         self._judges: dict[int, ForkedJudge] = {}
+        self._abandoned: set[int] = set()  # requests whose launch gave up waiting (a late fork is killed at once)
         self.alive = True
         ours.settimeout(READY_SECONDS)
         try:
@@ -146,6 +147,8 @@ class ForkServer:
             while rid not in self._replies and self.alive and time.monotonic() < deadline:
                 self._replied.wait(1.0)
             reply = self._replies.pop(rid, None)
+            if reply is None:
+                self._abandoned.add(rid)  # the run starts fresh instead: a judge forked now must not run too
         if reply is None or "judge" not in reply:
             raise OSError(f"the fork server could not start a judge: {(reply or {}).get('error', 'no answer')}")
         return reply["judge"]
@@ -165,9 +168,14 @@ class ForkServer:
                 if judge is not None:
                     judge._exited(message["status"])
                 continue
-            if "pid" in message:  # registered before the launch sees it: the status can only come after
-                message["judge"] = self._judges[message["pid"]] = ForkedJudge(message["pid"])
             with self._replied:
+                if message["id"] in self._abandoned:
+                    self._abandoned.discard(message["id"])
+                    if "pid" in message:
+                        _kill(message["pid"])
+                    continue
+                if "pid" in message:  # registered before the launch sees it: the status can only come after
+                    message["judge"] = self._judges[message["pid"]] = ForkedJudge(message["pid"])
                 self._replies[message["id"]] = message
                 self._replied.notify_all()
         with self._replied:
@@ -191,6 +199,15 @@ class ForkServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+def _kill(pid: int) -> None:
+    """SIGKILL a forked judge and its session (it may not have made its session yet)."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 _SERVERS: dict[tuple, ForkServer | None] = {}
@@ -276,10 +293,7 @@ def serve(fd: int, base_path: list[str]) -> None:
                 data, fds, flags = b"", [], 0
             if not data:  # the grader is gone: so are its judges
                 for pid in judges.values():
-                    try:
-                        os.killpg(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
+                    _kill(pid)
                 os._exit(0)
             request = json.loads(data)
             try:

@@ -19,6 +19,7 @@ import pytest
 
 from grader.judge import forkserver
 from grader.judge.sandbox import Limits, ReportChannel, RunCgroup, run_limited
+from tests.kit.procs import processes_under
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -243,3 +244,26 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_judge_forked_after_its_launch_gave_up_is_killed(tmp_path: Path, monkeypatch) -> None:
+    """A launch that stops waiting for the fork (the run then starts fresh) leaves no forked judge running."""
+    kit = _kit(tmp_path)
+    (kit / "test_slow.py").write_text("import time\ndef test_slow():\n    time.sleep(300)\n")
+    home = tmp_path / "home"
+    env = _env(home, kit, CA15_TEST_TAG=uuid.uuid4().hex)
+    server = forkserver.server_for(sys.executable, env)
+    monkeypatch.setattr(forkserver, "FORK_SECONDS", 0.0)
+    read_fd, write_fd = os.pipe()
+    try:
+        with pytest.raises(OSError, match="could not start a judge"):
+            server.launch(["-q", str(kit / "test_slow.py")], cwd=home, env=env, limits=Limits(), cgroups=[],
+                          unshare_net=False, out_fd=write_fd, pass_fds=[])  # fmt: skip
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+    deadline = time.monotonic() + 20
+    while (server._abandoned or processes_under(home)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not server._abandoned and processes_under(home) == [], "a judge forked too late is still running"
+    server.close()
