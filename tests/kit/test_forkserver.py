@@ -171,6 +171,7 @@ def test_another_startup_environment_gets_a_server_of_its_own(tmp_path: Path) ->
     env1 = _env(tmp_path / "h1", kit, CA15_TEST_TAG=tag, PYTHONHASHSEED="1")
     first, second = forkserver.server_for(sys.executable, env0), forkserver.server_for(sys.executable, env1)
     assert first is not None and second is not None and first is not second
+    assert first.warm == list(forkserver.WARM_MODULES)  # each imported torch, numpy and pytest before its forks
     assert forkserver.server_for(sys.executable, {**env0, "HOME": "/elsewhere", "TMPDIR": "/x"}) is first
     for server in (first, second):
         server.close()
