@@ -21,7 +21,8 @@ locale: every variable Python or torch reads at start-up), so a server only fork
 outside :data:`LATE_ENV`, is its own; any other environment gets a server of its own.
 
 Protocol (a SOCK_SEQPACKET socket pair: one JSON message per datagram, descriptors as SCM_RIGHTS):
-    server -> grader  {"ready": [modules imported]}   once, after the imports
+    server -> grader  {"ready": [modules imported]}   once, after the imports ({"unavailable": why} instead
+                                                      where it cannot reap its judges: then judges start fresh)
     grader -> server  {"id", "args", "cwd", "env", "limits", "cgroups", "unshare_net", "fds"}
                       with descriptors: the output pipe's write end, then one for each number in "fds"
     server -> grader  {"id", "pid"} or {"id", "error"}
@@ -266,6 +267,11 @@ def serve(fd: int, base_path: list[str]) -> None:
     """The fork server's loop (``fd``: its end of the socket pair; ``base_path``: ``sys.path`` without the
     entries of ``-c`` and ``PYTHONPATH``)."""
     sock = socket.socket(fileno=fd)
+    try:  # a container's seccomp profile may refuse pidfds (Docker before 20.10): then judges start fresh
+        os.close(os.pidfd_open(os.getpid()))
+    except (OSError, AttributeError) as exc:
+        sock.send(json.dumps({"unavailable": f"pidfd_open: {exc}"}).encode())
+        return
     warm = []
     for name in WARM_MODULES:
         try:
@@ -311,7 +317,13 @@ def serve(fd: int, base_path: list[str]) -> None:
                 _judge(request, fds, base_path, os.getppid())  # never returns
             for f in fds:
                 os.close(f)
-            pidfd = os.pidfd_open(pid)
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError as exc:  # never a judge this loop cannot reap: it dies, the run starts fresh
+                _kill(pid)
+                os.waitpid(pid, 0)
+                sock.send(json.dumps({"id": request["id"], "error": f"pidfd_open: {exc}"}).encode())
+                continue
             judges[pidfd] = pid
             selector.register(pidfd, selectors.EVENT_READ, pid)
             sock.send(json.dumps({"id": request["id"], "pid": pid}).encode())

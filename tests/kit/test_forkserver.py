@@ -187,6 +187,36 @@ def test_a_server_that_cannot_start_leaves_judges_to_start_fresh(tmp_path: Path,
     assert run.returncode == 0 and not _facts(run.output)["torch_loaded"]
 
 
+#: A fork server whose pidfd_open fails (as under a seccomp profile that refuses it): from the start, or from
+#: its first fork on.
+NO_PIDFD = ("import os, sys; base = sys.path[1:]; sys.path.insert(0, sys.argv[1])\n"
+            "calls = []\n"
+            "def refused(pid, flags=0):\n"
+            "    calls.append(pid)\n"
+            "    if len(calls) > FIRST_OK:\n"
+            "        raise PermissionError(1, 'Operation not permitted')\n"
+            "    return real(pid, flags)\n"
+            "real, os.pidfd_open = os.pidfd_open, refused\n"
+            "from grader.judge.forkserver import serve; serve(int(sys.argv[2]), base)\n")  # fmt: skip
+
+
+@pytest.mark.parametrize("first_ok", [0, 1], ids=["at_start", "at_each_fork"])
+def test_a_server_that_cannot_reap_its_judges_leaves_them_to_start_fresh(tmp_path: Path, monkeypatch,
+                                                                         first_ok: int) -> None:
+    """pidfd_open refused (at the server's start, or for a fork): the run starts its judge fresh and completes."""
+    kit = _kit(tmp_path)
+    monkeypatch.setattr(forkserver, "_BOOT", NO_PIDFD.replace("FIRST_OK", str(first_ok)))
+    env = _env(tmp_path / "home", kit, CA15_TEST_TAG=uuid.uuid4().hex)
+    server = forkserver.server_for(sys.executable, env)
+    assert (server is None) == (first_ok == 0)
+    run = _run(kit, tmp_path / "home", warm=True, env=env)
+    assert run.returncode == 0 and not _facts(run.output)["torch_loaded"]
+    assert processes_under(tmp_path / "home") == []
+    if server is not None:
+        assert server.alive, "the server stopped instead of refusing that one fork"
+        server.close()
+
+
 def test_a_server_lost_while_its_judge_runs_fails_the_run_loudly(tmp_path: Path) -> None:
     """The fork server killed under a running judge: the run raises ForkServerLost (no verdicts), the judge dies."""
     kit = _kit(tmp_path)
