@@ -8,7 +8,7 @@ exits itself.
 
 The fork server is the grader's own code, started by the grader; it hears only from the grader (a socket
 pair nothing else holds) and never imports a submission. Each judge it forks then does what a fresh child of
-:func:`grader.judge.sandbox.run_limited` does before its program (:func:`grader.judge.sandbox.child_setup`:
+:func:`grader.judge.sandbox.run_limited` does before its program (:func:`grader.judge.limits.child_setup`:
 its own session, the run's cgroups, no network, the run's rlimits, death with its parent) and runs
 ``python -m pytest ARGS`` as Python would: the working folder first on ``sys.path``, then ``PYTHONPATH``; the
 run's whole environment; standard input from /dev/null, standard output and error into the run's output
