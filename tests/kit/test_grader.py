@@ -503,6 +503,40 @@ def test_warm_and_cold_judges_give_the_same_results(kit: Path, tmp_path: Path) -
     assert [status for _, _, status, _ in rows[True][0]][:3] == ["passed", "failed", "failed"]
 
 
+def test_a_fork_server_lost_under_a_judge_makes_an_error_row_not_a_score(kit: Path, tmp_path: Path, monkeypatch) -> None:
+    """The judges' fork server killed while a judge runs: that submission's row is an internal grader error
+    (score 0, the reason named), never a score from the verdicts that were lost."""
+    import signal
+    import threading
+    import time
+
+    from grader.judge import forkserver
+
+    monkeypatch.setattr(forkserver, "_SERVERS", {})  # a server of this test's own
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    sub = _submission(tmp_path / "alice", "import time\ndef double(x):\n    time.sleep(60)\n    return 2 * x\n")
+
+    def kill_once_a_worker_runs() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if any("grader.sandboxed.worker" in line for line in processes_under(spaces)):
+                break
+            time.sleep(0.1)
+        for server in list(forkserver._SERVERS.values()):
+            os.kill(server.proc.pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_once_a_worker_runs, daemon=True)
+    killer.start()
+    out = tmp_path / "out"
+    grade_batch([sub], out, _config(kit, workspace_root=spaces), echo=lambda _: None)
+    killer.join()
+    results = json.loads((out / "alice" / "results.json").read_text())
+    assert results["score"] == 0 and results["extra_data"]["status"] == "error", results
+    assert "ForkServerLost" in results["output"] and "verdicts are unknown" in results["output"]
+    assert processes_under(spaces) == []
+
+
 def test_batch_killed_with_sigkill_resumes_without_regrading(kit: Path, tmp_path: Path) -> None:
     """A batch killed by SIGKILL mid-way leaves only complete results; the rerun grades the rest, nothing twice."""
     import signal
