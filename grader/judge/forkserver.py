@@ -281,15 +281,13 @@ def serve(fd: int, base_path: list[str]) -> None:
             pass
     sock.send(json.dumps({"ready": warm}).encode())
     selector = selectors.DefaultSelector()
-    selector.register(sock, selectors.EVENT_READ, None)
-    judges: dict[int, int] = {}  # pidfd -> pid
+    selector.register(sock, selectors.EVENT_READ, None)  # and each judge's pidfd, its pid as the key's data
     while True:
         for key, _ in selector.select():
             if key.data is not None:  # a judge exited
                 pid = key.data
                 selector.unregister(key.fd)
                 os.close(key.fd)
-                judges.pop(key.fd, None)
                 _, status = os.waitpid(pid, 0)
                 sock.send(json.dumps({"pid": pid, "status": status}).encode())
                 continue
@@ -298,8 +296,9 @@ def serve(fd: int, base_path: list[str]) -> None:
             except OSError:
                 data, fds, flags = b"", [], 0
             if not data:  # the grader is gone: so are its judges
-                for pid in judges.values():
-                    _kill(pid)
+                for judge in selector.get_map().values():
+                    if judge.data is not None:
+                        _kill(judge.data)
                 os._exit(0)
             request = json.loads(data)
             try:
@@ -324,7 +323,6 @@ def serve(fd: int, base_path: list[str]) -> None:
                 os.waitpid(pid, 0)
                 sock.send(json.dumps({"id": request["id"], "error": f"pidfd_open: {exc}"}).encode())
                 continue
-            judges[pidfd] = pid
             selector.register(pidfd, selectors.EVENT_READ, pid)
             sock.send(json.dumps({"id": request["id"], "pid": pid}).encode())
 

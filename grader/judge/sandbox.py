@@ -369,6 +369,10 @@ class RunCgroup:
     def available() -> bool:
         return "pids" in RunCgroup.controllers()
 
+    def folders(self) -> list[str]:
+        """The run's group folders, which its child joins (:func:`grader.judge.limits.child_setup`)."""
+        return [str(group) for group in self.paths.values()]
+
     def kill_all(self) -> None:
         """Kill every process of the run and remove its groups, with the groups its processes made inside
         (a judge's workers' groups, left there when the judge itself was killed)."""
@@ -442,7 +446,7 @@ def _preexec(limits: Limits, drop_to: tuple[int, int] | None, unshare_net: bool,
              seccomp: bool = False):
     parent = os.getpid()
     install_seccomp = _seccomp_installer() if seccomp else None
-    groups = [str(g) for g in cgroup.paths.values()] if cgroup is not None else []
+    groups = cgroup.folders() if cgroup is not None else []
     return functools.partial(child_setup, limits, parent=parent, cgroups=groups, unshare_net=unshare_net,
                              drop_to=drop_to, install_seccomp=install_seccomp)  # runs in the child before exec
 
@@ -516,7 +520,7 @@ def run_limited(
     proc = None
     if spawn is not None and drop_to is None and not seccomp:
         proc = spawn(cmd, cwd=cwd, env=full_env, limits=limits, unshare_net=unshare_net, pass_fds=pass_fds,
-                     cgroups=[str(g) for g in cgroup.paths.values()] if cgroup is not None else [])  # fmt: skip
+                     cgroups=cgroup.folders() if cgroup is not None else [])
     if proc is None:
         proc = subprocess.Popen(
             list(cmd),
