@@ -496,7 +496,7 @@ def test_warm_and_cold_judges_give_the_same_results(kit: Path, tmp_path: Path) -
     partial = "def double(x):\n    return 2 * x if x > 0 else x + 1\n"
     rows = {}
     for warm in (True, False):
-        results, feedback = _grade(kit, tmp_path / str(warm), partial, warm_judges=warm)
+        results, _ = _grade(kit, tmp_path / str(warm), partial, warm_judges=warm)
         rows[warm] = ([(t["name"], t["score"], t["status"], re.sub(r"ca15-ws-\w+", "WS", t["output"]))
                        for t in results["tests"]], results["output"])  # fmt: skip
     assert rows[True] == rows[False]
@@ -819,8 +819,6 @@ def double(x):
 def test_a_memory_disk_and_restart_hog_beside_a_correct_submission_changes_nothing_for_it(kit: Path, tmp_path: Path) -> None:
     """--jobs 2: a hog (2.7 GiB in 3 processes, 2.5 GiB of files, a dead worker per test) and a correct
     submission: the correct one scores 4/4, the hog 0 with the restart cap named, nothing of either is left."""
-    import subprocess
-
     from grader.pipeline.grade import grade_batch
 
     spaces = tmp_path / "spaces"
