@@ -554,6 +554,8 @@ SEEDS = (0, 1, 2)
 EPISODES = 60  # training episodes
 GREEDY_EPISODES = 40  # episodes of the learned greedy policy, after training
 RANDOM_EPISODES = 200  # episodes of the judge's random choice of options, the yardstick of the greedy policy
+STEPS_BOUND = 0.8  # training must take less than this share of plain Q-learning's primitive steps
+GREEDY_BOUND = 0.7  # the greedy policy then less than this share of the random choice's steps per episode
 _CORNERS = ((1, 1), (1, 11), (11, 1), (11, 11))  # the start cell of rooms 0-3: each room's far corner
 
 
@@ -590,11 +592,14 @@ def _run_option(env, table, state, rng):
             return state, rewards, transitions, terminated, truncated
 
 
-def _policy_steps(env, tables, rng, choose, episodes):
+def _policy_steps(env, tables, rng, choose, episodes, stop_at=None):
     """The primitive steps of each of ``episodes`` episodes in which the judge chooses the options
-    (``choose(state) -> option index``) and runs them; nothing learns."""
+    (``choose(state) -> option index``) and runs them; nothing learns. ``stop_at(steps so far) -> bool``: stop
+    after the first episode at which it holds (fewer episodes are returned)."""
     steps = []
     for _ in range(episodes):
+        if stop_at is not None and steps and stop_at(steps):
+            break
         state, _ = env.reset()
         n, done = 0, False
         while not done:
@@ -624,7 +629,7 @@ def _q_learning_steps(seed):
     return np.asarray(steps)
 
 
-def _options_experiment(impl, opts, seed, intra_option=False):
+def _options_experiment(impl, opts, seed, intra_option=False, prim_steps=None):
     """An agent with the hallway options (+ primitives) on ``seed``'s four rooms, everything counted by the
     judge: ``(primitive steps of each of the EPISODES training episodes, of each of the GREEDY_EPISODES episodes
     of the learned greedy policy, of each of the RANDOM_EPISODES episodes of options chosen at random)``.
@@ -632,7 +637,13 @@ def _options_experiment(impl, opts, seed, intra_option=False):
     The judge's four rooms runs every option (its policy and termination as tables); during training the
     agent chooses options and learns through its step-level API (one request per choice). Afterwards the
     judge reads the agent's table ``q`` once and runs its greedy policy (ties broken at random); the random
-    choice is the judge's own, among the same options."""
+    choice is the judge's own, among the same options.
+
+    Stopped once the verdict of :func:`_options_trial` is decided (the same verdict, less work for an agent
+    that does not learn): training stops once its steps reach ``STEPS_BOUND`` of ``prim_steps`` in all (the
+    greedy policy is then not run: ``None``), the greedy policy once its steps reach ``GREEDY_BOUND`` of the
+    random choice's mean per episode over all GREEDY_EPISODES (the random choice runs first, on its own
+    generators, so the greedy policy's draws are the same either way)."""
     task = _task(seed)
     env, rng = _Rooms(**task, seed=seed), np.random.default_rng(seed)
     options = opts.make_hallway_options(env) + _primitives(opts)
@@ -643,6 +654,8 @@ def _options_experiment(impl, opts, seed, intra_option=False):
     available = [[o for o in range(len(tables)) if tables[o]["init"][s]] for s in range(env.num_states)]
     training = []
     for _ in range(EPISODES):
+        if prim_steps is not None and training and sum(training) / prim_steps.sum() >= STEPS_BOUND:
+            return np.asarray(training), None, None
         state, _ = env.reset()
         option, n, done = agent.select_option(state), 0, False
         while not done:  # the judge's environment decides when the episode ends
@@ -661,11 +674,14 @@ def _options_experiment(impl, opts, seed, intra_option=False):
     def greedy(state):
         return available[state][_random_argmax(q[state, available[state]], rng)]
 
-    greedy_steps = _policy_steps(env, tables, rng, greedy, GREEDY_EPISODES)
     chance = np.random.default_rng([seed, 1])
     random_steps = _policy_steps(
         _Rooms(**task, seed=[seed, 2]), tables, chance,
         lambda s: available[s][int(chance.integers(len(available[s])))], RANDOM_EPISODES,
+    )  # fmt: skip
+    greedy_steps = _policy_steps(
+        env, tables, rng, greedy, GREEDY_EPISODES,
+        stop_at=lambda steps: sum(steps) / GREEDY_EPISODES / random_steps.mean() >= GREEDY_BOUND,
     )  # fmt: skip
     return np.asarray(training), greedy_steps, random_steps
 
@@ -678,15 +694,26 @@ def _options_trial(impl, opts, reseed, curve=None, intra_option=False):
     def trial(seed: int) -> tuple[bool, str]:
         shifted = reseed(seed)  # the seed under --seed-offset, for the judge's own generators and the agent's
         prim = _q_learning_steps(shifted)
-        training, greedy, chance = _options_experiment(impl, opts, shifted, intra_option=intra_option)
+        training, greedy, chance = _options_experiment(impl, opts, shifted, intra_option=intra_option,
+                                                       prim_steps=prim)  # fmt: skip
         if curve is not None:
             curve(f"options, seed {seed}", training, xlabel="episode", ylabel="steps to goal")
             curve(f"primitive Q-learning, seed {seed}", prim, xlabel="episode", ylabel="steps to goal")
-        faster, learned = training.sum() / prim.sum(), greedy.mean() / chance.mean()
+        faster = training.sum() / prim.sum()
+        if greedy is None:
+            return False, (f"after {len(training)} of its {EPISODES} training episodes the agent had taken "
+                           f"{faster:.2f} of plain Q-learning's steps over all {EPISODES}, not under "
+                           f"{STEPS_BOUND}: stopped there")  # fmt: skip
+        learned = greedy.sum() / GREEDY_EPISODES / chance.mean()  # steps per episode over all GREEDY_EPISODES
+        if len(greedy) < GREEDY_EPISODES:
+            return False, (f"training took {faster:.2f} of plain Q-learning's steps; the greedy policy's first "
+                           f"{len(greedy)} of {GREEDY_EPISODES} episodes then already took {learned:.2f} of random "
+                           f"option choice's {chance.mean():.0f} steps per episode over all {GREEDY_EPISODES}: "
+                           f"stopped there")  # fmt: skip
         detail = (f"training took {faster:.2f} of plain Q-learning's steps; the greedy policy then took "
                   f"{greedy.mean():.0f} steps per episode, {learned:.2f} of random option choice's "
                   f"{chance.mean():.0f}")  # fmt: skip
-        return faster < 0.8 and learned < 0.7, detail
+        return faster < STEPS_BOUND and learned < GREEDY_BOUND, detail
 
     return trial
 
