@@ -544,7 +544,9 @@ def test_batch_killed_with_sigkill_resumes_without_regrading(kit: Path, tmp_path
     import sys
     import time
 
-    slow = "import time\ndef double(x):\n    time.sleep(0.5)\n    return 2 * x\n"
+    # 0.1 s a call: with its judge and workers a submission still takes over a second, while the signal lands
+    # within 0.2 s of what it waits for
+    slow = "import time\ndef double(x):\n    time.sleep(0.1)\n    return 2 * x\n"
     subs = [str(_submission(tmp_path / f"s{i}", slow)) for i in range(4)]
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "grader", *subs, "--out", str(out), "--no-notebook", "--kit", str(kit)]
@@ -752,7 +754,9 @@ def test_sigterm_stops_every_judge_and_worker_removes_the_workspaces_and_the_bat
     import sys
     import time
 
-    slow = "import time\ndef double(x):\n    time.sleep(0.5)\n    return 2 * x\n"
+    # 0.1 s a call: with its judge and workers a submission still takes over a second, while the signal lands
+    # within 0.2 s of what it waits for
+    slow = "import time\ndef double(x):\n    time.sleep(0.1)\n    return 2 * x\n"
     subs = [str(_submission(tmp_path / f"s{i}", slow)) for i in range(4)]
     out, spaces = tmp_path / "out", tmp_path / "spaces"
     spaces.mkdir()
