@@ -39,7 +39,6 @@ import itertools
 import json
 import os
 import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -48,7 +47,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from grader.judge.limits import Limits, child_setup
+from grader.judge.limits import Limits, child_setup, kill_session
 
 #: Imported by the server before it forks: what every judge imports, and what costs the most to import.
 WARM_MODULES = ("numpy", "torch", "pytest")
@@ -173,7 +172,7 @@ class ForkServer:
                 if message["id"] in self._abandoned:
                     self._abandoned.discard(message["id"])
                     if "pid" in message:
-                        _kill(message["pid"])
+                        kill_session(message["pid"])
                     continue
                 if "pid" in message:  # registered before the launch sees it: the status can only come after
                     message["judge"] = self._judges[message["pid"]] = ForkedJudge(message["pid"])
@@ -200,15 +199,6 @@ class ForkServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-def _kill(pid: int) -> None:
-    """SIGKILL a forked judge and its session (it may not have made its session yet)."""
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
 
 
 _SERVERS: dict[tuple, ForkServer | None] = {}
@@ -298,7 +288,7 @@ def serve(fd: int, base_path: list[str]) -> None:
             if not data:  # the grader is gone: so are its judges
                 for judge in selector.get_map().values():
                     if judge.data is not None:
-                        _kill(judge.data)
+                        kill_session(judge.data)
                 os._exit(0)
             request = json.loads(data)
             try:
@@ -319,7 +309,7 @@ def serve(fd: int, base_path: list[str]) -> None:
             try:
                 pidfd = os.pidfd_open(pid)
             except OSError as exc:  # never a judge this loop cannot reap: it dies, the run starts fresh
-                _kill(pid)
+                kill_session(pid)
                 os.waitpid(pid, 0)
                 sock.send(json.dumps({"id": request["id"], "error": f"pidfd_open: {exc}"}).encode())
                 continue

@@ -1,7 +1,7 @@
 """What every child the grader starts gets before its program: its limits (:class:`Limits`) and the set-up
 between fork and exec (:func:`child_setup`: session, cgroups, network, rlimits, account, parent-death signal,
-seccomp). Shared by :func:`grader.judge.sandbox.run_limited`, the workers' launches and the judges the fork
-server forks (:mod:`grader.judge.forkserver`)."""
+seccomp); and how it is stopped (:func:`kill_session`). Shared by :func:`grader.judge.sandbox.run_limited`, the
+workers' launches and the judges the fork server forks (:mod:`grader.judge.forkserver`)."""
 
 from __future__ import annotations
 
@@ -81,3 +81,13 @@ def child_setup(limits: Limits, *, parent: int, cgroups: Sequence[str] = (), uns
     die_with_parent(parent)
     if install_seccomp is not None:
         install_seccomp()
+
+
+def kill_session(pid: int) -> None:
+    """SIGKILL the session of the child ``pid`` (everything it started), and ``pid`` itself: a judge the fork
+    server has just forked may not have made its session yet (:func:`child_setup` runs after the fork)."""
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:  # gone already, or (the group) not made yet
+            pass

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from grader.judge.limits import Limits, child_setup
+from grader.judge.limits import Limits, child_setup, kill_session
 from grader.sandboxed.channel import verify
 
 NOBODY = (65534, 65534)
@@ -47,10 +47,7 @@ def stop_everything() -> None:
     with _LIVE_LOCK:
         groups = list(_LIVE_GROUPS)
     for pgid in groups:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_session(pgid)
 
 
 @dataclass
@@ -535,7 +532,7 @@ def run_limited(
     with _LIVE_LOCK:
         _LIVE_GROUPS.add(proc.pid)  # its own session: the group id is its pid
     if SHUTDOWN.is_set():  # stopped while it was starting
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_session(proc.pid)
     if channel is not None:
         channel.start()
     sink: dict = {}
@@ -547,10 +544,7 @@ def run_limited(
     except subprocess.TimeoutExpired:
         timed_out = True
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # the child's whole session, also after a normal exit
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_session(proc.pid)  # the child's whole session, also after a normal exit
         proc.wait()
         with _LIVE_LOCK:
             _LIVE_GROUPS.discard(proc.pid)

@@ -297,3 +297,18 @@ def test_a_judge_forked_after_its_launch_gave_up_is_killed(tmp_path: Path, monke
         time.sleep(0.2)
     assert not server._abandoned and processes_under(home) == [], "a judge forked too late is still running"
     server.close()
+
+
+def test_a_judge_stopped_before_it_made_its_session_is_killed(tmp_path: Path, monkeypatch) -> None:
+    """The grader told to stop while a judge is just forked (no session of its own yet): the run kills it."""
+    from grader.judge import sandbox
+
+    monkeypatch.setattr(sandbox, "SHUTDOWN", threading.Event())  # this test's own stop, not the process's
+
+    def spawn(cmd, **_):
+        child = subprocess.Popen(["sleep", "300"], stdout=subprocess.PIPE)  # still in our session, as a fresh fork
+        sandbox.SHUTDOWN.set()  # the stop arrives now
+        return child
+
+    run = run_limited(["true"], cwd=tmp_path, env={}, limits=Limits(wall_seconds=60), spawn=spawn)
+    assert run.signal_name == "SIGKILL" and not run.timed_out, run  # killed at the stop, not at the wall limit
