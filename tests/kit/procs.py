@@ -15,9 +15,12 @@ def processes_under(folder: Path | str) -> list[str]:
     for pid in (p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()):
         try:
             args = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:  # gone meanwhile, or not ours to read
+        except OSError:  # gone meanwhile
             continue
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:  # gone meanwhile, or another account's (its command line still counts)
+            cwd = ""
         if folder in args or cwd == folder or cwd.startswith(folder.rstrip("/") + "/"):
             found.append(f"{pid} {args}")
     return found
